@@ -1,0 +1,38 @@
+# kstream: `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= dev
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test broker-start broker-stop broker-status clean
+
+help: ## list the targets with a line on each
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/kstream: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+venv: $(BIN)/kstream ## create .venv with kstream installed (editable) and its test tools
+
+run: venv ## the main job: train if missing, start a broker, stream the test split, classify, summarize
+	$(BIN)/kstream run
+
+test: venv ## run the tests (doctests, unit, and integration against a real Kafka broker)
+	$(BIN)/kstream broker provision
+	$(BIN)/python -m pytest
+
+broker-start: venv ## start a long-lived local Kafka broker
+	$(BIN)/kstream broker start
+
+broker-stop: venv ## stop the local Kafka broker
+	$(BIN)/kstream broker stop
+
+broker-status: venv ## show the local Kafka broker
+	$(BIN)/kstream broker status
+
+clean: ## remove the virtual environment, caches and runs (keeps models and Kafka's jars)
+	rm -rf $(VENV) runs .pytest_cache *.egg-info

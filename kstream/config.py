@@ -1,0 +1,217 @@
+"""Paths and settings: one typed object, one precedence rule.
+
+Every run of kstream is described by one :class:`Settings`. Values come from
+three places and the first that has one wins: command-line options, then the
+environment, then the defaults below. Validation happens here, at the edge, so
+bad configuration fails at start with one line naming the valid choices.
+
+The environment names of the original docker-compose system still work:
+``DATASET``, ``MODEL``, ``TASK_TYPE``, ``MODELS_CHECKPOINT``, ``KAFKA_BROKER_URL``,
+``DB_URL``, ``DB_NAME`` and ``DATABASE``; kstream's own names start with
+``KSTREAM_``. Any Kafka client option (SASL, SSL, tuning) passes through as
+``KSTREAM_KAFKA_<OPTION>`` or ``--kafka-option option=value``.
+
+>>> s = Settings.resolve({"model": "decision-tree"}, env={"TASK_TYPE": "multi_class"})
+>>> (s.dataset, s.task, s.model)
+('cicids2017', 'multi_class', 'decision-tree')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kstream.errors import ConfigError
+
+__all__ = [
+    "PROJECT_ROOT",
+    "DATASETS_DIR",
+    "MODELS_DIR",
+    "RUNS_DIR",
+    "TASKS",
+    "STORES",
+    "Settings",
+    "cache_dir",
+]
+
+#: The project checkout; bundled data, models and runs are resolved from here,
+#: never from the current directory.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DATASETS_DIR = PROJECT_ROOT / "datasets"
+MODELS_DIR = PROJECT_ROOT / "models"
+RUNS_DIR = PROJECT_ROOT / "runs"
+
+TASKS = ("binary_class", "multi_class")
+STORES = ("sqlite",)
+
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+def cache_dir() -> Path:
+    """Where kstream keeps downloads and broker state (``KSTREAM_HOME`` overrides).
+
+    >>> cache_dir().name in {"kstream"} or "KSTREAM_HOME" in os.environ
+    True
+    """
+    home = os.environ.get("KSTREAM_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "kstream"
+
+
+# setting name -> environment names, most specific first
+_ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "dataset": ("KSTREAM_DATASET", "DATASET"),
+    "task": ("KSTREAM_TASK", "TASK_TYPE"),
+    "model": ("KSTREAM_MODEL", "MODEL"),
+    "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
+    "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
+    "topic": ("KSTREAM_TOPIC",),
+    "predictions_topic": ("KSTREAM_PREDICTIONS_TOPIC",),
+    "dlq_topic": ("KSTREAM_DLQ_TOPIC",),
+    "group": ("KSTREAM_GROUP",),
+    "partitions": ("KSTREAM_PARTITIONS",),
+    "store": ("KSTREAM_STORE", "DATABASE"),
+    "store_url": ("KSTREAM_STORE_URL", "DB_URL"),
+    "store_table": ("KSTREAM_STORE_TABLE", "DB_NAME"),
+    "batch_size": ("KSTREAM_BATCH_SIZE",),
+    "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a kstream job needs to know, validated on creation.
+
+    ``bootstrap`` empty means "use the local broker kstream manages";
+    ``kafka_options`` is passed unchanged to the Kafka client (SASL/SSL, tuning).
+    """
+
+    dataset: str = "cicids2017"
+    task: str = "binary_class"
+    model: str = "random-forest"
+    models_dir: Path = MODELS_DIR
+    bootstrap: str = ""
+    topic: str = "flows"
+    predictions_topic: str = "flows.predictions"
+    dlq_topic: str = "flows.dlq"
+    group: str = "kstream-detector"
+    partitions: int = 1
+    store: str = "sqlite"
+    store_url: str = ""
+    store_table: str = "predictions"
+    batch_size: int = 500
+    poll_timeout_ms: int = 500
+    kafka_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from kstream import datasets, modeling  # registries; imported late to keep this module light
+
+        object.__setattr__(self, "dataset", datasets.resolve_name(self.dataset))
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        object.__setattr__(self, "model", modeling.resolve_model_name(self.model))
+        object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
+        if self.store not in STORES:
+            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(STORES)}")
+        for name in ("topic", "predictions_topic", "dlq_topic", "group", "store_table"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"setting {name!r} must not be empty")
+        if not self.store_table.replace("_", "").isalnum():
+            raise ConfigError(f"results table name {self.store_table!r} may hold only letters, digits and '_'")
+        for name in ("partitions", "batch_size", "poll_timeout_ms"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"setting {name!r} must be a positive whole number, not {getattr(self, name)!r}")
+
+    @classmethod
+    def resolve(cls, cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from CLI values (None = not given), then ``env``, then defaults.
+
+        >>> Settings.resolve({"bootstrap": None}, env={"KAFKA_BROKER_URL": "kafka:9092"}).bootstrap
+        'kafka:9092'
+        >>> Settings.resolve({"dataset": "nope"}, env={})
+        Traceback (most recent call last):
+        ...
+        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS)
+        """
+        env = os.environ if env is None else env
+        cli = dict(cli or {})
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "kafka_options":
+                continue
+            if cli.get(f.name) is not None:
+                values[f.name] = cli[f.name]
+                continue
+            for env_name in _ENV_NAMES.get(f.name, ()):
+                if env.get(env_name):
+                    values[f.name] = env[env_name]
+                    break
+        options: dict[str, Any] = {}
+        for key, value in env.items():
+            if key.startswith("KSTREAM_KAFKA_") and value:
+                options[key[len("KSTREAM_KAFKA_") :].lower()] = _coerce(value)
+        options.update(cli.get("kafka_options") or {})
+        values["kafka_options"] = options
+        for f in dataclasses.fields(cls):
+            if f.name in values and f.type in ("int", int):
+                values[f.name] = _to_int(f.name, values[f.name])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).
+
+        >>> Settings(kafka_options={"sasl_plain_password": "hunter2"}).redacted()["kafka_options"]
+        {'sasl_plain_password': '***'}
+        """
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["models_dir"] = str(self.models_dir)
+        out["kafka_options"] = {
+            k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in self.kafka_options.items()
+        }
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({inner})"
+
+
+def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse ``option=value`` strings from the command line into client options.
+
+    >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL"])
+    {'linger_ms': 5, 'security_protocol': 'SASL_SSL'}
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Kafka option {pair!r} is not of the form option=value (e.g. linger_ms=5)")
+        options[key.strip().replace("-", "_").replace(".", "_")] = _coerce(value.strip())
+    return options
+
+
+def _coerce(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _to_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} must be a whole number, not {value!r}") from None
