@@ -1,0 +1,214 @@
+"""Jobs that wire the parts together; the CLI and the notebooks call these.
+
+- :func:`kafka_cluster`: the bootstrap address to use (the user's cluster, the
+  running local broker, or a temporary one for the duration of a block);
+- :func:`ensure_model`: load the model a job names, training it if missing;
+- :func:`build_detector` / :func:`detect`: a configured detector and its loop;
+- :func:`send`: the generator on a dataset split;
+- :func:`run`: the whole job (train if needed -> stream -> classify -> summarize).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from kstream import broker, datasets, metrics, modeling
+from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
+from kstream.config import RUNS_DIR, Settings
+from kstream.consumer import Detector, DetectorStats
+from kstream.errors import BrokerError, KstreamError
+from kstream.producer import GenerateStats, generate
+from kstream.sinks import SQLiteStore, open_store
+
+__all__ = ["kafka_cluster", "ensure_model", "build_detector", "detect", "send", "run", "RunResult"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[str]:
+    """Yield a reachable bootstrap address for ``settings``.
+
+    Order: ``settings.bootstrap`` if given (checked, never provisioned); else
+    the broker of ``kstream broker start`` if it runs; else, with
+    ``start_local``, a temporary local broker stopped when the block ends.
+    """
+    if settings.bootstrap:
+        check_reachable(settings.bootstrap, settings.kafka_options)
+        yield settings.bootstrap
+        return
+    running = broker.running_bootstrap()
+    if running:
+        yield running
+        return
+    if not start_local:
+        raise BrokerError("no Kafka broker: run `kstream broker start`, or pass --bootstrap / set KSTREAM_BOOTSTRAP")
+    with broker.LocalBroker(partitions=settings.partitions) as local:
+        yield local.bootstrap
+
+
+def ensure_model(settings: Settings, data: str | Path | None = None, retrain: bool = False) -> modeling.TrainedModel:
+    """Load the model ``settings`` names; train it first if it is missing (or ``retrain``)."""
+    directory = modeling.artifact_dir(settings.dataset, settings.task, settings.model, settings.models_dir)
+    if retrain or not (directory / "model.joblib").exists():
+        log.info("no trained model at %s; training it now", directory)
+        modeling.train(settings.dataset, settings.task, settings.model, settings.models_dir, data=data)
+    return modeling.load_dir(directory)
+
+
+def build_detector(
+    settings: Settings, bootstrap: str, model: modeling.TrainedModel, store: SQLiteStore
+) -> Detector:
+    """A detector reading ``settings.topic`` in group ``settings.group``."""
+    consumer = Consumer(bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    producer = Producer(bootstrap, settings.kafka_options)
+    return Detector(
+        model,
+        consumer,
+        producer,
+        store,
+        settings.predictions_topic,
+        settings.dlq_topic,
+        batch_size=settings.batch_size,
+        poll_timeout_ms=settings.poll_timeout_ms,
+    )
+
+
+def detect(
+    settings: Settings,
+    bootstrap: str,
+    max_records: int | None = None,
+    idle_timeout_s: float | None = None,
+    progress: bool = True,
+    handle_signals: bool = True,
+) -> DetectorStats:
+    """Run a detector until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
+    model = modeling.load(settings.dataset, settings.task, settings.model, settings.models_dir)
+    ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
+    with open_store(settings.store_url, settings.store_table) as store:
+        detector = build_detector(settings, bootstrap, model, store)
+        with detector.consumer.connect(), detector.producer.connect():
+            with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
+                return detector.run(max_records, idle_timeout_s, on_batch=bar.update, handle_signals=handle_signals)
+
+
+def send(
+    settings: Settings,
+    bootstrap: str,
+    split: str = "test",
+    data: str | Path | None = None,
+    rate: float = 0.0,
+    limit: int | None = None,
+    loop: bool = False,
+    progress: bool = True,
+) -> GenerateStats:
+    """Stream a split of ``settings.dataset`` into ``settings.topic``."""
+    ds = datasets.load(settings.dataset, data).subset(split)
+    ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
+    with Producer(bootstrap, settings.kafka_options).connect() as producer:
+        return generate(ds, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` leaves behind: the run folder, its store and the summary."""
+
+    run_dir: Path
+    store_path: Path
+    summary: dict[str, Any]
+
+
+def run(
+    settings: Settings,
+    rate: float = 0.0,
+    limit: int | None = None,
+    data: str | Path | None = None,
+    run_dir: Path | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    ready_timeout_s: float = 60,
+) -> RunResult:
+    """The main job: model (trained if missing) -> generator -> Kafka -> detector -> store -> summary.
+
+    Topics and consumer group get the run's id as a suffix, so runs on a
+    long-lived cluster never read each other's records.
+    """
+    model = ensure_model(settings, data, retrain)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{settings.dataset}-{settings.task}-{settings.model}"
+    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    suffix = stamp.replace("-", "")
+    settings = settings.replace(
+        topic=f"{settings.topic}.{suffix}",
+        predictions_topic=f"{settings.predictions_topic}.{suffix}",
+        dlq_topic=f"{settings.dlq_topic}.{suffix}",
+        group=f"{settings.group}.{suffix}",
+        store_url=settings.store_url or str(run_dir / "predictions.sqlite"),
+    )
+    test = datasets.load(settings.dataset, data).subset("test")
+    expected = min(limit, len(test)) if limit is not None else len(test)
+    with kafka_cluster(settings) as bootstrap, open_store(settings.store_url, settings.store_table) as store:
+        ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
+        detector = build_detector(settings, bootstrap, model, store)
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with detector.consumer.connect(), detector.producer.connect():
+                    while not detector.consumer.assigned() and not detector.stopped:
+                        detector.step()
+                    ready.set()
+                    detector.run(max_records=expected, idle_timeout_s=30)
+            except BaseException as err:  # noqa: BLE001 - reported in the main thread
+                failure.append(err)
+                ready.set()
+
+        thread = threading.Thread(target=work, name="kstream-detector", daemon=True)
+        thread.start()
+        if not ready.wait(ready_timeout_s):
+            detector.stop()
+            raise BrokerError(f"the detector got no partition of {settings.topic} within {ready_timeout_s:.0f}s")
+        if failure:
+            raise failure[0]
+        try:
+            with Producer(bootstrap, settings.kafka_options).connect() as producer:
+                sent = generate(test, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+        except BaseException:
+            detector.stop()
+            raise
+        thread.join()
+        if failure:
+            raise failure[0]
+        frame = store.frame()
+    summary = metrics.summarize(frame, test.truth(settings.task))
+    summary.update(
+        sent=sent.records,
+        send_rate_rps=sent.rate,
+        dead_lettered=detector.stats.dead_lettered,
+        imputed=detector.stats.imputed,
+        model_id=model.card.model_id,
+        topic=settings.topic,
+        bootstrap=bootstrap,
+    )
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    store_path = Path(store.path)
+    if summary["records"] != expected:
+        raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
+    return RunResult(run_dir, store_path, summary)
+
+
+def _topics(settings: Settings) -> dict[str, int]:
+    return {settings.topic: settings.partitions, settings.predictions_topic: settings.partitions, settings.dlq_topic: 1}
+
