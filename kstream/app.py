@@ -60,7 +60,7 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[str]
 def ensure_model(settings: Settings, data: str | Path | None = None, retrain: bool = False) -> modeling.TrainedModel:
     """Load the model ``settings`` names; train it first if it is missing (or ``retrain``)."""
     directory = modeling.artifact_dir(settings.dataset, settings.task, settings.model, settings.models_dir)
-    if retrain or not (directory / "model.joblib").exists():
+    if retrain or not all((directory / name).exists() for name in ("model.joblib", "model.json")):
         log.info("no trained model at %s; training it now", directory)
         modeling.train(settings.dataset, settings.task, settings.model, settings.models_dir, data=data)
     return modeling.load_dir(directory)
@@ -192,6 +192,7 @@ def run(
         if failure:
             raise failure[0]
         frame = store.frame()
+        frame = frame[frame["topic"] == settings.topic]  # a shared store (DB_URL) holds other runs too
     summary = metrics.summarize(frame, test.truth(settings.task))
     summary.update(
         sent=sent.records,

@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KAFKA_VERSION = os.environ.get("KSTREAM_KAFKA_VERSION", "4.1.1")
+KAFKA_VERSION = os.environ.get("KSTREAM_BROKER_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
 MIN_JAVA = 17
 

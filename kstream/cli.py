@@ -23,8 +23,10 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_DATASET / DATASET, KSTREAM_TASK / TASK_TYPE, KSTREAM_MODEL / MODEL,
   KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
-  KSTREAM_TOPIC, KSTREAM_GROUP, KSTREAM_BATCH_SIZE, KSTREAM_KAFKA_<OPTION> (any client option),
-  KSTREAM_HOME (cache for Kafka's jars and the local broker)."""
+  KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
+  KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_KAFKA_<OPTION> (any kafka-python client option),
+  KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
+  KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="stream dataset records into the flows topic", formatter_class=fmt,
                        description="Send records (key = record id, JSON features, send-time header) to a topic.",
                        epilog="example: kstream generate --rate 1000 --limit 5000")
-    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())} (default cicids2017)")
+    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())} or SELECTED_CICIDS (default cicids2017)")
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--split", default="test", choices=datasets.SPLITS, help="which rows to send (default test)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")

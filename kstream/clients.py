@@ -26,7 +26,7 @@ from kafka.admin import NewTopic
 
 from kstream.errors import BrokerError, ConfigError
 
-__all__ = ["Message", "Producer", "Consumer", "ensure_topics", "check_reachable", "end_offsets"]
+__all__ = ["Message", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options", "end_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,25 @@ def _unreachable(bootstrap: str, err: Exception) -> BrokerError:
     )
 
 
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse client options that no Kafka client (producer, consumer, admin) knows.
+
+    >>> check_options({"linger_ms": 5, "fetch_max_wait_ms": 100})
+    >>> check_options({"lingr_ms": 5})
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: bad Kafka client option: 'lingr_ms' is not a kafka-python client option (e.g. linger_ms, security_protocol, sasl_mechanism)
+    """
+    known = set(kafka.KafkaProducer.DEFAULT_CONFIG) | set(kafka.KafkaConsumer.DEFAULT_CONFIG)
+    known |= set(kafka.KafkaAdminClient.DEFAULT_CONFIG)
+    for key in options:
+        if key not in known:
+            raise ConfigError(
+                f"bad Kafka client option: {key!r} is not a kafka-python client option "
+                "(e.g. linger_ms, security_protocol, sasl_mechanism)"
+            )
+
+
 def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
     opts = {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
     opts.update(options)
@@ -77,7 +96,11 @@ class _Client:
         self.close()
 
     def _make(self, factory, *args: Any, **defaults: Any) -> Any:
-        config = {**defaults, **_client_options(self.options), "bootstrap_servers": self.bootstrap}
+        check_options(self.options)
+        # each client takes the options it knows: linger_ms reaches the producer, fetch_* the consumer
+        known = factory.DEFAULT_CONFIG
+        options = {k: v for k, v in _client_options(self.options).items() if k in known}
+        config = {**defaults, **options, "bootstrap_servers": self.bootstrap}
         try:
             return factory(*args, **config)
         except kafka.errors.KafkaConfigurationError as err:
@@ -146,6 +169,9 @@ class Consumer(_Client):
                 *self.topics,
                 group_id=self.group,
                 enable_auto_commit=False,
+                # a crashed detector's partitions move to a live one after 10 s, not the client's 45 s
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=3_000,
                 auto_offset_reset="earliest" if self.from_beginning else "latest",
             )
         return self._client
@@ -191,7 +217,8 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[st
     admin = _admin(bootstrap, options or {})
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
+        # replication factor -1: the cluster's default.replication.factor (1 on the local broker)
+        wanted = [NewTopic(name, parts, -1) for name, parts in topics.items() if name not in existing]
         if wanted:
             try:
                 admin.create_topics(wanted)

@@ -40,7 +40,8 @@ __all__ = [
 
 #: The project checkout; bundled data, models and runs are resolved from here,
 #: never from the current directory.
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: ``KSTREAM_ROOT`` points elsewhere when kstream is installed without its checkout.
+PROJECT_ROOT = Path(os.environ.get("KSTREAM_ROOT") or Path(__file__).resolve().parents[1]).expanduser()
 DATASETS_DIR = PROJECT_ROOT / "datasets"
 MODELS_DIR = PROJECT_ROOT / "models"
 RUNS_DIR = PROJECT_ROOT / "runs"

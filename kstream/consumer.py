@@ -189,7 +189,11 @@ class Detector:
         on_batch: Callable[[int], None] | None = None,
         handle_signals: bool = False,
     ) -> DetectorStats:
-        """Loop until stopped, ``max_records`` handled, or no message for ``idle_timeout_s``."""
+        """Loop until stopped, ``max_records`` handled, or no message for ``idle_timeout_s``.
+
+        Idle time counts only while the group has assigned partitions to this
+        detector, so waiting for a rebalance (after a crashed peer) is not idleness.
+        """
         previous: dict[int, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,10 +204,10 @@ class Detector:
             while not self._stop.is_set():
                 handled = self.step()
                 now = time.perf_counter()
-                if handled:
-                    last_message = now
-                    if on_batch:
-                        on_batch(handled)
+                if handled or not self.consumer.assigned():
+                    last_message = now  # idleness counts only while partitions are assigned
+                if handled and on_batch:
+                    on_batch(handled)
                 if max_records is not None and self.stats.records >= max_records:
                     break
                 if idle_timeout_s is not None and now - last_message >= idle_timeout_s:

@@ -192,13 +192,13 @@ def train(
     seed: int = SEED,
 ) -> TrainedModel:
     """Fit ``model`` for ``task`` on the training split, score the held-out split, save both files."""
-    ds = datasets.load(dataset, data)
     if task not in ("binary_class", "multi_class"):
         raise ConfigError(f"unknown task {task!r}; choose one of: binary_class, multi_class")
+    pipeline = build_pipeline(model, params, seed)  # bad hyperparameters fail before any data is read
+    ds = datasets.load(dataset, data)
     train_rows, test_rows = ds.split_index(seed=seed)
     y = ds.target(task).to_numpy()
     x = ds.features.to_numpy(dtype=np.float64)
-    pipeline = build_pipeline(model, params, seed)
     log.info("training %s for %s on %d rows of %s", model, task, len(train_rows), ds.name)
     pipeline.fit(x[train_rows], y[train_rows])
     classes = [str(c) for c in pipeline.classes_]

@@ -1,0 +1,47 @@
+"""The local broker: lifecycle and the one-line errors when Java or Maven is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from kstream import broker
+from kstream.clients import check_reachable
+from kstream.errors import BrokerError
+
+
+@pytest.mark.kafka
+def test_context_manager_starts_a_reachable_broker_and_cleans_up():
+    with broker.LocalBroker() as local:
+        data_dir, pid = local.data_dir, local.process.pid
+        assert check_reachable(local.bootstrap)["brokers"][0]["port"] == local.port
+        assert local.log_path.exists() and "Kafka Server started" in local.log_path.read_text()
+    assert not broker._alive(pid)
+    assert not data_dir.exists()
+    with pytest.raises(BrokerError, match="cannot reach Kafka"):
+        check_reachable(local.bootstrap, timeout_ms=1000)
+
+
+def _path_with(tmp_path, *tools):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        (bin_dir / tool).symlink_to(os.path.realpath(shutil.which(tool)))
+    return str(bin_dir)
+
+
+def test_missing_java_says_what_to_install(tmp_path):
+    env = {"PATH": _path_with(tmp_path), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
+    proc = run_cli("broker", "start", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "kstream: error: Java 17+ is needed to run Kafka; install it (e.g. apt-get install openjdk-17-jre-headless)"
+
+
+def test_missing_maven_says_what_to_install(tmp_path):
+    env = {"PATH": _path_with(tmp_path, "java"), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
+    proc = run_cli("broker", "provision", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("kstream: error: Maven (mvn) is needed once to fetch Kafka's jars; install it")

@@ -1,0 +1,129 @@
+"""The command line: help is enough, bad configuration fails at start with one clear line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from kstream import modeling
+from kstream.config import cache_dir
+
+
+def assert_one_line_error(proc, *words):
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kstream: error: ") and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["broker"], ["broker", "start"], ["train"], ["generate"], ["detect"], ["run"]])
+def test_every_command_has_help(command):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0 and "usage: kstream" in proc.stdout
+
+
+def test_help_lists_choices_and_original_names():
+    out = run_cli("train", "--help").stdout
+    assert "SELECTED_CICIDS" in out and "binary_class, multi_class" in out and "random-forest" in out
+    assert "KAFKA_BROKER_URL" in run_cli("--help").stdout
+
+
+def test_python_dash_m_and_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("kstream ")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["-d", "SELECTED_KDD"], ["unknown dataset 'SELECTED_KDD'", "cicids2017 (alias SELECTED_CICIDS)"]),
+        (["-m", "svm"], ["unknown model 'svm'", "logistic-regressor, decision-tree, random-forest"]),
+        (["-t", "regression"], ["unknown task 'regression'", "binary_class, multi_class"]),
+        (["--param", "depth=3", "-m", "decision-tree"], ["bad hyperparameter for decision-tree"]),
+    ],
+)
+def test_bad_choices_fail_with_one_line(args, words, tmp_path):
+    assert_one_line_error(run_cli("train", "--models-dir", str(tmp_path), *args), *words)
+
+
+def test_bad_choice_from_the_environment_fails_the_same_way(tmp_path):
+    proc = run_cli("detect", env={"MODEL": "knn", "MODELS_CHECKPOINT": str(tmp_path)})
+    assert_one_line_error(proc, "unknown model 'knn'")
+
+
+def test_missing_model_file_names_the_train_command(tmp_path, kafka_bootstrap):
+    proc = run_cli("detect", "--models-dir", str(tmp_path), "--bootstrap", kafka_bootstrap)
+    assert_one_line_error(proc, "no trained model", "kstream train -d cicids2017 -t binary_class -m random-forest")
+
+
+def test_tampered_model_is_refused(models_dir, tmp_path, kafka_bootstrap):
+    src = modeling.artifact_dir("cicids2017", "binary_class", "decision-tree", models_dir)
+    dst = modeling.artifact_dir("cicids2017", "binary_class", "decision-tree", tmp_path)
+    shutil.copytree(src, dst)
+    with open(dst / "model.joblib", "r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    proc = run_cli("detect", "-m", "decision-tree", "--models-dir", str(tmp_path), "--bootstrap", kafka_bootstrap)
+    assert_one_line_error(proc, "does not match the sha256", "retrain")
+
+
+def test_unreachable_broker_fails_with_the_fix(models_dir):
+    proc = run_cli("detect", "-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", "127.0.0.1:1")
+    assert_one_line_error(proc, "cannot reach Kafka at 127.0.0.1:1", "kstream broker start")
+
+
+def test_generate_without_any_broker_says_how_to_get_one(tmp_path):
+    home = tmp_path / "home"
+    proc = run_cli("generate", "--limit", "1", env={"KSTREAM_HOME": str(home)})
+    assert_one_line_error(proc, "no Kafka broker", "kstream broker start")
+
+
+def test_bad_kafka_option_is_a_config_error(models_dir, kafka_bootstrap):
+    proc = run_cli("generate", "--limit", "1", "--bootstrap", kafka_bootstrap, "--kafka-option", "lingr_ms=5")
+    assert_one_line_error(proc, "bad Kafka client option", "lingr_ms")
+
+
+@pytest.mark.kafka
+def test_train_generate_detect_through_the_cli(tmp_path, kafka_bootstrap, names):
+    models = tmp_path / "models"
+    store = tmp_path / "p.sqlite"
+    common = ["--bootstrap", kafka_bootstrap, "--topic", names["topic"]]
+    trained = run_cli("train", "-d", "SELECTED_CICIDS", "-t", "multi_class", "-m", "decision-tree",
+                      "--models-dir", str(models), "--param", "max_depth=6")
+    assert trained.returncode == 0, trained.stderr
+    assert modeling.load("cicids2017", "multi_class", "decision-tree", models).card.params["max_depth"] == 6
+    sent = run_cli("-q", "generate", "--limit", "250", *common)
+    assert sent.returncode == 0 and "sent 250 records" in sent.stdout, sent.stderr
+    detected = run_cli("-q", "detect", "-t", "multi_class", "-m", "decision-tree", "--models-dir", str(models),
+                       "--group", names["group"], "--store-url", f"sqlite:///{store}", "--max-records", "250", *common)
+    assert detected.returncode == 0, detected.stderr
+    assert "handled 250 records: 250 predicted, 0 dead-lettered" in detected.stdout
+
+
+@pytest.mark.kafka
+def test_broker_start_status_stop(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "kafka").symlink_to(cache_dir() / "kafka")  # reuse the jars the session already fetched
+    env = {"KSTREAM_HOME": str(home)}
+    assert run_cli("broker", "status", env=env).returncode == 1
+    started = run_cli("broker", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        status = run_cli("broker", "status", env=env)
+        assert status.returncode == 0 and "running at 127.0.0.1:" in status.stdout
+        bootstrap = status.stdout.split("running at ")[1].split()[0]
+        again = run_cli("broker", "start", env=env)
+        assert bootstrap in again.stdout  # a second start reuses the running broker
+        sent = run_cli("-q", "generate", "--limit", "5", "--topic", "t", env=env)  # finds it without --bootstrap
+        assert sent.returncode == 0 and bootstrap in sent.stdout, sent.stderr
+    finally:
+        stopped = run_cli("broker", "stop", env=env)
+    assert stopped.returncode == 0 and "stopped Kafka" in stopped.stdout
+    assert run_cli("broker", "status", env=env).returncode == 1

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from kstream.config import Settings, parse_kafka_options
+from kstream.errors import ConfigError
+
+
+def test_cli_beats_environment_beats_defaults():
+    env = {"MODEL": "decision-tree", "TASK_TYPE": "multi_class", "KSTREAM_TOPIC": "env-topic"}
+    s = Settings.resolve({"model": "logistic-regressor", "topic": None}, env=env)
+    assert s.model == "logistic-regressor"  # CLI wins
+    assert s.task == "multi_class"  # environment (original docker.env name)
+    assert s.topic == "env-topic"
+    assert s.group == "kstream-detector"  # default
+
+
+def test_kstream_names_win_over_original_names():
+    env = {"KSTREAM_BOOTSTRAP": "a:1", "KAFKA_BROKER_URL": "b:2", "MODELS_CHECKPOINT": "/m"}
+    s = Settings.resolve({}, env=env)
+    assert s.bootstrap == "a:1"
+    assert s.models_dir == Path("/m")
+
+
+def test_original_dataset_alias_resolves():
+    assert Settings.resolve({}, env={"DATASET": "SELECTED_CICIDS"}).dataset == "cicids2017"
+
+
+@pytest.mark.parametrize(
+    "cli, words",
+    [
+        ({"dataset": "kdd99"}, "cicids2017"),
+        ({"model": "svm"}, "logistic-regressor, decision-tree, random-forest"),
+        ({"task": "regression"}, "binary_class, multi_class"),
+        ({"store": "mongodb"}, "sqlite"),
+        ({"batch_size": "many"}, "whole number"),
+        ({"partitions": 0}, "positive"),
+    ],
+)
+def test_bad_values_fail_naming_the_choices(cli, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.resolve(cli, env={})
+
+
+def test_kafka_options_pass_through_and_secrets_are_masked():
+    env = {"KSTREAM_KAFKA_SASL_PLAIN_PASSWORD": "hunter2", "KSTREAM_KAFKA_LINGER_MS": "7"}
+    s = Settings.resolve({"kafka_options": {"security_protocol": "SASL_SSL"}}, env=env)
+    assert s.kafka_options == {"sasl_plain_password": "hunter2", "linger_ms": 7, "security_protocol": "SASL_SSL"}
+    assert "hunter2" not in repr(s)
+
+
+def test_kafka_option_syntax_error_is_clear():
+    with pytest.raises(ConfigError, match="option=value"):
+        parse_kafka_options(["linger_ms"])

@@ -1,0 +1,136 @@
+"""The detector loop's logic with plain fakes for its I/O (Kafka delivery is in test_integration)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kstream import datasets, modeling
+from kstream.clients import Message
+from kstream.consumer import Detector
+from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, encode_flow
+
+
+class Journal(list):
+    """Records the order of side effects across fakes."""
+
+
+class FakeConsumer:
+    def __init__(self, batches, journal):
+        self.batches, self.journal = list(batches), journal
+
+    def poll(self, max_records, timeout_ms):
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self):
+        self.journal.append("commit")
+
+    def assigned(self):
+        return True
+
+
+class FakeProducer:
+    def __init__(self, journal):
+        self.sent, self.journal = [], journal
+
+    def send(self, topic, value, key=None, headers=None):
+        self.sent.append((topic, value, key, headers or {}))
+
+    def flush(self, timeout_s=None):
+        self.journal.append("flush")
+
+
+class FakeStore:
+    def __init__(self, journal):
+        self.rows, self.journal = [], journal
+
+    def write(self, rows):
+        self.rows.extend(rows)
+        self.journal.append("store")
+
+
+@pytest.fixture(scope="module")
+def model(models_dir):
+    return modeling.load("cicids2017", "binary_class", "decision-tree", models_dir)
+
+
+@pytest.fixture(scope="module")
+def test_rows():
+    return datasets.load("cicids2017").subset("test")
+
+
+def _messages(values, start=0):
+    return [
+        Message("flows", 0, start + i, f"r{start + i}".encode(), v, {SEND_TIME_HEADER: b"1000"}, 0)
+        for i, v in enumerate(values)
+    ]
+
+
+def _detector(model, batches):
+    journal = Journal()
+    det = Detector(model, FakeConsumer(batches, journal), FakeProducer(journal), FakeStore(journal), "preds", "dlq")
+    return det, journal
+
+
+def test_batch_is_scored_like_offline_and_committed_after_writes(model, test_rows):
+    names = test_rows.feature_names
+    x = test_rows.features.to_numpy()[:200]
+    batch = _messages([encode_flow(names, row) for row in x])
+    det, journal = _detector(model, [batch])
+    assert det.step() == 200
+    assert journal == ["store", "flush", "commit"]
+    stored = det.store.rows
+    assert [r["predicted_label"] for r in stored] == list(model.pipeline.predict(x))
+    assert [r["offset"] for r in stored] == list(range(200))
+    assert all(r["send_ns"] == 1000 and r["model_id"] == model.card.model_id for r in stored)
+    published = [json.loads(v) for t, v, k, h in det.producer.sent if t == "preds"]
+    assert [p["record_id"] for p in published] == [r["record_id"] for r in stored]
+
+
+def test_bad_records_go_to_the_dlq_with_reason_and_the_rest_are_scored(model, test_rows):
+    names = test_rows.feature_names
+    good = encode_flow(names, test_rows.features.to_numpy()[0])
+    half = json.dumps({n: 1.0 for n in names[: len(names) // 2]}).encode()
+    text = json.dumps({n: ("lots" if n == names[3] else 1.0) for n in names}).encode()
+    batch = _messages([good, b"{oops", half, text, good])
+    det, journal = _detector(model, [batch])
+    det.step()
+    assert [r["offset"] for r in det.store.rows] == [0, 2, 4]
+    dlq = [(k, h) for t, v, k, h in det.producer.sent if t == "dlq"]
+    assert [k for k, _ in dlq] == [b"r1", b"r3"]
+    assert dlq[0][1][REASON_HEADER].startswith(b"value is not valid JSON")
+    assert dlq[1][1][REASON_HEADER] == f"non-numeric value for feature {names[3]!r}: 'lots'".encode()
+    assert dlq[0][1]["kstream-source"] == b"flows/0/1"
+    assert det.stats.dead_lettered == 2 and det.stats.imputed == 1 and det.stats.predicted == 3
+    assert journal[-1] == "commit"
+
+
+def test_a_batch_the_model_rejects_is_scored_row_by_row(model, test_rows):
+    class Picky:
+        def __init__(self, inner):
+            self.inner, self.card, self.features = inner, inner.card, inner.features
+
+        def predict(self, x):
+            if np.isnan(x[:, 0]).any():
+                raise ValueError("first feature missing")
+            return self.inner.predict(x)
+
+    names = test_rows.feature_names
+    good = encode_flow(names, test_rows.features.to_numpy()[0])
+    empty_but_known = json.dumps({names[0]: None, names[1]: 1.0}).encode()
+    det, _ = _detector(Picky(model), [_messages([good, empty_but_known, good])])
+    det.step()
+    assert [r["offset"] for r in det.store.rows] == [0, 2]
+    dlq = [h[REASON_HEADER] for t, v, k, h in det.producer.sent if t == "dlq"]
+    assert dlq == [b"model could not score the record: first feature missing"]
+
+
+def test_run_stops_at_max_records_and_when_idle(model, test_rows):
+    names = test_rows.feature_names
+    rows = test_rows.features.to_numpy()
+    batches = [_messages([encode_flow(names, r) for r in rows[i : i + 10]], start=i) for i in range(0, 50, 10)]
+    det, _ = _detector(model, batches)
+    stats = det.run(max_records=30)
+    assert stats.records == 30 and stats.batches == 3
+    stats = det.run(idle_timeout_s=0.05)  # the fake returns nothing once drained
+    assert stats.records == 50
