@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test broker-start broker-stop broker-status clean
+.PHONY: help venv run test bench broker-start broker-stop broker-status clean
 
 help: ## list the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ run: venv ## the main job: train if missing, start a broker, stream the test spl
 test: venv ## run the tests (doctests, unit, and integration against a real Kafka broker)
 	$(BIN)/kstream broker provision
 	$(BIN)/python -m pytest
+
+bench: venv ## measure detector throughput against raw-consume and offline-predict baselines
+	$(BIN)/python benchmarks/bench_detector.py
 
 broker-start: venv ## start a long-lived local Kafka broker
 	$(BIN)/kstream broker start

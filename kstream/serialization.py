@@ -13,17 +13,16 @@ model's feature order plus the rows that could not be decoded, with a reason.
 b'{"a":1.5,"b":null}'
 >>> batch = decode_flows([value, b"not json"], ["b", "a"])
 >>> batch.matrix.tolist(), batch.rows, batch.errors
-([[nan, 1.5]], [0], [(1, 'value is not valid JSON: Expecting value at char 0')])
+([[nan, 1.5]], [0], [(1, "value is not valid JSON: invalid literal, expected 'null' at char 0")])
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson  # 6x faster decoding than the json module on flow records (benchmarks/)
 
 __all__ = [
     "SEND_TIME_HEADER",
@@ -36,14 +35,12 @@ __all__ = [
 
 SEND_TIME_HEADER = "kstream-send-ns"
 REASON_HEADER = "kstream-dlq-reason"
-_NUMBER = (int, float)
+_NUMERIC_TYPES = frozenset({int, float, type(None)})  # bool is its own type: rejected
 
 
 def encode_flow(names: Sequence[str], values: np.ndarray) -> bytes:
     """JSON bytes for one flow record; NaN and inf become null."""
-    items = values.tolist()
-    body = {n: (v if math.isfinite(v) else None) for n, v in zip(names, items)}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(dict(zip(names, values.tolist())))  # orjson writes NaN and inf as null
 
 
 @dataclass
@@ -74,8 +71,8 @@ def decode_flows(values: Sequence[bytes | None], features: Sequence[str], max_mi
             errors.append((i, "value is empty (null message)"))
             continue
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
             reason = getattr(err, "msg", None) or str(err)
             pos = getattr(err, "pos", None)
             errors.append((i, f"value is not valid JSON: {reason}" + (f" at char {pos}" if pos is not None else "")))
@@ -83,10 +80,10 @@ def decode_flows(values: Sequence[bytes | None], features: Sequence[str], max_mi
         if not isinstance(obj, dict):
             errors.append((i, f"value is a JSON {type(obj).__name__}, not an object of feature -> number"))
             continue
-        row = [obj.get(f) for f in features]
-        bad = [f for f, v in zip(features, row) if v is not None and (isinstance(v, bool) or not isinstance(v, _NUMBER))]
-        if bad:
-            errors.append((i, f"non-numeric value for feature {bad[0]!r}: {obj[bad[0]]!r}"))
+        row = list(map(obj.get, features))
+        if not _NUMERIC_TYPES.issuperset(map(type, row)):  # C-speed check; names the culprit only when needed
+            bad = next(f for f, v in zip(features, row) if type(v) not in _NUMERIC_TYPES)
+            errors.append((i, f"non-numeric value for feature {bad!r}: {obj[bad]!r}"))
             continue
         absent = row.count(None)
         if absent == n_features or absent > max_missing * n_features:
@@ -101,4 +98,4 @@ def decode_flows(values: Sequence[bytes | None], features: Sequence[str], max_mi
 
 def encode_prediction(prediction: dict[str, object]) -> bytes:
     """JSON bytes for one prediction row (see :mod:`kstream.sinks` for the fields)."""
-    return json.dumps(prediction, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(prediction, default=str)
