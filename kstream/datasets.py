@@ -1,49 +1,104 @@
-"""Registered network-flow datasets: loading, labels, record ids and the split.
+"""Registered network-flow datasets: loading, label levels, record ids and the split.
 
-A dataset loads into a :class:`Dataset`: one stable record id per row, the
-numeric feature columns that may reach a model, and the raw class label. The
-binary task maps every label to ``benign`` or ``attack``; the multi-class task
-keeps the attack type. Both tasks share one deterministic split, stratified on
-the attack type, so "the test records" mean the same rows whatever the task.
+A dataset loads into a :class:`Dataset`: one stable record id per row, the numeric feature
+columns that may reach a model (float64, never ids, addresses, timestamps or anything derived
+from the label), and the class label at one of the dataset's label *levels* (e.g. NSL-KDD's
+``category`` or ``attack``). The binary task maps every label to ``benign`` or ``attack`` (for
+datasets that have such a split); the multi-class task keeps the class. All tasks and levels share
+one deterministic split, stratified on the default level, so "the test records" are the same rows
+whatever the task or level. How each format is parsed lives in :mod:`kstream.formats`.
 
 >>> ds = load("SELECTED_CICIDS")
->>> ds.name, len(ds) > 20000, ds.ids.is_unique
-('cicids2017', True, True)
+>>> ds.name, len(ds) > 20000, ds.ids.is_unique, ds.level
+('cicids2017', True, True, 'label')
 >>> sorted(ds.target("binary_class").unique())
 ['attack', 'benign']
+>>> sorted(ds.with_level("grouped").labels.unique())
+['BENIGN', 'Bot', 'BruteForce', 'DoS', 'Infiltration', 'PortScan', 'WebAttack']
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from kstream.config import DATASETS_DIR, TASKS
+from kstream import formats
+from kstream.config import DATASETS_DIR, PROJECT_ROOT, TASKS
 from kstream.errors import ConfigError, DataError
 
-__all__ = ["Dataset", "DatasetSpec", "REGISTRY", "available", "resolve_name", "load"]
+__all__ = [
+    "Dataset",
+    "DatasetSpec",
+    "REGISTRY",
+    "SPLITS",
+    "LEAKY",
+    "is_leaky",
+    "available",
+    "resolve_name",
+    "load",
+]
 
 log = logging.getLogger(__name__)
 
 BENIGN, ATTACK = "benign", "attack"
 SPLITS = ("train", "test", "all")
 
+#: Column names (normalised: lower case, runs of other characters -> "_") that identify a flow,
+#: a host or a moment, or come from the ground truth. No dataset may offer them as features.
+LEAKY = frozenset(
+    {
+        "id", "record_id", "flow_id", "sa", "da", "src_ip", "dst_ip", "source_ip", "destination_ip",
+        "src_port", "source_port", "timestamp", "time_start", "time_end", "label", "attempted_category",
+        "attack", "category", "difficulty", "class",
+    }
+)  # fmt: skip
+
+
+def is_leaky(name: str) -> bool:
+    """True for a column name that must never be a feature (see :data:`LEAKY`).
+
+    >>> is_leaky(" Flow ID"), is_leaky("Src IP"), is_leaky("Dst Port"), is_leaky("dns_answer_ip_count")
+    (True, True, False, False)
+    """
+    key = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+    return key in LEAKY or key.endswith(("_ip", "_id")) or "timestamp" in key or key.startswith("label")
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded dataset: ids, features and labels aligned row by row."""
+    """A loaded dataset: ids, features and labels aligned row by row.
+
+    ``labels`` holds the level named ``level``; ``levels`` holds every level the source has.
+    ``default_level`` is the level the split is stratified on and the binary task reads, so
+    neither depends on the level chosen. ``test_mask``, when set, is an official test split
+    (NSL-KDD's KDDTest+ rows) that :meth:`split_index` returns instead of its own.
+    """
 
     name: str
     ids: pd.Series  # str, unique
     features: pd.DataFrame  # float64, may hold NaN and inf as the sources do
-    labels: pd.Series  # raw attack type per row
-    benign_labels: frozenset[str]
+    labels: pd.Series  # class per row at `level`
+    benign_labels: frozenset[str] | None  # None: no benign/attack split (binary task unavailable)
+    levels: dict[str, pd.Series] = field(default_factory=dict)
+    level: str = "label"
+    default_level: str = ""
+    feature_notes: dict[str, str] = field(default_factory=dict)  # column group -> what was done and why
+    source: str = ""
+    test_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            object.__setattr__(self, "levels", {self.level: self.labels})
+        if not self.default_level:
+            object.__setattr__(self, "default_level", self.level)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,26 +107,55 @@ class Dataset:
     def feature_names(self) -> list[str]:
         return list(self.features.columns)
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this dataset supports."""
+        return TASKS if self.benign_labels is not None else ("multi_class",)
+
+    def with_level(self, level: str) -> Dataset:
+        """The same rows with ``labels`` at another level (the split does not change).
+
+        >>> load("nsl-kdd").with_level("attack").labels.iloc[0]
+        'neptune'
+        """
+        if level not in self.levels:
+            raise ConfigError(f"unknown level {level!r} for {self.name}; choose one of: {', '.join(self.levels)}")
+        return dataclasses.replace(self, labels=self.levels[level].rename("label"), level=level)
+
     def target(self, task: str) -> pd.Series:
-        """Class per row for ``task``: benign/attack, or the attack type."""
+        """Class per row for ``task``: benign/attack, or the class at the current level."""
         if task == "binary_class":
-            return self.labels.map(lambda v: BENIGN if v in self.benign_labels else ATTACK).rename("target")
+            if self.benign_labels is None:
+                spec = REGISTRY.get(self.name)
+                what = f"{self.name} ({spec.title})" if spec else self.name
+                raise ConfigError(f"{what} has no benign/attack split; use -t multi_class")
+            strata = self.levels[self.default_level]
+            binary = np.where(strata.isin(self.benign_labels), BENIGN, ATTACK)
+            return pd.Series(binary, index=strata.index, dtype="str", name="target")
         if task == "multi_class":
             return self.labels.rename("target")
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
 
     def split_index(self, test_size: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions of the train and test parts, stratified on the attack type.
+        """Row positions of the train and test parts.
 
-        Classes too small to stratify (one row) stay in the training part.
+        Stratified on the default level; classes too small to stratify (one row) stay in the
+        training part. A dataset with an official split (``test_mask``) returns that one, and
+        ``test_size`` and ``seed`` do not apply.
         """
-        counts = self.labels.map(self.labels.value_counts())
         positions = np.arange(len(self))
+        if self.test_mask is not None:
+            return positions[~self.test_mask], positions[self.test_mask]
+        strata = self.levels[self.default_level]
+        counts = strata.map(strata.value_counts())
         small = positions[(counts < 2).to_numpy()]
         rest = positions[(counts >= 2).to_numpy()]
-        train, test = train_test_split(
-            rest, test_size=test_size, random_state=seed, stratify=self.labels.to_numpy()[rest]
-        )
+        try:
+            train, test = train_test_split(
+                rest, test_size=test_size, random_state=seed, stratify=strata.to_numpy()[rest]
+            )
+        except ValueError as err:  # too few rows for the classes
+            raise DataError(f"cannot split {len(self)} {self.name} rows {test_size:.0%} stratified: {err}") from None
         return np.sort(np.concatenate([train, small])), np.sort(test)
 
     def subset(self, split: str = "test", test_size: float = 0.2, seed: int = 42) -> Dataset:
@@ -81,13 +165,21 @@ class Dataset:
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         train, test = self.split_index(test_size, seed)
-        rows = train if split == "train" else test
-        return Dataset(
-            self.name,
-            self.ids.iloc[rows].reset_index(drop=True),
-            self.features.iloc[rows].reset_index(drop=True),
-            self.labels.iloc[rows].reset_index(drop=True),
-            self.benign_labels,
+        return self.take(train if split == "train" else test)
+
+    def take(self, rows: np.ndarray) -> Dataset:
+        """The rows at positions ``rows``, every level and mask kept aligned."""
+
+        def pick(series: pd.Series) -> pd.Series:
+            return series.iloc[rows].reset_index(drop=True)
+
+        return dataclasses.replace(
+            self,
+            ids=pick(self.ids),
+            features=self.features.iloc[rows].reset_index(drop=True),
+            labels=pick(self.labels),
+            levels={name: pick(values) for name, values in self.levels.items()},
+            test_mask=None if self.test_mask is None else self.test_mask[rows],
         )
 
     def truth(self, task: str) -> pd.DataFrame:
@@ -104,77 +196,142 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to find and read one dataset."""
+    """What kstream knows about one dataset: names, formats, label levels, samples, citation."""
 
     name: str
     aliases: tuple[str, ...]
-    description: str
-    bundled: Path
-    reader: Callable[[Path], Dataset]
+    title: str  # what the classes are, in a few words
+    description: str  # what --data must point at
+    dialects: tuple[str, ...]  # file formats/dialects the reader accepts
+    levels: tuple[str, ...]  # label levels, default first
+    default_level: str
+    benign_labels: frozenset[str] | None  # the binary mapping; None: no benign/attack split
+    bundled: Path  # the default bundled sample
+    samples: Mapping[str, Path]  # every bundled sample, by name (also accepted as --data)
+    citation: str
+    dropped: Mapping[str, tuple[str, ...]]  # source columns that never become features, by reason
+    reader: Callable[[Path, int], formats.Table]
 
-    def load(self, path: Path | None = None) -> Dataset:
-        source = Path(path) if path is not None else self.bundled
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return TASKS if self.benign_labels is not None else ("multi_class",)
+
+    def check_task(self, task: str) -> None:
+        """Raise a ConfigError naming the fix unless ``task`` is defined on this dataset."""
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        if task not in self.tasks:
+            raise ConfigError(f"{self.name} ({self.title}) has no benign/attack split; use -t multi_class")
+
+    @property
+    def non_features(self) -> frozenset[str]:
+        return frozenset(name for names in self.dropped.values() for name in names)
+
+    def resolve_source(self, path: str | Path | None = None) -> Path:
+        """The file or folder to read: the default sample, a bundled sample by name, or ``path``."""
+        if path is None:
+            return self.bundled
+        if str(path) in self.samples and not Path(path).exists():
+            return self.samples[str(path)]
+        return Path(path).expanduser()
+
+    def load(self, path: str | Path | None = None, level: str | None = None, chunksize: int | None = None) -> Dataset:
+        """Read the dataset from ``path`` (default: the bundled sample), labels at ``level``."""
+        if level is not None and level not in self.levels:
+            raise ConfigError(f"unknown level {level!r} for {self.name}; choose one of: {', '.join(self.levels)}")
+        source = self.resolve_source(path)
         if not source.exists():
             raise DataError(f"no data at {source}; pass --data with a file or folder of {self.description}")
-        return self.reader(source)
+        table = self.reader(source, chunksize or formats.CHUNK_ROWS)
+        if not len(table.ids):
+            raise DataError(f"{source} holds no {self.name} rows")
+        if not table.ids.is_unique:
+            dup = table.ids[table.ids.duplicated()].iloc[0]
+            raise DataError(f"record ids are not unique in {source} (e.g. {dup!r}); is a file given twice?")
+        default = next((name for name in self.levels if name in table.levels), None)
+        if default is None:
+            raise DataError(f"{source} holds none of the {self.name} label levels {', '.join(self.levels)}")
+        ds = Dataset(
+            name=self.name,
+            ids=table.ids.rename("record_id"),
+            features=table.features,
+            labels=table.levels[default].rename("label"),
+            benign_labels=self.benign_labels,
+            levels=table.levels,
+            level=default,
+            default_level=default,
+            feature_notes=table.notes,
+            source=_describe_source(source),
+            test_mask=table.test_mask,
+        )
+        log.info("loaded %d %s rows with %d features from %s", len(ds), self.name, ds.features.shape[1], ds.source)
+        return ds.with_level(level) if level is not None else ds
 
 
-# --- CICIDS2017, CICFlowMeter CSVs ------------------------------------------------------------
-
-#: Columns that identify a flow or come from its label: never features.
-CICIDS_NON_FEATURES = (
-    "id",
-    "Flow ID",
-    "Src IP",
-    "Src Port",
-    "Dst IP",
-    "Timestamp",
-    "Label",
-    "Attempted Category",
-)
-CICIDS_BENIGN = frozenset({"BENIGN"})
-
-
-def _csv_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.name.endswith((".csv", ".csv.gz")))
-    if not files:
-        raise DataError(f"no .csv or .csv.gz files in {path}")
-    return files
-
-
-def _read_cicids2017(path: Path) -> Dataset:
-    frames = []
-    for file in _csv_files(path):
-        try:
-            frame = pd.read_csv(file, low_memory=False)
-        except (OSError, ValueError, pd.errors.ParserError) as err:
-            raise DataError(f"cannot read {file}: {err}") from err
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frames.append(frame)
-    data = pd.concat(frames, ignore_index=True)
-    missing = {"id", "Timestamp", "Label"} - set(data.columns)
-    if missing:
-        raise DataError(f"{path} is not a CICFlowMeter CSV with id/Timestamp/Label columns (missing {sorted(missing)})")
-    # `id` restarts per capture day; (day, id) is unique over the whole release.
-    ids = data["Timestamp"].astype(str).str.slice(0, 10) + "-" + data["id"].astype(str)
-    if not ids.is_unique:
-        raise DataError(f"record ids (capture day + id) are not unique in {path}")
-    feature_cols = [c for c in data.columns if c not in CICIDS_NON_FEATURES]
-    features = data[feature_cols].apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    labels = data["Label"].astype(str).str.strip()
-    log.info("loaded %d cicids2017 rows with %d features from %s", len(data), len(feature_cols), path)
-    return Dataset("cicids2017", ids.rename("record_id"), features, labels.rename("label"), CICIDS_BENIGN)
+def _describe_source(source: Path) -> str:
+    """The path read: relative to the checkout when inside it (bundled samples), else absolute."""
+    resolved, root = source.resolve(), PROJECT_ROOT.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
 
 REGISTRY: dict[str, DatasetSpec] = {
     "cicids2017": DatasetSpec(
         name="cicids2017",
         aliases=("SELECTED_CICIDS",),
-        description="CICIDS2017 CICFlowMeter CSVs (id, Timestamp, flow features, Label)",
+        title="CICIDS2017 benign and attack flows",
+        description="CICIDS2017 CICFlowMeter CSVs (improved re-extraction, MachineLearningCVE, "
+        "GeneratedLabelledFlows or the resampled CICIDS2017_sample.csv)",
+        dialects=("improved", "MachineLearningCVE", "GeneratedLabelledFlows", "csv-sample"),
+        levels=("label", "grouped"),
+        default_level="label",
+        benign_labels=frozenset({"BENIGN"}),
         bundled=DATASETS_DIR / "cicids2017-improved-sample",
-        reader=_read_cicids2017,
+        samples={
+            "improved-sample": DATASETS_DIR / "cicids2017-improved-sample",
+            "csv-sample": DATASETS_DIR / "cicids2017-csv-sample",
+        },
+        citation="I. Sharafaldin, A. H. Lashkari, A. A. Ghorbani, \"Toward Generating a New Intrusion Detection "
+        "Dataset and Intrusion Traffic Characterization\", ICISSP 2018; G. Engelen, V. Rimmer, W. Joosen, "
+        "\"Troubleshooting an Intrusion Detection Dataset: the CICIDS2017 Case Study\", IEEE SPW 2021; "
+        "L. Liu, G. Engelen, T. Lynar, D. Essam, W. Joosen, \"Error Prevalence in NIDS datasets: A Case Study "
+        "on CIC-IDS-2017 and CSE-CIC-IDS-2018\", IEEE CNS 2022",
+        dropped=formats.CICIDS_DROPPED,
+        reader=formats.read_cicflowmeter,
+    ),
+    "netml": DatasetSpec(
+        name="netml",
+        aliases=("SELECTED_NET",),
+        title="ISCX-VPN-nonVPN2016 application classes",
+        description="NetML-challenge flows (a *_set.json[.gz] JSON-lines file with its *_anno_top/mid/fine "
+        "annotation files)",
+        dialects=("netml-json-lines",),
+        levels=("top", "mid", "fine"),
+        default_level="top",
+        benign_labels=None,
+        bundled=DATASETS_DIR / "netml-iscx-vpn-nonvpn2016",
+        samples={"iscx-vpn-nonvpn2016": DATASETS_DIR / "netml-iscx-vpn-nonvpn2016"},
+        citation="O. Barut, Y. Luo, T. Zhang, W. Li, P. Li, \"NetML: A Challenge for Network Traffic Analytics\", "
+        "arXiv:2004.13006, 2020; G. Draper-Gil, A. H. Lashkari, M. Mamun, A. A. Ghorbani, \"Characterization "
+        "of Encrypted and VPN Traffic Using Time-related Features\", ICISSP 2016; O. Barut et al., "
+        "\"Multi-Task Hierarchical Learning Based Network Traffic Analytics\", IEEE ICC 2021",
+        dropped=formats.NETML_DROPPED,
+        reader=formats.read_netml,
+    ),
+    "nsl-kdd": DatasetSpec(
+        name="nsl-kdd",
+        aliases=(),
+        title="NSL-KDD normal and attack connections",
+        description="NSL-KDD files in KDD format (KDDTrain+*.txt[.gz], KDDTest+.txt[.gz])",
+        dialects=("kdd",),
+        levels=("category", "attack"),
+        default_level="category",
+        benign_labels=frozenset({"normal"}),
+        bundled=DATASETS_DIR / "nsl-kdd",
+        samples={"nsl-kdd": DATASETS_DIR / "nsl-kdd"},
+        citation="M. Tavallaee, E. Bagheri, W. Lu, A. A. Ghorbani, \"A Detailed Analysis of the KDD CUP 99 "
+        "Data Set\", IEEE CISDA 2009",
+        dropped={"label-derived": ("attack", "difficulty")},
+        reader=formats.read_nsl_kdd,
     ),
 }
 
@@ -183,7 +340,7 @@ def available() -> list[str]:
     """Canonical names of the registered datasets.
 
     >>> available()
-    ['cicids2017']
+    ['cicids2017', 'netml', 'nsl-kdd']
     """
     return list(REGISTRY)
 
@@ -191,8 +348,8 @@ def available() -> list[str]:
 def resolve_name(name: str) -> str:
     """The canonical dataset name for a name or alias (case-insensitive).
 
-    >>> resolve_name("selected_cicids")
-    'cicids2017'
+    >>> resolve_name("selected_cicids"), resolve_name("NSL-KDD")
+    ('cicids2017', 'nsl-kdd')
     """
     wanted = str(name).strip().lower()
     for spec in REGISTRY.values():
@@ -204,6 +361,15 @@ def resolve_name(name: str) -> str:
     raise ConfigError(f"unknown dataset {name!r}; choose one of: {choices}")
 
 
-def load(name: str, path: str | Path | None = None) -> Dataset:
-    """Load a registered dataset from its bundled sample, or from ``path``."""
-    return REGISTRY[resolve_name(name)].load(Path(path) if path is not None else None)
+def load(
+    name: str, path: str | Path | None = None, level: str | None = None, *, chunksize: int | None = None
+) -> Dataset:
+    """Load a registered dataset from its bundled sample, or from ``path``, labels at ``level``.
+
+    ``path`` may also name a bundled sample (``DatasetSpec.samples``), e.g. ``"csv-sample"``.
+
+    >>> ds = load("netml")
+    >>> ds.level, ds.tasks, len(ds)
+    ('top', ('multi_class',), 18179)
+    """
+    return REGISTRY[resolve_name(name)].load(path, level, chunksize)

@@ -1,0 +1,392 @@
+"""The file formats behind the datasets: CICIDS2017 dialects, NetML JSON lines, NSL-KDD.
+
+Each test writes its own small files (from the bundled samples' real rows) into tmp_path.
+"""
+
+import gzip
+import json
+import logging
+import shutil
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from kstream import datasets, formats
+from kstream.config import DATASETS_DIR
+from kstream.errors import ConfigError, DataError
+
+IMPROVED = DATASETS_DIR / "cicids2017-improved-sample"
+NETML = DATASETS_DIR / "netml-iscx-vpn-nonvpn2016"
+NSL = DATASETS_DIR / "nsl-kdd"
+
+# --- CICIDS2017 ----------------------------------------------------------------------------------
+
+#: The header of the 2017 MachineLearningCVE CSVs, spelled as in those files (leading spaces,
+#: Fwd Header Length twice).
+MLCVE_HEADER = [
+    " Destination Port", " Flow Duration", " Total Fwd Packets", " Total Backward Packets",
+    "Total Length of Fwd Packets", " Total Length of Bwd Packets", " Fwd Packet Length Max",
+    " Fwd Packet Length Min", " Fwd Packet Length Mean", " Fwd Packet Length Std", "Bwd Packet Length Max",
+    " Bwd Packet Length Min", " Bwd Packet Length Mean", " Bwd Packet Length Std", "Flow Bytes/s",
+    " Flow Packets/s", " Flow IAT Mean", " Flow IAT Std", " Flow IAT Max", " Flow IAT Min", "Fwd IAT Total",
+    " Fwd IAT Mean", " Fwd IAT Std", " Fwd IAT Max", " Fwd IAT Min", "Bwd IAT Total", " Bwd IAT Mean",
+    " Bwd IAT Std", " Bwd IAT Max", " Bwd IAT Min", "Fwd PSH Flags", " Bwd PSH Flags", " Fwd URG Flags",
+    " Bwd URG Flags", " Fwd Header Length", " Bwd Header Length", "Fwd Packets/s", " Bwd Packets/s",
+    " Min Packet Length", " Max Packet Length", " Packet Length Mean", " Packet Length Std",
+    " Packet Length Variance", "FIN Flag Count", " SYN Flag Count", " RST Flag Count", " PSH Flag Count",
+    " ACK Flag Count", " URG Flag Count", " CWE Flag Count", " ECE Flag Count", " Down/Up Ratio",
+    " Average Packet Size", " Avg Fwd Segment Size", " Avg Bwd Segment Size", " Fwd Header Length",
+    "Fwd Avg Bytes/Bulk", " Fwd Avg Packets/Bulk", " Fwd Avg Bulk Rate", " Bwd Avg Bytes/Bulk",
+    " Bwd Avg Packets/Bulk", "Bwd Avg Bulk Rate", "Subflow Fwd Packets", " Subflow Fwd Bytes",
+    " Subflow Bwd Packets", " Subflow Bwd Bytes", "Init_Win_bytes_forward", " Init_Win_bytes_backward",
+    " act_data_pkt_fwd", " min_seg_size_forward", "Active Mean", " Active Std", " Active Max", " Active Min",
+    "Idle Mean", " Idle Std", " Idle Max", " Idle Min", " Label",
+]  # fmt: skip
+#: GeneratedLabelledFlows put these in front of Flow Duration instead of Destination Port.
+GLF_PREFIX = ["Flow ID", " Source IP", " Source Port", " Destination IP", " Destination Port", " Protocol",
+              " Timestamp"]
+
+#: The test's own oracle: which improved-release column holds the value of a 2017 column.
+IMPROVED_NAME = {
+    "Flow ID": "Flow ID", "Source IP": "Src IP", "Source Port": "Src Port", "Destination IP": "Dst IP",
+    "Destination Port": "Dst Port", "Timestamp": "Timestamp",
+    "Total Fwd Packets": "Total Fwd Packet", "Total Backward Packets": "Total Bwd packets",
+    "Total Length of Fwd Packets": "Total Length of Fwd Packet",
+    "Total Length of Bwd Packets": "Total Length of Bwd Packet", "Min Packet Length": "Packet Length Min",
+    "Max Packet Length": "Packet Length Max", "CWE Flag Count": "CWR Flag Count",
+    "Avg Fwd Segment Size": "Fwd Segment Size Avg", "Avg Bwd Segment Size": "Bwd Segment Size Avg",
+    "Fwd Avg Bytes/Bulk": "Fwd Bytes/Bulk Avg", "Fwd Avg Packets/Bulk": "Fwd Packet/Bulk Avg",
+    "Fwd Avg Bulk Rate": "Fwd Bulk Rate Avg", "Bwd Avg Bytes/Bulk": "Bwd Bytes/Bulk Avg",
+    "Bwd Avg Packets/Bulk": "Bwd Packet/Bulk Avg", "Bwd Avg Bulk Rate": "Bwd Bulk Rate Avg",
+    "Init_Win_bytes_forward": "FWD Init Win Bytes", "Init_Win_bytes_backward": "Bwd Init Win Bytes",
+    "act_data_pkt_fwd": "Fwd Act Data Pkts", "min_seg_size_forward": "Fwd Seg Size Min",
+}  # fmt: skip
+#: Improved label -> the 2017 spelling, as bytes (0x96 is the cp1252 dash of the 2017 files).
+LABEL_2017 = {
+    "BENIGN": b"BENIGN",
+    "Web Attack - Brute Force": b"Web Attack \x96 Brute Force",
+    "Web Attack - XSS": "Web Attack \u2013 XSS".encode(),  # a UTF-8 en dash, as some re-saved copies have
+    "Web Attack - SQL Injection": b"Web Attack \x96 Sql Injection",
+    "Portscan": b"PortScan",
+    "Botnet": b"Bot",
+    "DoS Slowloris": b"DoS slowloris",
+}
+SOURCE_FILES = {
+    "BENIGN": "BENIGN_2500",
+    "Web Attack - Brute Force": "Web_Attack_-_Brute_Force_73",
+    "Web Attack - XSS": "Web_Attack_-_XSS_18",
+    "Web Attack - SQL Injection": "Web_Attack_-_SQL_Injection_13",
+    "Portscan": "Portscan_2500",
+    "Botnet": "Botnet_736",
+    "DoS Slowloris": "DoS_Slowloris_2500",
+}
+ONLY_IN_IMPROVED = ["Fwd RST Flags", "Bwd RST Flags", "ICMP Code", "ICMP Type", "Total TCP Flow Time"]
+
+
+@pytest.fixture(scope="module")
+def improved_rows():
+    """Five real rows of each of seven improved-sample classes, as the raw CSV holds them."""
+    parts = [pd.read_csv(IMPROVED / f"{stem}.csv.gz", nrows=5) for stem in SOURCE_FILES.values()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_2017_csv(path, rows: pd.DataFrame, dialect: str = "MachineLearningCVE", blank_tail: int = 0):
+    """Write ``rows`` (improved columns) as a 2017 CSV: 2017 names, cp1252 dashes, inf/NaN, duplicate column."""
+    header = MLCVE_HEADER if dialect == "MachineLearningCVE" else GLF_PREFIX + MLCVE_HEADER[1:]
+    lines = [",".join(header).encode()]
+    for i, row in rows.reset_index(drop=True).iterrows():
+        cells = []
+        for column in header:
+            name = column.strip()
+            if name == "Label":
+                cells.append(LABEL_2017[row["Label"]])
+            elif name == "Flow Bytes/s" and i < 3:
+                cells.append([b"Infinity", b"NaN", b""][i])
+            else:
+                cells.append(str(row[IMPROVED_NAME.get(name, name)]).encode())
+        lines.append(b",".join(cells))
+    lines += [b"," * (len(header) - 1)] * blank_tail  # the blank rows some 2017 files end with
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    return path
+
+
+@pytest.mark.parametrize("dialect", ["MachineLearningCVE", "GeneratedLabelledFlows"])
+def test_2017_csv_loads_with_canonical_features_and_labels(tmp_path, improved_rows, dialect):
+    file = write_2017_csv(tmp_path / "Thursday-WorkingHours.pcap_ISCX.csv", improved_rows, dialect, blank_tail=2)
+    ds = datasets.load("SELECTED_CICIDS", file)
+    assert ds.feature_names == datasets.load("cicids2017", IMPROVED / "Heartbleed_11.csv.gz").feature_names
+    assert ds.feature_names == list(formats.CICIDS_FEATURES)
+    assert len(ds) == len(improved_rows)  # the blank rows are skipped
+    assert list(ds.ids) == [f"Thursday-WorkingHours.pcap_ISCX-{i}" for i in range(len(improved_rows))]
+    assert list(ds.labels) == list(improved_rows["Label"])  # folded onto the canonical names
+    assert ds.levels["grouped"].value_counts()["WebAttack"] == 15
+    shared = [c for c in formats.CICIDS_FEATURES if c not in ONLY_IN_IMPROVED + ["Protocol", "Flow Bytes/s"]]
+    expected = improved_rows[shared].to_numpy(dtype=np.float64)
+    assert np.allclose(ds.features[shared].to_numpy(), expected, rtol=1e-12, equal_nan=True)
+    flow_bytes = ds.features["Flow Bytes/s"].to_numpy()
+    assert flow_bytes[0] == np.inf and np.isnan(flow_bytes[1:3]).all()
+    assert np.allclose(flow_bytes[3:], improved_rows["Flow Bytes/s"].to_numpy()[3:])
+    assert ds.features[ONLY_IN_IMPROVED].isna().all().all()
+    protocol = ds.features["Protocol"]
+    if dialect == "MachineLearningCVE":
+        assert protocol.isna().all()
+    else:
+        assert protocol.tolist() == improved_rows["Protocol"].astype(float).tolist()
+    assert "Fwd Header Length.1" not in ds.feature_names and "duplicates" in ds.feature_notes
+    assert "renamed" in ds.feature_notes
+    assert ("Protocol" in ds.feature_notes["missing"]) == (dialect == "MachineLearningCVE")
+
+
+def test_a_latin1_2017_file_reads_the_same(tmp_path, improved_rows):
+    mixed = write_2017_csv(tmp_path / "mixed.csv", improved_rows)
+    cp1252 = mixed.read_bytes().replace("\u2013".encode(), b"\x96")  # every dash the cp1252 byte
+    assert b"\x96" in cp1252 and "\u2013".encode() in mixed.read_bytes()
+    (tmp_path / "latin1").mkdir()
+    (tmp_path / "latin1" / "mixed.csv.gz").write_bytes(gzip.compress(cp1252))
+    a, b = datasets.load("cicids2017", mixed), datasets.load("cicids2017", tmp_path / "latin1")
+    assert list(a.labels) == list(b.labels) and list(a.ids) == list(b.ids)
+    assert np.array_equal(a.features.to_numpy(), b.features.to_numpy(), equal_nan=True)
+
+
+def test_a_model_trained_on_one_dialect_scores_the_other(tmp_path, improved_rows):
+    train = datasets.load("cicids2017")
+    other = datasets.load("cicids2017", write_2017_csv(tmp_path / "2017.csv", improved_rows))
+    x = train.features.replace([np.inf, -np.inf], np.nan)
+    model = make_pipeline(SimpleImputer(keep_empty_features=True), DecisionTreeClassifier(random_state=0))
+    model.fit(x, train.target("binary_class"))
+    predicted = model.predict(other.features.replace([np.inf, -np.inf], np.nan))
+    assert len(predicted) == len(other) and set(predicted) <= {"benign", "attack"}
+
+
+def test_a_folder_may_mix_dialects(tmp_path, improved_rows):
+    shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", tmp_path)
+    write_2017_csv(tmp_path / "Wednesday.csv", improved_rows)
+    ds = datasets.load("cicids2017", tmp_path)
+    assert len(ds) == 11 + len(improved_rows) and ds.ids.is_unique
+    assert ds.level == "label" and ds.labels.value_counts()["Heartbleed"] == 11
+    assert "improved: 1" in ds.feature_notes["dialects"] and "MachineLearningCVE: 1" in ds.feature_notes["dialects"]
+
+
+@pytest.mark.parametrize(
+    "raw, fine, grouped",
+    [
+        ("Web Attack \x96 Brute Force", "Web Attack - Brute Force", "WebAttack"),
+        ("Web Attack \ufffd XSS", "Web Attack - XSS", "WebAttack"),
+        ("web attack \u2013 sql injection", "Web Attack - SQL Injection", "WebAttack"),
+        ("Web Attack - Sql Injection", "Web Attack - SQL Injection", "WebAttack"),
+        ("PortScan", "Portscan", "PortScan"),
+        ("Portscan", "Portscan", "PortScan"),
+        ("Bot", "Botnet", "Bot"),
+        ("Botnet", "Botnet", "Bot"),
+        ("DoS slowloris", "DoS Slowloris", "DoS"),
+        ("DDoS", "DDoS", "DoS"),
+        ("Heartbleed", "Heartbleed", "DoS"),
+        (" FTP-Patator ", "FTP-Patator", "BruteForce"),
+        ("SSH-Patator - Attempted", "SSH-Patator - Attempted", "BruteForce"),
+        ("Infiltration - Portscan", "Infiltration - Portscan", "PortScan"),
+        ("Infiltration", "Infiltration", "Infiltration"),
+        ("BENIGN", "BENIGN", "BENIGN"),
+        ("WebAttack", None, "WebAttack"),
+        ("BruteForce", None, "BruteForce"),
+        ("DoS", None, "DoS"),
+    ],
+)
+def test_cicids_labels_fold_onto_one_canonical_name(raw, fine, grouped):
+    assert formats.fold_cicids_label(raw) == (fine, grouped)
+
+
+def test_every_canonical_class_has_a_group():
+    assert set(formats.CICIDS_LABELS.values()) == set(formats.CICIDS_GROUPS)
+    assert set(formats.CICIDS_GROUPS.values()) == {"BENIGN", "Bot", "BruteForce", "DoS", "Infiltration", "PortScan",
+                                                   "WebAttack"}
+
+
+def test_a_csv_that_is_not_cicflowmeter_is_refused(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b,Label\n1,2,BENIGN\n")
+    with pytest.raises(DataError, match="not a CICIDS2017 CICFlowMeter CSV"):
+        datasets.load("cicids2017", tmp_path / "x.csv")
+
+
+# --- NetML ---------------------------------------------------------------------------------------
+
+
+def netml_flow(fid: int, **extra) -> dict:
+    flow = {
+        "id": fid, "sa": "IP_masked", "da": "IP_masked", "src_port": 50000 + fid, "dst_port": 443, "pr": 6,
+        "time_start": 1.5e9, "time_end": 1.5e9 + 3, "time_length": 3.0, "bytes_in": 10 * fid, "bytes_out": 7,
+        "pld_ccnt": list(range(16)), "hdr_ccnt": [fid] * 12, "intervals_ccnt": [0] * 16,
+        "ack_psh_rst_syn_fin_cnt": [1, 2, 3, 4, 5], "rev_pld_ccnt": [1] * 16, "rev_hdr_ccnt": [2] * 12,
+        "rev_intervals_ccnt": [3] * 16, "rev_ack_psh_rst_syn_fin_cnt": [0] * 5,
+        "http_host": "files.example", "brand_new_field": 5,
+    }  # fmt: skip
+    flow.update(extra)
+    return flow
+
+
+@pytest.fixture
+def netml_files(tmp_path):
+    """A NetML layout: <prefix>_set/<prefix>_set.json.gz beside <prefix>_annotations/ with two levels."""
+    flows = [
+        netml_flow(1, dns_query_name=["a.example"], dns_answer_ttl=[60, 120, 300], dns_answer_ip=["x", "y", "z"]),
+        netml_flow(2, pld_ccnt=[5, 6, 7]),  # shorter than its fixed length
+        netml_flow(3),  # not annotated at the fine level: skipped
+    ]
+    (tmp_path / "9_mini_set").mkdir()
+    (tmp_path / "9_mini_annotations").mkdir()
+    set_file = tmp_path / "9_mini_set" / "9_mini_set.json.gz"
+    set_file.write_bytes(gzip.compress("\n".join(json.dumps(f) for f in flows).encode() + b"\n"))
+    (tmp_path / "9_mini_annotations" / "9_mini_anno_top.json.gz").write_bytes(
+        gzip.compress(json.dumps({"1": "chat", "2": "voip", "3": "voip"}).encode())
+    )
+    (tmp_path / "9_mini_annotations" / "9_mini_anno_fine.json").write_text(json.dumps({"1": "icq", "2": "skype"}))
+    return set_file
+
+
+def test_netml_list_fields_expand_to_fixed_columns(netml_files, caplog):
+    with caplog.at_level(logging.WARNING):
+        ds = datasets.load("SELECTED_NET", netml_files)
+    assert ds.feature_names == list(formats.NETML_FEATURES)
+    assert list(ds.ids) == ["1", "2"] and list(ds.levels) == ["top", "fine"]
+    assert list(ds.labels) == ["chat", "voip"] and list(ds.with_level("fine").labels) == ["icq", "skype"]
+    f = ds.features
+    assert [f"pld_ccnt_{i}" for i in range(16)] == [c for c in f.columns if c.startswith("pld_ccnt_")]
+    assert f.loc[0, [f"pld_ccnt_{i}" for i in range(16)]].tolist() == list(range(16))
+    assert f.loc[1, ["pld_ccnt_0", "pld_ccnt_1", "pld_ccnt_2"]].tolist() == [5, 6, 7]
+    assert f.loc[1, [f"pld_ccnt_{i}" for i in range(3, 16)]].isna().all()  # padded with NaN
+    assert f.loc[0, "hdr_ccnt_11"] == 1 and f.loc[1, "hdr_ccnt_0"] == 2
+    assert f.loc[0, "dns_answer_ttl_count"] == 3 and f.loc[0, "dns_answer_ttl_mean"] == 160
+    assert f.loc[0, "dns_query_name_count"] == 1 and f.loc[0, "dns_answer_ip_count"] == 3
+    assert f.loc[1, "dns_answer_ttl_count"] == 0 and np.isnan(f.loc[1, "dns_answer_ttl_mean"])
+    assert not {"id", "sa", "da", "src_port", "time_start", "time_end", "http_host", "brand_new_field"} & set(f)
+    assert f.loc[0, "dst_port"] == 443 and f.loc[1, "bytes_in"] == 20
+    text = caplog.text
+    assert "brand_new_field" in text and "pld_ccnt" in text and "without a label" in text
+    assert "list-valued" in ds.feature_notes and "ignored" in ds.feature_notes
+    with pytest.raises(ConfigError, match="choose one of: top, fine"):
+        ds.with_level("mid")
+
+
+def test_netml_histograms_in_the_bundled_sample_have_their_fixed_lengths(caplog):
+    with gzip.open(NETML / "1_test-std_set.json.gz", "rt") as fh:
+        first = json.loads(fh.readline())
+    with caplog.at_level(logging.WARNING):
+        ds = datasets.load("netml")
+    assert "unexpected length" not in caplog.text
+    row = ds.features.iloc[0]
+    assert ds.ids.iloc[0] == str(first["id"])
+    for name, n in formats.NETML_HISTOGRAMS.items():
+        assert len(first[name]) == n
+        assert row[[f"{name}_{i}" for i in range(n)]].tolist() == first[name]
+
+
+def test_netml_folder_needs_exactly_one_set_file(tmp_path):
+    for name in ("1_a_set.json", "2_b_set.json"):
+        (tmp_path / name).write_text('{"id": 1}\n')
+    with pytest.raises(DataError, match="exactly one NetML set file"):
+        datasets.load("netml", tmp_path)
+
+
+def test_netml_without_annotations_says_where_labels_live(tmp_path):
+    (tmp_path / "1_a_set.json").write_text('{"id": 1}\n')
+    with pytest.raises(DataError, match="annotation files"):
+        datasets.load("netml", tmp_path)
+
+
+# --- NSL-KDD -------------------------------------------------------------------------------------
+
+
+def kdd_rows(file: str, n: int) -> list[list[str]]:
+    with gzip.open(NSL / f"{file}.txt.gz", "rt") as fh:
+        return [next(fh).rstrip("\n").split(",") for _ in range(n)]
+
+
+def test_nsl_kdd_test_only_attacks_get_their_category_and_unknown_ones_unknown(tmp_path, caplog):
+    novel = f"zeroday{uuid.uuid4().hex[:6]}"
+    attacks = ["apache2", "xsnoop", "httptunnel", "mscan", "neptune", "normal", novel, "perl"]
+    rows = kdd_rows("KDDTest+", len(attacks))
+    for row, attack in zip(rows, attacks):
+        row[41] = attack
+    rows[0][2] = "no_such_service"
+    (tmp_path / "KDDTest+.txt").write_text("".join(",".join(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING):
+        ds = datasets.load("nsl-kdd", tmp_path / "KDDTest+.txt")  # Field Names/Attack Types: the bundled ones
+    assert list(ds.levels["attack"]) == attacks
+    assert list(ds.labels) == ["dos", "r2l", "u2r", "probe", "dos", "normal", "unknown", "u2r"]
+    assert novel in caplog.text and "no_such_service" not in ds.feature_names
+    assert "service values outside the fixed vocabulary" in caplog.text
+    assert np.isnan(ds.features.loc[0, "service"])
+    assert ds.features.loc[1, "service"] == formats.NSL_KDD_SERVICES.index(rows[1][2])
+    assert ds.features.loc[1, "protocol_type"] == formats.NSL_KDD_PROTOCOLS.index(rows[1][1])
+    assert ds.features.loc[1, "flag"] == formats.NSL_KDD_FLAGS.index(rows[1][3])
+    assert ds.test_mask is None  # one file: kstream's own stratified split
+    assert "difficulty" not in ds.feature_names and list(ds.ids) == [f"KDDTest+-{i}" for i in range(len(attacks))]
+
+
+def test_nsl_kdd_map_covers_every_attack_of_the_bundled_files():
+    table = dict(line.split(",") for line in (NSL / "Attack Types.csv").read_text().splitlines())
+    assert not set(formats.NSL_KDD_TEST_ONLY_ATTACKS) & set(table)  # only the 17 the file lacks
+    assert len(formats.NSL_KDD_TEST_ONLY_ATTACKS) == 17
+    assert set(formats.NSL_KDD_TEST_ONLY_ATTACKS.values()) <= {"dos", "probe", "r2l", "u2r"}
+
+
+def test_nsl_kdd_subset_files_are_skipped_beside_their_full_file(tmp_path):
+    train = kdd_rows("KDDTrain+_20Percent", 40)
+    (tmp_path / "KDDTrain+.txt").write_text("".join(",".join(r) + "\n" for r in train))
+    (tmp_path / "KDDTrain+_20Percent.txt").write_text("".join(",".join(r) + "\n" for r in train[:10]))
+    (tmp_path / "KDDTest+.txt").write_text("".join(",".join(r) + "\n" for r in kdd_rows("KDDTest+", 20)))
+    ds = datasets.load("nsl-kdd", tmp_path)
+    assert len(ds) == 60 and not ds.ids.str.startswith("KDDTrain+_20Percent").any()
+    assert ds.test_mask.sum() == 20 and ds.ids[ds.test_mask].str.startswith("KDDTest+-").all()
+
+
+# --- chunked reading -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_sources(tmp_path, improved_rows):
+    cic = tmp_path / "cic"
+    cic.mkdir()
+    shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", cic)
+    shutil.copy(IMPROVED / "Web_Attack_-_XSS_18.csv.gz", cic)
+    write_2017_csv(cic / "Thursday.csv", improved_rows, blank_tail=3)
+    kdd = tmp_path / "kdd"
+    kdd.mkdir()
+    (kdd / "KDDTrain+_20Percent.txt").write_text(
+        "".join(",".join(r) + "\n" for r in kdd_rows("KDDTrain+_20Percent", 30))
+    )
+    test_rows = "".join(",".join(r) + "\n" for r in kdd_rows("KDDTest+", 25))
+    (kdd / "KDDTest+.txt.gz").write_bytes(gzip.compress(test_rows.encode()))
+    net = tmp_path / "net"
+    net.mkdir()
+    for anno in NETML.glob("*_anno_*"):
+        shutil.copy(anno, net)
+    with gzip.open(NETML / "1_test-std_set.json.gz", "rt") as fh:
+        (net / "1_test-std_set.json").write_text("".join(next(fh) for _ in range(40)))  # plain, not gzipped
+    return {"cicids2017": cic, "netml": net, "nsl-kdd": kdd}
+
+
+@pytest.mark.parametrize("name", datasets.available())
+def test_chunked_reading_gives_the_same_dataset_as_whole_reading(small_sources, name):
+    whole = datasets.load(name, small_sources[name], chunksize=10**6)
+    chunked = datasets.load(name, small_sources[name], chunksize=7)
+    assert len(whole) > 14  # more than two chunks
+    assert whole.ids.equals(chunked.ids)
+    assert whole.features.equals(chunked.features)
+    assert whole.levels.keys() == chunked.levels.keys()
+    assert all(whole.levels[k].equals(chunked.levels[k]) for k in whole.levels)
+    assert (whole.test_mask is None) == (chunked.test_mask is None)
+    if whole.test_mask is not None:
+        assert np.array_equal(whole.test_mask, chunked.test_mask) and whole.test_mask.any()
+
+
+def test_leaky_names_are_recognised():
+    for name in ["id", " Flow ID", "Src IP", "Destination IP", "Timestamp", "Label", "sa", "da", "difficulty",
+                 "Attempted Category", "time_start", "src_port"]:
+        assert datasets.is_leaky(name), name
+    for name in ["Dst Port", "dst_port", "Protocol", "land", "dns_answer_ip_count", "Total TCP Flow Time"]:
+        assert not datasets.is_leaky(name), name
