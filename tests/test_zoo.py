@@ -1,0 +1,140 @@
+"""Contract tests over the whole model zoo: every registered dataset x task x model.
+
+The grid is trained once per session on the bundled samples (as `kstream train --all`
+does); each combination is then checked on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from kstream import datasets, modeling
+from kstream.config import TASKS
+from kstream.errors import ConfigError
+
+GRID = list(itertools.product(datasets.available(), TASKS, modeling.MODELS))
+DEFINED = [g for g in GRID if modeling.defined(g[0], g[1])]
+UNDEFINED = [g for g in GRID if not modeling.defined(g[0], g[1])]
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    rows = modeling.train_grid(models_dir=root, progress=False)
+    return root, {(r["dataset"], r["task"], r["model"]): r for r in rows}
+
+
+@pytest.fixture(scope="session")
+def loaded():
+    return {name: datasets.load(name) for name in datasets.available()}
+
+
+def test_the_grid_covers_every_dataset_and_model():
+    assert {d for d, _, _ in DEFINED} == set(datasets.available())
+    assert {m for _, _, m in DEFINED} == set(modeling.MODELS)
+
+
+@pytest.mark.parametrize("dataset, task, model", DEFINED)
+def test_defined_combination_trains_round_trips_and_predicts_its_classes(zoo, loaded, dataset, task, model):
+    root, rows = zoo
+    assert rows[(dataset, task, model)]["status"] == "trained"
+    trained = modeling.load(dataset, task, model, root)  # checks the sha256 against the card
+    card = trained.card
+    ds = loaded[dataset]
+    assert card.features == ds.feature_names
+    assert set(card.classes) == set(ds.target(task))
+    _, test = ds.split_index()
+    x = ds.features.to_numpy()[test]
+    labels, scores = trained.predict(x)
+    assert set(labels) <= set(card.classes)
+    assert ((scores > 0) & (scores <= 1 + 1e-9)).all()
+    assert (labels == trained.pipeline.predict(x)).all()
+    m = card.metrics
+    assert m["rows"] == len(test) == card.test_rows
+    assert np.array(m["confusion_matrix"]).sum() == len(test)
+    if task == "binary_class":
+        assert 0 <= m["far"] <= 1 and 0 <= m["tpr"] <= 1
+        assert m["netml_overall"] == pytest.approx(m["tpr"] * (1 - m["far"]))
+    else:
+        assert m["netml_overall"] == pytest.approx(m["netml_f1"] * m["netml_map"])
+    y_test = ds.target(task).to_numpy()[test]
+    majority = pd.Series(y_test).mode()[0]
+    trivial = f1_score(y_test, np.full(len(y_test), majority), average="macro", zero_division=0)
+    assert m["macro_f1"] > trivial + 0.05, "every model must beat always answering the majority class"
+
+
+@pytest.mark.parametrize("dataset, task, model", DEFINED)
+def test_no_leaky_column_is_ever_a_feature(zoo, dataset, task, model):
+    root, _ = zoo
+    card = modeling.load(dataset, task, model, root).card
+    for name in card.features:
+        assert not datasets.is_leaky(name), f"{name} must never reach a model"
+    selection = card.feature_selection
+    assert selection["input"] == len(card.features)
+    assert selection["kept"] + len(selection["dropped"]["constant"]) + len(selection["dropped"]["duplicate"]) == len(
+        card.features
+    )
+    assert selection["excluded_by_loader"], "the card must say which source columns were left out and why"
+
+
+@pytest.mark.parametrize("dataset, task, model", UNDEFINED)
+def test_undefined_combination_fails_with_a_clear_message(dataset, task, model, tmp_path, zoo):
+    _, rows = zoo
+    assert rows[(dataset, task, model)]["status"] == "undefined"
+    with pytest.raises(ConfigError, match="use -t multi_class"):
+        modeling.train(dataset, task, model, tmp_path)
+
+
+def test_selection_drops_constant_and_duplicate_columns_inside_the_pipeline(tmp_path, loaded):
+    ds = loaded["cicids2017"]
+    trained = modeling.train("cicids2017", "binary_class", "decision-tree", tmp_path)
+    dropped = trained.card.feature_selection["dropped"]
+    train_rows, _ = ds.split_index()
+    x = ds.features.iloc[train_rows]
+    for name in dropped["constant"]:
+        assert x[name].nunique(dropna=True) <= 1
+    for name, twin in dropped["duplicate"].items():
+        assert x[name].equals(x[twin])
+    assert dropped["constant"], "the bundled CICIDS2017 sample has constant columns (e.g. the bulk-rate ones)"
+    # the saved Pipeline takes the full card feature list and drops the same columns itself
+    assert trained.pipeline.named_steps["select"].n_features_in_ == len(trained.card.features)
+
+
+@pytest.mark.parametrize("model", modeling.MODELS)
+def test_same_seed_gives_the_same_predictions(model, tmp_path, loaded):
+    ds = loaded["nsl-kdd"]
+    x = ds.features.to_numpy()[:2000]
+    a = modeling.train("nsl-kdd", "multi_class", model, tmp_path / "a", loaded=ds, params=_small(model))
+    b = modeling.train("nsl-kdd", "multi_class", model, tmp_path / "b", loaded=ds, params=_small(model))
+    assert (a.pipeline.predict(x) == b.pipeline.predict(x)).all()
+    assert json.dumps(a.card.metrics, sort_keys=True) == json.dumps(b.card.metrics, sort_keys=True)
+
+
+def _small(model: str) -> dict:
+    return {"random-forest": {"n_estimators": 20}, "hist-gradient-boosting": {"max_iter": 30}}.get(model, {})
+
+
+@pytest.mark.parametrize("weighting", ["sqrt", "none"])
+def test_class_weighting_choices_change_the_fit_and_are_recorded(weighting, tmp_path, loaded):
+    ds = loaded["netml"]
+    base = modeling.train("netml", "multi_class", "logistic-regressor", tmp_path / "b", loaded=ds)
+    other = modeling.train("netml", "multi_class", "logistic-regressor", tmp_path / "o", loaded=ds,
+                           class_weight=weighting)
+    assert base.card.params["class_weighting"] == "balanced" and base.card.params["class_weight"] == "balanced"
+    assert other.card.params["class_weighting"] == weighting and other.card.params["class_weight"] is None
+    _, test = ds.split_index()
+    x = ds.features.to_numpy()[test]
+    # balanced weighting pulls predictions towards rare classes; the milder choices predict them less
+    rare = ds.target("multi_class").value_counts().index[-3:]
+    assert np.isin(base.pipeline.predict(x), rare).sum() > np.isin(other.pipeline.predict(x), rare).sum()
+
+
+def test_unknown_class_weighting_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="balanced, sqrt, none"):
+        modeling.train("netml", "multi_class", "decision-tree", tmp_path, class_weight="inverse")
