@@ -8,8 +8,10 @@ type) and writes the predictions to a results store and a predictions topic.
 Modules, one concept each:
 
 - :mod:`kstream.config`: paths and the typed :class:`~kstream.config.Settings`
-- :mod:`kstream.datasets`: registered datasets, record ids, labels, the split
-- :mod:`kstream.modeling`: train/save/load Pipelines with their model cards
+- :mod:`kstream.datasets`: registered datasets, record ids, label levels, the split
+- :mod:`kstream.formats`: readers of the file formats (CICFlowMeter CSV, NetML JSON lines, KDD)
+- :mod:`kstream.features`: the feature selection step saved inside each Pipeline
+- :mod:`kstream.modeling`: the model zoo: train/save/load Pipelines with their cards, evaluation
 - :mod:`kstream.broker`: a real local Kafka broker (KRaft) without Docker
 - :mod:`kstream.clients`: the thin layer over the Kafka client library
 - :mod:`kstream.serialization`: the message format and batch decoding

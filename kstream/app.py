@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from kstream import broker, datasets, metrics, modeling
@@ -30,7 +31,18 @@ from kstream.errors import BrokerError, KstreamError
 from kstream.producer import GenerateStats, generate
 from kstream.sinks import SQLiteStore, open_store
 
-__all__ = ["kafka_cluster", "ensure_model", "build_detector", "detect", "send", "run", "RunResult"]
+__all__ = [
+    "kafka_cluster",
+    "ensure_model",
+    "load_model",
+    "load_dataset",
+    "build_detector",
+    "detect",
+    "send",
+    "evaluate",
+    "run",
+    "RunResult",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +71,26 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[str]
 
 def ensure_model(settings: Settings, data: str | Path | None = None, retrain: bool = False) -> modeling.TrainedModel:
     """Load the model ``settings`` names; train it first if it is missing (or ``retrain``)."""
-    directory = modeling.artifact_dir(settings.dataset, settings.task, settings.model, settings.models_dir)
+    directory = modeling.artifact_dir(
+        settings.dataset, settings.task, settings.model, settings.models_dir, settings.level
+    )
     if retrain or not all((directory / name).exists() for name in ("model.joblib", "model.json")):
         log.info("no trained model at %s; training it now", directory)
-        modeling.train(settings.dataset, settings.task, settings.model, settings.models_dir, data=data)
+        modeling.train(
+            settings.dataset, settings.task, settings.model, settings.models_dir, data=data, level=settings.level
+        )
     return modeling.load_dir(directory)
+
+
+def load_model(settings: Settings) -> modeling.TrainedModel:
+    """The trained model ``settings`` names (hash-checked); a clear error if it is missing."""
+    return modeling.load(settings.dataset, settings.task, settings.model, settings.models_dir, settings.level)
+
+
+def load_dataset(settings: Settings, data: str | Path | None = None) -> datasets.Dataset:
+    """``settings.dataset`` from the bundled sample or ``data``, at ``settings.level``."""
+    ds = datasets.load(settings.dataset, data)
+    return ds.with_level(settings.level) if settings.level else ds
 
 
 def build_detector(
@@ -93,7 +120,7 @@ def detect(
     handle_signals: bool = True,
 ) -> DetectorStats:
     """Run a detector until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
-    model = modeling.load(settings.dataset, settings.task, settings.model, settings.models_dir)
+    model = load_model(settings)
     ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
     with open_store(settings.store_url, settings.store_table) as store:
         detector = build_detector(settings, bootstrap, model, store)
@@ -113,10 +140,32 @@ def send(
     progress: bool = True,
 ) -> GenerateStats:
     """Stream a split of ``settings.dataset`` into ``settings.topic``."""
-    ds = datasets.load(settings.dataset, data).subset(split)
+    ds = load_dataset(settings, data).subset(split)
     ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
     with Producer(bootstrap, settings.kafka_options).connect() as producer:
         return generate(ds, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
+
+
+def evaluate(
+    settings: Settings, data: str | Path | None = None, split: str | None = None
+) -> tuple[dict, pd.DataFrame]:
+    """Score the model ``settings`` names on a dataset file offline.
+
+    ``split`` defaults to ``test`` for the bundled sample and ``all`` for ``data``.
+    Returns the metrics and a frame ``record_id, true_label, predicted_label, score``.
+    """
+    model = load_model(settings)
+    ds = load_dataset(settings, data).subset(split or ("all" if data is not None else "test"))
+    missing = [f for f in model.features if f not in ds.feature_names]
+    if len(missing) == len(model.features):
+        raise KstreamError(f"none of the model's features are in {data or 'the dataset'}; is it the right dataset?")
+    x = ds.features.reindex(columns=model.features).to_numpy(dtype="float64")
+    labels, scores = model.predict(x)
+    truth = ds.target(settings.task).to_numpy()
+    metrics_ = modeling.evaluate(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task)
+    frame = pd.DataFrame({"record_id": ds.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
+                          "score": scores})
+    return metrics_, frame
 
 
 @dataclass
@@ -156,7 +205,7 @@ def run(
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or str(run_dir / "predictions.sqlite"),
     )
-    test = datasets.load(settings.dataset, data).subset("test")
+    test = load_dataset(settings, data).subset("test")
     expected = min(limit, len(test)) if limit is not None else len(test)
     with kafka_cluster(settings) as bootstrap, open_store(settings.store_url, settings.store_table) as store:
         ensure_topics(bootstrap, _topics(settings), settings.kafka_options)

@@ -12,10 +12,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kstream import __version__, app, broker, datasets, metrics, modeling
 from kstream.config import TASKS, Settings, parse_kafka_options
 from kstream.errors import ConfigError, KstreamError
+from kstream.sinks import open_store
 
 log = logging.getLogger("kstream")
 
@@ -31,9 +33,10 @@ _ENV_HELP = """environment (used when the option is not given):
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())} or SELECTED_CICIDS (default cicids2017)")
+    g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     g.add_argument("-t", "--task", help=f"task: {', '.join(TASKS)} (default binary_class)")
     g.add_argument("-m", "--model", help=f"model: {', '.join(modeling.MODELS)} (default random-forest)")
+    g.add_argument("--level", help="multi-class label level (netml: top|mid|fine; nsl-kdd: category|attack)")
     g.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
 
 
@@ -106,12 +109,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="classifier hyperparameter, repeatable")
     p.add_argument("--seed", type=int, default=modeling.SEED, help="random seed for split and model (default 42)")
+    p.add_argument("--class-weight", default="balanced", choices=modeling.CLASS_WEIGHTS,
+                   help="class weighting against imbalance: balanced (n/(k*n_c)), sqrt (its square root), none")
+    p.add_argument("--all", action="store_true",
+                   help="train the grid: every dataset x task x model (narrowed by -d/-t/-m when given)")
+    p.add_argument("--markdown", help="with --all: also write the grid's results table to this Markdown file")
+
+    # models
+    p = sub.add_parser("models", help="list trained models with their scores", formatter_class=fmt,
+                       description="One line per model card under the models folder: dataset, task, model,\n"
+                       "features (input/kept), classes, held-out accuracy, macro-F1, NetML score, size, date.")
+    p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
+    p.add_argument("--json", action="store_true", help="print the cards' rows as JSON")
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="score a trained model on a dataset file offline", formatter_class=fmt,
+                       description="Predict every row of a dataset file (or the bundled test split) with a trained\n"
+                       "model and print accuracy, macro-F1, per-class scores, TPR/FAR or the NetML scores.\n"
+                       "Streaming the same rows through Kafka gives the same predictions.",
+                       epilog="example: kstream evaluate -d cicids2017 -m random-forest --data ~/MachineLearningCVE/")
+    _model_options(p)
+    p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
+    p.add_argument("--split", choices=datasets.SPLITS,
+                   help="rows to score (default: test for the bundled sample, all for --data)")
+    p.add_argument("--predictions", help="also write record_id,true_label,predicted_label,score to this CSV")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     # generate
     p = sub.add_parser("generate", help="stream dataset records into the flows topic", formatter_class=fmt,
                        description="Send records (key = record id, JSON features, send-time header) to a topic.",
                        epilog="example: kstream generate --rate 1000 --limit 5000")
-    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())} or SELECTED_CICIDS (default cicids2017)")
+    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--split", default="test", choices=datasets.SPLITS, help="which rows to send (default test)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
@@ -134,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     g.add_argument("--max-records", type=int, help="stop after this many records")
     g.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a record")
+    g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
 
     # run
     p = sub.add_parser("run", help="the main job: train if missing, stream, classify, summarize", formatter_class=fmt,
@@ -151,6 +180,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    """Rows as an aligned text table; floats with 4 decimals."""
+
+    def cell(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _markdown(rows: list[dict], columns: list[str]) -> str:
+    """Rows as a Markdown table; floats with 4 decimals."""
+
+    def cell(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _format_scores(scores: dict) -> str:
+    lines = [f"rows {scores['rows']}   accuracy {scores['accuracy']:.4f}   macro-F1 {scores['macro_f1']:.4f}"]
+    if "tpr" in scores:
+        lines.append(f"TPR {scores['tpr']:.4f}   FAR {scores['far']:.4f}   NetML overall TPR*(1-FAR) "
+                     f"{scores['netml_overall']:.4f}")
+    else:
+        lines.append(f"NetML F1 {scores['netml_f1']:.4f}   mAP {scores['netml_map']:.4f}   overall "
+                     f"{scores['netml_overall']:.4f}")
+    rows = [{"class": c, **v} for c, v in scores["per_class"].items()]
+    lines.append(_table(rows, ["class", "precision", "recall", "f1-score", "support"]))
+    return "\n".join(lines)
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
@@ -186,11 +252,43 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _broker(args)
     settings = _settings(args)
     log.debug("settings: %r", settings)
+    if args.command == "models":
+        rows = modeling.list_cards(settings.models_dir)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"no trained models in {settings.models_dir}; train with `kstream train` or `kstream train --all`")
+        else:
+            print(_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "accuracy", "macro_f1",
+                                "netml_overall", "size_kb", "created"]))
+        return 0
+    if args.command == "train" and args.all:
+        rows = modeling.train_grid([args.dataset] if args.dataset else None, [args.task] if args.task else None,
+                                   [args.model] if args.model else None, settings.models_dir, args.seed, progress,
+                                   args.class_weight)
+        columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seconds"]
+        print(_table(rows, columns))
+        if args.markdown:
+            Path(args.markdown).write_text(_markdown(rows, columns[:-1]))
+        for reason in dict.fromkeys(row["reason"] for row in rows if row["status"] == "undefined"):
+            print(f"skipped: {reason}")
+        return 0
     if args.command == "train":
         trained = modeling.train(settings.dataset, settings.task, settings.model, settings.models_dir,
-                                 data=args.data, params=_params(args.param), seed=args.seed)
+                                 data=args.data, params=_params(args.param), seed=args.seed, level=settings.level,
+                                 class_weight=args.class_weight)
         m = trained.card.metrics
-        print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+        print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+              f"NetML overall {m['netml_overall']:.4f}")
+        return 0
+    if args.command == "evaluate":
+        scores, frame = app.evaluate(settings, args.data, args.split)
+        if args.predictions:
+            frame.to_csv(args.predictions, index=False)
+        if args.json:
+            print(json.dumps(scores, indent=2))
+        else:
+            print(_format_scores(scores))
         return 0
     if args.command == "generate":
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
@@ -198,10 +296,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sent {stats.records} records to {settings.topic} at {bootstrap} ({stats.rate:.0f} rec/s)")
         return 0
     if args.command == "detect":
-        modeling.load(settings.dataset, settings.task, settings.model, settings.models_dir)  # fail fast
+        app.load_model(settings)  # fail fast, before touching Kafka
+        truth = app.load_dataset(settings, args.data).truth(settings.task) if args.data else None
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
             stats = app.detect(settings, bootstrap, args.max_records, args.idle_timeout, progress)
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered")
+        if truth is not None:
+            with open_store(settings.store_url, settings.store_table) as store:
+                frame = store.frame()
+            print(metrics.format_summary(metrics.summarize(frame[frame["topic"] == settings.topic], truth)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
                      run_dir=args.run_dir, retrain=args.retrain, progress=progress)

@@ -71,6 +71,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "dataset": ("KSTREAM_DATASET", "DATASET"),
     "task": ("KSTREAM_TASK", "TASK_TYPE"),
     "model": ("KSTREAM_MODEL", "MODEL"),
+    "level": ("KSTREAM_LEVEL",),
     "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
     "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
     "topic": ("KSTREAM_TOPIC",),
@@ -97,6 +98,7 @@ class Settings:
     dataset: str = "cicids2017"
     task: str = "binary_class"
     model: str = "random-forest"
+    level: str = ""  # multi-class label level; empty = the dataset's default
     models_dir: Path = MODELS_DIR
     bootstrap: str = ""
     topic: str = "flows"
@@ -115,9 +117,10 @@ class Settings:
         from kstream import datasets, modeling  # registries; imported late to keep this module light
 
         object.__setattr__(self, "dataset", datasets.resolve_name(self.dataset))
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        datasets.REGISTRY[self.dataset].check_task(self.task)  # unknown task, or binary on netml
         object.__setattr__(self, "model", modeling.resolve_model_name(self.model))
+        if self.level:
+            modeling.task_dir_name(self.dataset, "multi_class", self.level)  # unknown level: ConfigError
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         if self.store not in STORES:
             raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(STORES)}")
@@ -136,10 +139,12 @@ class Settings:
 
         >>> Settings.resolve({"bootstrap": None}, env={"KAFKA_BROKER_URL": "kafka:9092"}).bootstrap
         'kafka:9092'
+        >>> Settings.resolve({"dataset": "SELECTED_NET"}, env={}).task  # netml has no binary task
+        'multi_class'
         >>> Settings.resolve({"dataset": "nope"}, env={})
         Traceback (most recent call last):
         ...
-        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS)
+        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml (alias SELECTED_NET), nsl-kdd
         """
         env = os.environ if env is None else env
         cli = dict(cli or {})
@@ -154,6 +159,11 @@ class Settings:
                 if env.get(env_name):
                     values[f.name] = env[env_name]
                     break
+        if "task" not in values:  # default: binary where the dataset has it, else multi-class (netml)
+            from kstream import datasets
+
+            spec = datasets.REGISTRY[datasets.resolve_name(values.get("dataset", cls.dataset))]
+            values["task"] = spec.tasks[0]
         options: dict[str, Any] = {}
         for key, value in env.items():
             if key.startswith("KSTREAM_KAFKA_") and value:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from conftest import run_cli
+from test_datasets_formats import IMPROVED, SOURCE_FILES, write_2017_csv
 from kstream import modeling
 from kstream.config import cache_dir
 
@@ -127,3 +130,38 @@ def test_broker_start_status_stop(tmp_path):
         stopped = run_cli("broker", "stop", env=env)
     assert stopped.returncode == 0 and "stopped Kafka" in stopped.stdout
     assert run_cli("broker", "status", env=env).returncode == 1
+
+
+def test_original_machinelearningcve_csv_trains_and_scores_through_the_cli(tmp_path):
+    rows = pd.concat([pd.read_csv(IMPROVED / f"{stem}.csv.gz", nrows=40) for stem in SOURCE_FILES.values()],
+                     ignore_index=True)
+    csv = write_2017_csv(tmp_path / "Wednesday-workingHours.pcap_ISCX.csv", rows)
+    models = str(tmp_path / "models")
+    trained = run_cli("-q", "train", "-d", "SELECTED_CICIDS", "-m", "decision-tree", "--data", str(csv),
+                      "--models-dir", models)
+    assert trained.returncode == 0, trained.stderr
+    scored = run_cli("-q", "evaluate", "-d", "SELECTED_CICIDS", "-m", "decision-tree", "--data", str(csv),
+                     "--models-dir", models, "--json", "--predictions", str(tmp_path / "p.csv"))
+    assert scored.returncode == 0, scored.stderr
+    scores = json.loads(scored.stdout)
+    assert scores["rows"] == len(rows) and scores["accuracy"] > 0.9
+    assert {"tpr", "far", "netml_overall"} <= set(scores)
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(rows)
+
+
+def test_train_all_lists_undefined_combinations_and_models_lists_cards(tmp_path):
+    models = str(tmp_path / "models")
+    grid = run_cli("-q", "train", "--all", "-d", "netml", "-m", "decision-tree", "--models-dir", models,
+                   "--markdown", str(tmp_path / "grid.md"))
+    assert grid.returncode == 0, grid.stderr
+    assert grid.stdout.count("skipped: netml (") == 1 and "use -t multi_class" in grid.stdout
+    assert "| netml | multi_class | decision-tree | trained |" in (tmp_path / "grid.md").read_text()
+    listed = run_cli("models", "--models-dir", models)
+    assert listed.returncode == 0 and "netml" in listed.stdout and "multi_class" in listed.stdout
+
+
+def test_binary_on_netml_and_an_unknown_level_fail_with_one_line(tmp_path):
+    assert_one_line_error(run_cli("train", "-d", "SELECTED_NET", "-t", "binary_class", "--models-dir", str(tmp_path)),
+                          "no benign/attack split", "use -t multi_class")
+    assert_one_line_error(run_cli("train", "-d", "netml", "-t", "multi_class", "--level", "finest",
+                                  "--models-dir", str(tmp_path)), "top, mid, fine")

@@ -10,6 +10,7 @@ import sys
 import time
 
 import kafka
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +19,7 @@ from kstream.clients import Producer, ensure_topics
 from kstream.producer import generate
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER
 from kstream.sinks import open_store
+from test_datasets_formats import IMPROVED, SOURCE_FILES, write_2017_csv
 
 pytestmark = pytest.mark.kafka
 
@@ -167,3 +169,20 @@ def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_spl
     finally:
         probe.close()
     assert committed == stored  # everything written was committed, nothing more
+
+
+def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings, tmp_path):
+    rows = pd.concat([pd.read_csv(IMPROVED / f"{stem}.csv.gz", nrows=30) for stem in SOURCE_FILES.values()],
+                     ignore_index=True)
+    csv = write_2017_csv(tmp_path / "Tuesday-WorkingHours.pcap_ISCX.csv", rows)
+    _, offline = app.evaluate(settings, data=csv)
+    sent = app.send(settings, settings.bootstrap, split="all", data=csv, progress=False)
+    assert sent.records == len(rows)
+    app.detect(settings, settings.bootstrap, max_records=len(rows), idle_timeout_s=60, progress=False,
+               handle_signals=False)
+    with open_store(settings.store_url) as store:
+        streamed = store.frame().set_index("record_id")
+    offline = offline.set_index("record_id")
+    assert len(streamed) == len(offline) == len(rows)
+    assert (streamed.loc[offline.index, "predicted_label"] == offline["predicted_label"]).all()
+    assert np.allclose(streamed.loc[offline.index, "score"], offline["score"])
