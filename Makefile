@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,notebooks
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test bench broker-start broker-stop broker-status clean
+.PHONY: help venv run stream lab test bench broker-start broker-stop broker-status clean
 
 help: ## list the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -18,8 +18,14 @@ $(BIN)/kstream: pyproject.toml
 
 venv: $(BIN)/kstream ## create .venv with kstream installed (editable) and its test tools
 
-run: venv ## the main job: train if missing, start a broker, stream the test split, classify, summarize
+run: venv ## the main job: notebooks train -> stream -> report via papermill (local broker); prints the report path
+	$(BIN)/kstream sweep --models-dir models
+
+stream: venv ## the same job without notebooks: train if missing, stream the test split, print a summary
 	$(BIN)/kstream run
+
+lab: venv ## open JupyterLab on notebooks/ with the project's environment as the kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 test: venv ## run the tests (doctests, unit, and integration against a real Kafka broker)
 	$(BIN)/kstream broker provision

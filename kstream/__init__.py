@@ -20,6 +20,9 @@ Modules, one concept each:
 - :mod:`kstream.sinks`: the results store
 - :mod:`kstream.metrics`: run summaries
 - :mod:`kstream.app`: jobs wiring the parts (used by the CLI and notebooks)
+- :mod:`kstream.plots`: the figures, as functions of data frames
+- :mod:`kstream.report`: a run folder read back, drawn and summarised
+- :mod:`kstream.sweep`: the notebooks run by papermill over a parameter grid
 - :mod:`kstream.cli`: the ``kstream`` command
 """
 

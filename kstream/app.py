@@ -15,19 +15,22 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from kstream import broker, datasets, metrics, modeling
 from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
 from kstream.config import RUNS_DIR, Settings
+from kstream.modeling import SEED
 from kstream.consumer import Detector, DetectorStats
-from kstream.errors import BrokerError, KstreamError
+from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.producer import GenerateStats, generate
 from kstream.sinks import SQLiteStore, open_store
 
@@ -185,17 +188,26 @@ def run(
     run_dir: Path | None = None,
     retrain: bool = False,
     progress: bool = True,
+    detectors: int = 1,
     ready_timeout_s: float = 60,
+    drain_timeout_s: float = 120,
 ) -> RunResult:
-    """The main job: model (trained if missing) -> generator -> Kafka -> detector -> store -> summary.
+    """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
-    Topics and consumer group get the run's id as a suffix, so runs on a
-    long-lived cluster never read each other's records.
+    ``detectors`` detector threads share one consumer group, so Kafka spreads
+    the topic's partitions (``settings.partitions``, at least ``detectors``)
+    over them. Topics and group get the run's id as a suffix, so runs on a
+    long-lived cluster never read each other's records. The run folder gets
+    ``predictions.sqlite`` and ``summary.json`` (with the settings of the run).
     """
+    if detectors < 1 or detectors > settings.partitions:
+        raise ConfigError(
+            f"{detectors} detectors need 1 to {settings.partitions} partitions' worth of work; "
+            f"set partitions >= detectors (--partitions {max(detectors, 1)})"
+        )
     model = ensure_model(settings, data, retrain)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_id = f"{stamp}-{settings.dataset}-{settings.task}-{settings.model}"
-    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / run_id
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / f"{stamp[:15]}-{settings.dataset}-{settings.task}-{settings.model}"
     run_dir.mkdir(parents=True, exist_ok=True)
     suffix = stamp.replace("-", "")
     settings = settings.replace(
@@ -206,38 +218,49 @@ def run(
         store_url=settings.store_url or str(run_dir / "predictions.sqlite"),
     )
     test = load_dataset(settings, data).subset("test")
+    # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
+    test = test.take(np.random.default_rng(SEED).permutation(len(test)))
     expected = min(limit, len(test)) if limit is not None else len(test)
     with kafka_cluster(settings) as bootstrap, open_store(settings.store_url, settings.store_table) as store:
         ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
-        detector = build_detector(settings, bootstrap, model, store)
-        ready = threading.Event()
+        pool = [build_detector(settings, bootstrap, model, store) for _ in range(detectors)]
+        ready = [threading.Event() for _ in pool]
         failure: list[BaseException] = []
 
-        def work() -> None:
+        def work(detector: Detector, is_ready: threading.Event) -> None:
             try:
                 with detector.consumer.connect(), detector.producer.connect():
                     while not detector.consumer.assigned() and not detector.stopped:
                         detector.step()
-                    ready.set()
-                    detector.run(max_records=expected, idle_timeout_s=30)
+                    is_ready.set()
+                    detector.run()
             except BaseException as err:  # noqa: BLE001 - reported in the main thread
                 failure.append(err)
-                ready.set()
+                is_ready.set()
 
-        thread = threading.Thread(target=work, name="kstream-detector", daemon=True)
-        thread.start()
-        if not ready.wait(ready_timeout_s):
-            detector.stop()
-            raise BrokerError(f"the detector got no partition of {settings.topic} within {ready_timeout_s:.0f}s")
-        if failure:
-            raise failure[0]
+        threads = [
+            threading.Thread(target=work, args=(d, r), name=f"kstream-detector-{i}", daemon=True)
+            for i, (d, r) in enumerate(zip(pool, ready))
+        ]
+        for thread in threads:
+            thread.start()
         try:
+            deadline = time.monotonic() + ready_timeout_s
+            for event in ready:
+                if not event.wait(max(0.0, deadline - time.monotonic())):
+                    raise BrokerError(f"a detector got no partition of {settings.topic} within {ready_timeout_s:.0f}s")
+            if failure:
+                raise failure[0]
             with Producer(bootstrap, settings.kafka_options).connect() as producer:
                 sent = generate(test, producer, settings.topic, rate=rate, limit=limit, progress=progress)
-        except BaseException:
-            detector.stop()
-            raise
-        thread.join()
+            deadline = time.monotonic() + drain_timeout_s
+            while sum(d.stats.records for d in pool) < sent.records and time.monotonic() < deadline and not failure:
+                time.sleep(0.05)
+        finally:
+            for detector in pool:
+                detector.stop()
+            for thread in threads:
+                thread.join()
         if failure:
             raise failure[0]
         frame = store.frame()
@@ -246,11 +269,13 @@ def run(
     summary.update(
         sent=sent.records,
         send_rate_rps=sent.rate,
-        dead_lettered=detector.stats.dead_lettered,
-        imputed=detector.stats.imputed,
+        dead_lettered=sum(d.stats.dead_lettered for d in pool),
+        imputed=sum(d.stats.imputed for d in pool),
+        per_detector=[d.stats.records for d in pool],
         model_id=model.card.model_id,
-        topic=settings.topic,
         bootstrap=bootstrap,
+        settings={**settings.redacted(), "rate": rate, "limit": limit, "detectors": detectors,
+                  "data": str(data) if data is not None else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     store_path = Path(store.path)

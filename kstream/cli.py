@@ -164,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a record")
     g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
 
+    # sweep
+    p = sub.add_parser("sweep", help="run the notebooks through papermill over a parameter grid",
+                       formatter_class=fmt,
+                       description="For every combination of the grid, execute notebooks/1.0-train, 2.0-stream and\n"
+                       "3.0-report with papermill into <out>/<run>/ and write <out>/summary.csv and summary.md\n"
+                       "(status, accuracy, macro-F1, throughput, latency p50/p95/p99 per run). A parameter no\n"
+                       "notebook declares, or a failing cell, marks that run failed; the sweep then exits 1.\n"
+                       "Without a grid it runs once with the notebooks' defaults (the main job).",
+                       epilog="example: kstream sweep -p model=decision-tree,random-forest -p rate=0,2000 -p records=1000\n"
+                       "grid file: a YAML mapping, e.g. {model: [decision-tree, random-forest], task: [binary_class]}")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=V1[,V2...]",
+                   help="a grid axis, repeatable; values parse as JSON when they can (numbers, true)")
+    p.add_argument("--grid", help="YAML file with the grid (combined with -p; -p wins)")
+    p.add_argument("--out", help="sweep folder (default runs/sweep-<time>)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, started if none runs)")
+    p.add_argument("--models-dir", help="where the runs' models go (default <out>/models)")
+
     # run
     p = sub.add_parser("run", help="the main job: train if missing, stream, classify, summarize", formatter_class=fmt,
                        description="Train the model if it is missing, start a local broker unless one is given,\n"
@@ -177,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="send only this many test records")
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     p.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
+    p.add_argument("--detectors", type=int, default=1,
+                   help="detector threads in one consumer group (needs --partitions >= this; default 1)")
     p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
@@ -246,10 +265,29 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace, progress: bool) -> int:
+    from kstream import sweep
+
+    grid = sweep.load_grid(args.grid) if args.grid else {}
+    grid.update(sweep.parse_pairs(args.param))
+    table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=progress)
+    shown = [c for c in table.columns if c not in ("error", "report")]
+    print(_table(table.to_dict("records"), shown))
+    for _, row in table[table["status"] != "ok"].iterrows():
+        print(f"failed: {row['run']}: {row['error']}")
+    print(f"summary: {Path(table.attrs['out_dir']) / 'summary.md'}")
+    ok = table[table["status"] == "ok"]
+    if len(ok):
+        print(f"report: {ok.iloc[-1]['report']}")
+    return 0 if len(ok) == len(table) else 1
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.command == "broker":
         return _broker(args)
+    if args.command == "sweep":
+        return _sweep(args, progress)
     settings = _settings(args)
     log.debug("settings: %r", settings)
     if args.command == "models":
@@ -307,7 +345,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(metrics.format_summary(metrics.summarize(frame[frame["topic"] == settings.topic], truth)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
-                     run_dir=args.run_dir, retrain=args.retrain, progress=progress)
+                     run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors)
     if args.json:
         print(json.dumps(result.summary, indent=2, default=str))
     else:

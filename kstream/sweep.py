@@ -1,0 +1,196 @@
+"""Experiment sweeps: the notebooks run by papermill over a grid of parameters.
+
+Each run of a sweep executes ``1.0-train``, ``2.0-stream`` and ``3.0-report``
+in turn with the run's parameters, writing the executed copies, the model, the
+predictions, the figures and the report into its own folder. Every parameter
+goes to the notebooks that declare it in their ``parameters`` cell; a
+parameter that no notebook declares, or a cell that raises, marks the run
+failed with the reason, and the sweep goes on with the other runs. The sweep
+writes ``summary.csv`` and ``summary.md``: one row per run with its status,
+accuracy, macro-F1, throughput and latency percentiles.
+
+>>> expand({"model": ["decision-tree", "random-forest"], "rate": [0, 500]})[1]
+{'model': 'decision-tree', 'rate': 500}
+>>> parse_pairs(["model=decision-tree,random-forest", "records=300"])
+{'model': ['decision-tree', 'random-forest'], 'records': [300]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from kstream.config import PROJECT_ROOT, RUNS_DIR, Settings
+from kstream.errors import ConfigError
+
+__all__ = ["NOTEBOOKS", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
+
+log = logging.getLogger(__name__)
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = ("1.0-train.ipynb", "2.0-stream.ipynb", "3.0-report.ipynb")
+SUMMARY_COLUMNS = [
+    "run", "status", "records", "accuracy", "macro_f1", "throughput_rps", "latency_p50_ms",
+    "latency_p95_ms", "latency_p99_ms", "error",
+]
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_pairs(pairs: list[str] | None) -> dict[str, list[Any]]:
+    """``name=v1,v2`` strings into a grid; values are JSON when they parse (numbers, true), else text."""
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs or []:
+        name, sep, values = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"sweep parameter {pair!r} is not of the form name=value[,value...]")
+        grid[name.strip()] = [_value(v.strip()) for v in values.split(",")]
+    return grid
+
+
+def load_grid(path: str | Path) -> dict[str, list[Any]]:
+    """A grid from a YAML file: a mapping of parameter name to a value or a list of values."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read the sweep grid {path}: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the sweep grid {path} must be a mapping of parameter name -> list of values")
+    return {str(k): (list(v) if isinstance(v, list) else [v]) for k, v in data.items()}
+
+
+def expand(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in order (the last name varies fastest)."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def declared_parameters(notebook: str | Path) -> dict[str, Any]:
+    """The parameters a notebook declares in its ``parameters`` cell, with their defaults."""
+    import papermill
+
+    return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+
+
+def _run_name(params: Mapping[str, Any]) -> str:
+    text = "-".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+    return re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", text)[:120]
+
+
+@contextlib.contextmanager
+def _cluster(bootstrap: str) -> Iterator[str]:
+    from kstream.app import kafka_cluster
+
+    with kafka_cluster(Settings.resolve({"bootstrap": bootstrap or None})) as address:
+        yield address
+
+
+def run_sweep(
+    grid: Mapping[str, list[Any]],
+    out_dir: str | Path | None = None,
+    bootstrap: str = "",
+    models_dir: str | Path | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run the notebooks for every combination of ``grid``; returns (and writes) the summary table.
+
+    One Kafka cluster serves the whole sweep: ``bootstrap``, the running local
+    broker, or a temporary one. ``models_dir`` defaults to ``<out_dir>/models``
+    so a sweep's models stay with its results.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = (Path(out_dir) if out_dir else RUNS_DIR / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    models = Path(models_dir).resolve() if models_dir else out / "models"  # notebooks run in their run folder
+    books = [Path(notebooks_dir) / name for name in NOTEBOOKS]
+    declared = {book.name: declared_parameters(book) for book in books}
+    known = set().union(*declared.values())
+    runs = expand(grid) if grid else [{}]
+    rows: list[dict[str, Any]] = []
+    with _cluster(bootstrap) as address:
+        for params in tqdm(runs, desc="sweep", unit="run", disable=not progress):
+            name = _run_name(params)
+            run_dir = out / name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            row: dict[str, Any] = {"run": name, **params}
+            unknown = sorted(set(params) - known)
+            if unknown:
+                row.update(status="failed", error=f"unknown parameter {unknown[0]!r}; the notebooks take: "
+                           f"{', '.join(sorted(known - {'run_dir', 'models_dir', 'bootstrap'}))}")
+                rows.append(row)
+                continue
+            fixed = {"run_dir": str(run_dir), "models_dir": str(models), "bootstrap": address}
+            try:
+                for book in books:
+                    take = {k: v for k, v in {**params, **fixed}.items() if k in declared[book.name]}
+                    papermill.execute_notebook(
+                        str(book), str(run_dir / book.name), parameters=take, progress_bar=False,
+                        kernel_name="python3", cwd=str(run_dir),
+                    )
+            except PapermillExecutionError as err:
+                row.update(status="failed", error=f"{book.name} cell {err.exec_count}: {err.ename}: {err.evalue}")
+            except Exception as err:  # noqa: BLE001 - any failure of one run is reported, the sweep goes on
+                row.update(status="failed", error=f"{book.name}: {type(err).__name__}: {err}")
+            else:
+                row.update(status="ok", **_scores(run_dir))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    for column in SUMMARY_COLUMNS:
+        if column not in table:
+            table[column] = None
+    table = table[[*SUMMARY_COLUMNS[:2], *[c for c in table.columns if c not in SUMMARY_COLUMNS], *SUMMARY_COLUMNS[2:]]]
+    table.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(_markdown(table))
+    table.attrs["out_dir"] = str(out)
+    failed = table[table["status"] != "ok"]
+    for _, r in failed.iterrows():
+        log.error("run %s failed: %s", r["run"], r["error"])
+    return table
+
+
+def _scores(run_dir: Path) -> dict[str, Any]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lat = summary["latency_ms"]
+    return {
+        "records": summary["records"],
+        "accuracy": summary.get("accuracy"),
+        "macro_f1": summary.get("macro_f1"),
+        "throughput_rps": summary["throughput_rps"],
+        "latency_p50_ms": lat["p50"],
+        "latency_p95_ms": lat["p95"],
+        "latency_p99_ms": lat["p99"],
+        "report": str(run_dir / "report.md"),
+        "error": "",
+    }
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}"
+        return "" if v is None else str(v).replace("|", "\\|")
+
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,88 @@
+"""The notebooks, executed by papermill through `kstream sweep` against the real broker."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import nbformat
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from kstream import sweep
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.mark.parametrize("name", sweep.NOTEBOOKS)
+def test_notebook_has_one_parameters_cell_and_no_outputs(name):
+    book = nbformat.read(sweep.NOTEBOOKS_DIR / name, as_version=4)
+    tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for line in tagged[0].source.splitlines():
+        assert ": " in line and " = " in line and "  # " in line, f"untyped or uncommented parameter: {line}"
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "commit notebooks with outputs stripped"
+    assert set(sweep.declared_parameters(sweep.NOTEBOOKS_DIR / name))  # papermill can read every parameter
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory, kafka_bootstrap):
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("-q", "sweep", "-p", "model=decision-tree,logistic-regressor", "-p", "task=binary_class,multi_class",
+                   "-p", "records=300", "--bootstrap", kafka_bootstrap, "--out", str(out), timeout=900)
+    return out, proc
+
+
+def test_two_by_two_sweep_has_four_runs_with_real_numbers(two_by_two):
+    out, proc = two_by_two
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 4 and (table["status"] == "ok").all()
+    assert set(zip(table["model"], table["task"])) == {
+        ("decision-tree", "binary_class"), ("decision-tree", "multi_class"),
+        ("logistic-regressor", "binary_class"), ("logistic-regressor", "multi_class"),
+    }
+    assert (table["records"] == 300).all()
+    assert table["accuracy"].between(0.5, 1).all() and table["macro_f1"].between(0, 1).all()
+    assert (table["throughput_rps"] > 0).all()
+    assert (table["latency_p50_ms"] <= table["latency_p95_ms"]).all()
+    assert (table["latency_p95_ms"] <= table["latency_p99_ms"]).all()
+    assert len((out / "summary.md").read_text().splitlines()) == 2 + 4
+    assert f"report: {out}" in proc.stdout
+
+
+def test_every_notebook_wrote_what_it_promises(two_by_two):
+    out, _ = two_by_two
+    run = out / "model=decision-tree-task=multi_class-records=300"
+    for name in sweep.NOTEBOOKS:
+        executed = nbformat.read(run / name, as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    card = json.loads((out / "models" / "cicids2017" / "multi_class" / "decision-tree" / "model.json").read_text())
+    assert card["model"] == "decision-tree" and card["metrics"]["confusion_matrix"]
+    with sqlite3.connect(run / "predictions.sqlite") as db:
+        assert db.execute("SELECT COUNT(DISTINCT record_id) FROM predictions").fetchone()[0] == 300
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["records"] == 300 and summary["settings"]["task"] == "multi_class"
+    for figure in ("class_counts", "latency", "confusion_matrix", "throughput"):
+        png = run / "figures" / f"{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    report = (run / "report.md").read_text()
+    assert "| records predicted | 300" in report and "figures/latency.png" in report
+
+
+def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_path, kafka_bootstrap):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("model: [decision-tree, svm]\nrecords: [100]\n")
+    proc = run_cli("-q", "sweep", "--grid", str(grid), "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "a"),
+                   timeout=600)
+    assert proc.returncode == 1
+    table = pd.read_csv(tmp_path / "a" / "summary.csv").set_index("model")
+    assert table.loc["decision-tree", "status"] == "ok" and table.loc["decision-tree", "records"] == 100
+    assert table.loc["svm", "status"] == "failed"
+    assert table.loc["svm", "error"].startswith("1.0-train.ipynb cell ")
+    assert "ConfigError: unknown model 'svm'" in table.loc["svm", "error"]
+    proc = run_cli("-q", "sweep", "-p", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
+    assert proc.returncode == 1 and "unknown parameter 'colour'" in proc.stdout
