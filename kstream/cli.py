@@ -14,9 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from kstream import __version__, app, broker, datasets, metrics, modeling
 from kstream.config import TASKS, Settings, parse_kafka_options
 from kstream.errors import ConfigError, KstreamError
+from kstream.report import markdown_table
 from kstream.sinks import open_store
 
 log = logging.getLogger("kstream")
@@ -214,17 +217,6 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    """Rows as a Markdown table; floats with 4 decimals."""
-
-    def cell(v: object) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _format_scores(scores: dict) -> str:
     lines = [f"rows {scores['rows']}   accuracy {scores['accuracy']:.4f}   macro-F1 {scores['macro_f1']:.4f}"]
     if "tpr" in scores:
@@ -307,7 +299,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seconds"]
         print(_table(rows, columns))
         if args.markdown:
-            Path(args.markdown).write_text(_markdown(rows, columns[:-1]))
+            Path(args.markdown).write_text(markdown_table(pd.DataFrame(rows).reindex(columns=columns[:-1])) + "\n")
         for reason in dict.fromkeys(row["reason"] for row in rows if row["status"] == "undefined"):
             print(f"skipped: {reason}")
         return 0

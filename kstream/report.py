@@ -24,7 +24,7 @@ from kstream.errors import DataError
 from kstream.metrics import join_truth
 from kstream.sinks import SQLiteStore
 
-__all__ = ["Run", "latest_run", "load_run", "figures", "write_report"]
+__all__ = ["Run", "latest_run", "load_run", "figures", "write_report", "markdown_table"]
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def write_report(run_dir: str | Path) -> Path:
         if "tpr" in scores:
             lines.append(f"| TPR / FAR | {scores['tpr']:.4f} / {scores['far']:.4f} |")
         lines.append(f"| NetML overall score | {scores['netml_overall']:.4f} |")
-    lines += ["", "## Per class", "", _markdown(per_class.round(4)), "", "## Figures", ""]
+    lines += ["", "## Per class", "", markdown_table(per_class, index="class"), "", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
     out = run.run_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
@@ -137,10 +137,26 @@ def write_report(run_dir: str | Path) -> Path:
     return out
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
+    """A data frame as a Markdown table; floats with 4 decimals (large ones as whole numbers).
+
+    ``index`` names a column for the frame's index, which is otherwise left out.
+
+    >>> print(markdown_table(pd.DataFrame({"model": ["dt"], "accuracy": [0.91234], "rps": [1234.5]})))
+    | model | accuracy | rps |
+    |---|---|---|
+    | dt | 0.9123 | 1234 |
+    """
+    if index is not None:
+        frame = frame.rename_axis(index).reset_index()
     if frame.empty:
-        return "(no labelled records)"
-    cols = ["class", *frame.columns]
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    rows += ["| " + " | ".join([str(idx), *(f"{v:g}" for v in row)]) + " |" for idx, row in frame.iterrows()]
-    return "\n".join(rows)
+        return "(no rows)"
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 100 else f"{v:.0f}"
+        return "" if v is None else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from kstream.config import PROJECT_ROOT, RUNS_DIR, Settings
 from kstream.errors import ConfigError
+from kstream.report import markdown_table
 
 __all__ = ["NOTEBOOKS", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
 
@@ -160,7 +161,7 @@ def run_sweep(
             table[column] = None
     table = table[[*SUMMARY_COLUMNS[:2], *[c for c in table.columns if c not in SUMMARY_COLUMNS], *SUMMARY_COLUMNS[2:]]]
     table.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(_markdown(table))
+    (out / "summary.md").write_text(markdown_table(table) + "\n")
     table.attrs["out_dir"] = str(out)
     failed = table[table["status"] != "ok"]
     for _, r in failed.iterrows():
@@ -182,15 +183,3 @@ def _scores(run_dir: Path) -> dict[str, Any]:
         "report": str(run_dir / "report.md"),
         "error": "",
     }
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}"
-        return "" if v is None else str(v).replace("|", "\\|")
-
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"

@@ -43,6 +43,27 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30)
     return out
 
 
+def detect_command(settings) -> tuple[dict[str, str], list[str]]:
+    """Environment and argv of a `kstream detect` subprocess on this test's topics and store."""
+    env = {**os.environ, "KSTREAM_MODELS_DIR": str(settings.models_dir)}
+    cmd = [sys.executable, "-m", "kstream", "-q", "detect", "-m", "decision-tree",
+           "--bootstrap", settings.bootstrap, "--topic", settings.topic, "--group", settings.group,
+           "--predictions-topic", settings.predictions_topic, "--dlq-topic", settings.dlq_topic,
+           "--store-url", settings.store_url, "--batch-size", "50"]
+    return env, cmd
+
+
+def wait_for_stored(settings, at_least: int, proc: subprocess.Popen, timeout_s: float = 120) -> int:
+    """Poll the store until it holds ``at_least`` rows (or the detector exits, or time runs out)."""
+    deadline, stored = time.monotonic() + timeout_s, 0
+    while stored < at_least and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if os.path.exists(settings.store_url):
+            with open_store(settings.store_url) as store:
+                stored = store.count()
+    return stored
+
+
 def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, test_split):
     sent = app.send(settings, settings.bootstrap, progress=False)
     assert sent.records == len(test_split)
@@ -64,19 +85,9 @@ def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, test_split, tmp_path):
     app.send(settings, settings.bootstrap, progress=False)
-    env = {**os.environ, "KSTREAM_MODELS_DIR": str(settings.models_dir)}
-    cmd = [sys.executable, "-m", "kstream", "-q", "detect", "-m", "decision-tree",
-           "--bootstrap", settings.bootstrap, "--topic", settings.topic, "--group", settings.group,
-           "--predictions-topic", settings.predictions_topic, "--dlq-topic", settings.dlq_topic,
-           "--store-url", settings.store_url, "--batch-size", "50"]
+    env, cmd = detect_command(settings)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    stored = 0
-    while stored < 500 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.05)
-        if os.path.exists(settings.store_url):
-            with open_store(settings.store_url) as store:
-                stored = store.count()
+    stored = wait_for_stored(settings, 500, first)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert 0 < stored < len(test_split), "the kill must land mid-stream"
@@ -143,18 +154,9 @@ def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_
 
 def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_split):
     app.send(settings, settings.bootstrap, progress=False)
-    env = {**os.environ, "KSTREAM_MODELS_DIR": str(settings.models_dir)}
-    cmd = [sys.executable, "-m", "kstream", "-q", "detect", "-m", "decision-tree",
-           "--bootstrap", settings.bootstrap, "--topic", settings.topic, "--group", settings.group,
-           "--predictions-topic", settings.predictions_topic, "--dlq-topic", settings.dlq_topic,
-           "--store-url", settings.store_url, "--batch-size", "50"]
+    env, cmd = detect_command(settings)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, stored = time.monotonic() + 120, 0
-    while stored < 300 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        if os.path.exists(settings.store_url):
-            with open_store(settings.store_url) as store:
-                stored = store.count()
+    wait_for_stored(settings, 300, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
