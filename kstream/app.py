@@ -202,8 +202,8 @@ def run(
     """
     if detectors < 1 or detectors > settings.partitions:
         raise ConfigError(
-            f"{detectors} detectors need 1 to {settings.partitions} partitions' worth of work; "
-            f"set partitions >= detectors (--partitions {max(detectors, 1)})"
+            f"detectors must be between 1 and the topic's partitions ({settings.partitions}), not {detectors}; "
+            f"add partitions (--partitions {max(detectors, 1)}) for more detectors"
         )
     model = ensure_model(settings, data, retrain)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")

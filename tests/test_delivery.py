@@ -16,6 +16,7 @@ import pytest
 
 from kstream import app, datasets, modeling
 from kstream.clients import Producer, ensure_topics
+from kstream.errors import ConfigError
 from kstream.producer import generate
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER
 from kstream.sinks import open_store
@@ -188,3 +189,19 @@ def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings
     assert len(streamed) == len(offline) == len(rows)
     assert (streamed.loc[offline.index, "predicted_label"] == offline["predicted_label"]).all()
     assert np.allclose(streamed.loc[offline.index, "score"], offline["score"])
+
+
+def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, tmp_path):
+    result = app.run(settings.replace(store_url="", partitions=2), limit=600, run_dir=tmp_path / "run",
+                     detectors=2, progress=False)
+    s = result.summary
+    assert s["records"] == 600 and sum(s["per_detector"]) == 600
+    assert all(n > 0 for n in s["per_detector"]), "each detector must own a partition and handle records"
+    with open_store(str(result.store_path)) as store:
+        frame = store.frame()
+    assert set(frame["partition"]) == {0, 1} and frame["record_id"].is_unique
+
+
+def test_more_detectors_than_partitions_fails_before_starting(settings):
+    with pytest.raises(ConfigError, match="between 1 and the topic's partitions"):
+        app.run(settings.replace(partitions=1), detectors=2, progress=False)
