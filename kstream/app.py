@@ -2,10 +2,11 @@
 
 - :func:`kafka_cluster`: the bootstrap address to use (the user's cluster, the
   running local broker, or a temporary one for the duration of a block);
-- :func:`ensure_model`: load the model a job names, training it if missing;
+- :func:`ensure_model` / :func:`load_model` / :func:`load_dataset`: what a job's settings name;
 - :func:`build_detector` / :func:`detect`: a configured detector and its loop;
 - :func:`send`: the generator on a dataset split;
-- :func:`run`: the whole job (train if needed -> stream -> classify -> summarize).
+- :func:`evaluate`: a model scored offline on a dataset file (what streaming it must reproduce);
+- :func:`run`: the whole job (train if needed -> stream -> classify -> summarize), with 1..N detectors.
 """
 
 from __future__ import annotations
