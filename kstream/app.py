@@ -254,8 +254,9 @@ def run(
                 raise failure[0]
             with Producer(bootstrap, settings.kafka_options).connect() as producer:
                 sent = generate(test, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+            # wait for distinct stored records, not handled ones: a rebalance redelivers some records
             deadline = time.monotonic() + drain_timeout_s
-            while sum(d.stats.records for d in pool) < sent.records and time.monotonic() < deadline and not failure:
+            while store.count(settings.topic) < sent.records and time.monotonic() < deadline and not failure:
                 time.sleep(0.05)
         finally:
             for detector in pool:

