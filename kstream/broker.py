@@ -56,7 +56,7 @@ KAFKA_VERSION = os.environ.get("KSTREAM_BROKER_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
 MIN_JAVA = 17
 
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+_POM = """<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>kstream.local</groupId>
   <artifactId>kafka-broker-runtime</artifactId>
