@@ -267,7 +267,7 @@ class LocalBroker:
         log.info("starting Kafka %s at %s (logs: %s)", self.version, self.bootstrap, self.log_path)
         try:
             wait_ready(self.bootstrap, timeout_s, self.process)
-        except BrokerError:
+        except BaseException:  # any failure (or Ctrl-C) while waiting must not leave a broker behind
             self.stop()
             raise
         return self
