@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from kstream import __version__, app, broker, datasets, metrics, modeling
-from kstream.config import TASKS, Settings, parse_kafka_options
-from kstream.errors import ConfigError, KstreamError
+from kstream.config import TASKS, Settings, parse_assignments, parse_kafka_options, parse_value
+from kstream.errors import KstreamError
 from kstream.report import markdown_table
 from kstream.sinks import open_store
 
@@ -64,16 +64,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _params(pairs: Sequence[str] | None) -> dict:
-    params = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"hyperparameter {pair!r} is not of the form name=value (e.g. max_depth=8)")
-        try:
-            params[key.strip()] = json.loads(value)
-        except ValueError:
-            params[key.strip()] = value
-    return params
+    raw = parse_assignments(list(pairs or []), "hyperparameter", "name=value (e.g. max_depth=8)")
+    return {name: parse_value(value) for name, value in raw.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:

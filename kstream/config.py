@@ -19,6 +19,7 @@ The environment names of the original docker-compose system still work:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class Settings:
         options: dict[str, Any] = {}
         for key, value in env.items():
             if key.startswith("KSTREAM_KAFKA_") and value:
-                options[key[len("KSTREAM_KAFKA_") :].lower()] = _coerce(value)
+                options[key[len("KSTREAM_KAFKA_") :].lower()] = parse_value(value)
         options.update(cli.get("kafka_options") or {})
         values["kafka_options"] = options
         for f in dataclasses.fields(cls):
@@ -197,28 +198,44 @@ class Settings:
         return f"Settings({inner})"
 
 
+def parse_value(text: str) -> Any:
+    """A value from the command line or the environment: JSON when it parses, else the text.
+
+    >>> parse_value("5"), parse_value("0.5"), parse_value("True"), parse_value("SASL_SSL")
+    (5, 0.5, True, 'SASL_SSL')
+    """
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(pairs: list[str] | None, what: str, form: str) -> dict[str, str]:
+    """``name=value`` strings into ``{name: raw value}``; a malformed one fails naming ``form``.
+
+    >>> parse_assignments(["a=1", " b = x,y"], "option", "name=value")
+    {'a': '1', 'b': 'x,y'}
+    """
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{what} {pair!r} is not of the form {form}")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
     """Parse ``option=value`` strings from the command line into client options.
 
     >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL"])
     {'linger_ms': 5, 'security_protocol': 'SASL_SSL'}
     """
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"Kafka option {pair!r} is not of the form option=value (e.g. linger_ms=5)")
-        options[key.strip().replace("-", "_").replace(".", "_")] = _coerce(value.strip())
-    return options
-
-
-def _coerce(value: str) -> Any:
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    try:
-        return int(value)
-    except ValueError:
-        return value
+    raw = parse_assignments(pairs, "Kafka option", "option=value (e.g. linger_ms=5)")
+    return {k.replace("-", "_").replace(".", "_"): parse_value(v) for k, v in raw.items()}
 
 
 def _to_int(name: str, value: Any) -> int:

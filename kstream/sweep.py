@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream.config import PROJECT_ROOT, RUNS_DIR, Settings
+from kstream.config import PROJECT_ROOT, RUNS_DIR, Settings, parse_assignments, parse_value
 from kstream.errors import ConfigError
 from kstream.report import markdown_table
 
@@ -46,22 +46,10 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def parse_pairs(pairs: list[str] | None) -> dict[str, list[Any]]:
     """``name=v1,v2`` strings into a grid; values are JSON when they parse (numbers, true), else text."""
-    grid: dict[str, list[Any]] = {}
-    for pair in pairs or []:
-        name, sep, values = pair.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"sweep parameter {pair!r} is not of the form name=value[,value...]")
-        grid[name.strip()] = [_value(v.strip()) for v in values.split(",")]
-    return grid
+    raw = parse_assignments(pairs, "sweep parameter", "name=value[,value...]")
+    return {name: [parse_value(v) for v in values.split(",")] for name, values in raw.items()}
 
 
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
