@@ -122,9 +122,13 @@ def detect(
     idle_timeout_s: float | None = None,
     progress: bool = True,
     handle_signals: bool = True,
+    model: modeling.TrainedModel | None = None,
 ) -> DetectorStats:
-    """Run a detector until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
-    model = load_model(settings)
+    """Run a detector until stopped (SIGINT/SIGTERM), ``max_records`` or idleness.
+
+    ``model`` is the already loaded model ``settings`` names (loaded here if not given).
+    """
+    model = model or load_model(settings)
     ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
     with open_store(settings.store_url, settings.store_table) as store:
         detector = build_detector(settings, bootstrap, model, store)

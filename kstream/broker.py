@@ -223,9 +223,9 @@ class LocalBroker:
         (self.data_dir / "log4j2.properties").write_text(_LOG4J.format(log=self.log_path))
         return cfg
 
-    def _java(self, libs: Path, *args: str) -> list[str]:
+    def _java(self, java: str, libs: Path, *args: str) -> list[str]:
         return [
-            find_java(),
+            java,
             f"-Xmx{self.heap}",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
@@ -238,7 +238,7 @@ class LocalBroker:
         """Provision, format (first time only), launch and wait until the broker answers."""
         if self.process is not None:
             return self
-        find_java()
+        java = find_java()  # checked first: no point fetching jars without a Java to run them
         libs = provision(self.version)
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-broker-"))
@@ -249,7 +249,7 @@ class LocalBroker:
         cfg = self._write_config()
         if not (self.data_dir / "kraft" / "meta.properties").exists():
             fmt = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg)),
+                self._java(java, libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg)),
                 capture_output=True,
                 text=True,
             )
@@ -257,7 +257,7 @@ class LocalBroker:
                 raise BrokerError(f"formatting Kafka storage in {self.data_dir} failed: {fmt.stderr.strip()[-300:]}")
         out = open(self.data_dir / "logs" / "broker.out", "ab")
         self.process = subprocess.Popen(
-            self._java(libs, "kafka.Kafka", str(cfg)),
+            self._java(java, libs, "kafka.Kafka", str(cfg)),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -318,10 +318,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sent {stats.records} records to {settings.topic} at {bootstrap} ({stats.rate:.0f} rec/s)")
         return 0
     if args.command == "detect":
-        app.load_model(settings)  # fail fast, before touching Kafka
+        model = app.load_model(settings)  # fail fast, before touching Kafka
         truth = app.load_dataset(settings, args.data).truth(settings.task) if args.data else None
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
-            stats = app.detect(settings, bootstrap, args.max_records, args.idle_timeout, progress)
+            stats = app.detect(settings, bootstrap, args.max_records, args.idle_timeout, progress, model=model)
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered")
         if truth is not None:
             with open_store(settings.store_url, settings.store_table) as store:
