@@ -26,7 +26,7 @@ from kafka.admin import NewTopic
 
 from kstream.errors import BrokerError, ConfigError
 
-__all__ = ["Message", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options", "end_offsets"]
+__all__ = ["Message", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options"]
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +227,6 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[st
             log.info("created topics %s", ", ".join(t.name for t in wanted))
     finally:
         admin.close()
-
-
-def end_offsets(bootstrap: str, topic: str, options: Mapping[str, Any] | None = None) -> int:
-    """Total number of records ever written to ``topic`` (sum of its partitions' end offsets)."""
-    consumer = _Client(bootstrap, options)._make(kafka.KafkaConsumer)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [kafka.TopicPartition(topic, p) for p in parts]
-        return int(sum(consumer.end_offsets(tps).values())) if tps else 0
-    finally:
-        consumer.close()
 
 
 def check_reachable(bootstrap: str, options: Mapping[str, Any] | None = None, timeout_ms: int = 5000) -> dict[str, Any]:

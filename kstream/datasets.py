@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,13 +185,6 @@ class Dataset:
     def truth(self, task: str) -> pd.DataFrame:
         """Ground truth as a frame ``record_id, true_label`` for joining to predictions."""
         return pd.DataFrame({"record_id": self.ids.to_numpy(), "true_label": self.target(task).to_numpy()})
-
-    def iter_records(self) -> Iterator[tuple[str, list[str], np.ndarray]]:
-        """Yield ``(record_id, feature_names, values)`` per row without building a frame per row."""
-        names = self.feature_names
-        matrix = self.features.to_numpy(dtype=np.float64)
-        for rid, row in zip(self.ids.to_numpy(), matrix):
-            yield rid, names, row
 
 
 @dataclass(frozen=True)
