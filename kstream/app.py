@@ -269,8 +269,7 @@ def run(
                 thread.join()
         if failure:
             raise failure[0]
-        frame = store.frame()
-        frame = frame[frame["topic"] == settings.topic]  # a shared store (DB_URL) holds other runs too
+        frame = store.frame(settings.topic)
     summary = metrics.summarize(frame, test.truth(settings.task))
     summary.update(
         sent=sent.records,

@@ -322,11 +322,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         truth = app.load_dataset(settings, args.data).truth(settings.task) if args.data else None
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
             stats = app.detect(settings, bootstrap, args.max_records, args.idle_timeout, progress, model=model)
-        print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered")
+        reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
+        print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
         if truth is not None:
             with open_store(settings.store_url, settings.store_table) as store:
-                frame = store.frame()
-            print(metrics.format_summary(metrics.summarize(frame[frame["topic"] == settings.topic], truth)))
+                frame = store.frame(settings.topic)
+            print(metrics.format_summary(metrics.summarize(frame, truth)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
                      run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors)

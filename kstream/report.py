@@ -65,9 +65,7 @@ def load_run(run_dir: str | Path) -> Run:
     summary = json.loads(summary_path.read_text())
     settings = summary.get("settings", {})
     with SQLiteStore(store_path, settings.get("store_table", "predictions")) as store:
-        frame = store.frame()
-    if settings.get("topic"):
-        frame = frame[frame["topic"] == settings["topic"]]
+        frame = store.frame(settings.get("topic"))
     ds = datasets.load(settings.get("dataset", "cicids2017"), settings.get("data"), level=settings.get("level") or None)
     frame = join_truth(frame, ds.truth(settings.get("task", "binary_class")))
     return Run(run_dir, summary, frame.reset_index(drop=True))

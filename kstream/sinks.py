@@ -112,10 +112,14 @@ class SQLiteStore:
             query = f"SELECT COUNT(*) FROM {self.table} WHERE topic = ?"
             return int(self._db.execute(query, (topic,)).fetchone()[0])
 
-    def frame(self) -> pd.DataFrame:
-        """All stored predictions as a data frame, with ``latency_ms`` added."""
+    def frame(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored predictions (of one source topic when given: a shared store holds many runs),
+        as a data frame with ``latency_ms`` added."""
+        query, args = f"SELECT * FROM {self.table}", ()
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
         with self._lock:
-            frame = pd.read_sql_query(f"SELECT * FROM {self.table}", self._db)
+            frame = pd.read_sql_query(query, self._db, params=args)
         frame["latency_ms"] = (frame["predicted_ns"] - frame["send_ns"]) / 1e6
         return frame
 

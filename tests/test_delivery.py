@@ -117,6 +117,7 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, test_split
     stats = app.detect(settings, settings.bootstrap, max_records=23, idle_timeout_s=30, progress=False,
                        handle_signals=False)
     assert stats.records == 23 and stats.predicted == 21 and stats.dead_lettered == 2 and stats.imputed == 1
+    assert stats.dlq_reasons == {"value is not valid JSON": 1, f"non-numeric value for feature {names[5]!r}": 1}
     with open_store(settings.store_url) as store:
         ids = set(store.frame()["record_id"])
     assert ids == {f"good-{i}" for i in range(20)} | {"half"}
