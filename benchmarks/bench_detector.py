@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kstream import app, datasets, modeling
+from kstream import app, artifacts
 from kstream.clients import Consumer, Producer, ensure_topics
-from kstream.config import Settings
-from kstream.consumer import Detector
-from kstream.producer import generate
+from kstream.detector import Detector
+from kstream.generator import generate
+from kstream.settings import Settings
 from kstream.sinks import SQLiteStore
 
 
@@ -46,7 +46,7 @@ def consume_rate(bootstrap: str, topic: str, n: int, batch: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def per_record_rate(model: modeling.TrainedModel, bootstrap: str, topic: str, n: int) -> float:
+def per_record_rate(model: artifacts.TrainedModel, bootstrap: str, topic: str, n: int) -> float:
     """The seed's way: one DataFrame and one model call per record."""
     features = model.features
     with Consumer(bootstrap, [topic], f"bench-single-{uuid.uuid4().hex[:6]}").connect() as consumer:
@@ -88,8 +88,9 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     settings = Settings.resolve({"task": args.task, "model": args.model, "topic": f"bench-{tag}",
                                  "predictions_topic": f"bench-preds-{tag}", "dlq_topic": f"bench-dlq-{tag}"})
-    model = app.ensure_model(settings)
-    test = datasets.load(settings.dataset).subset("test")
+    ds = app.load_data(settings)
+    model = app.model_for(settings.model_ref(ds), ds, train_missing=True)
+    test = app.unseen_rows(model, ds)
     with app.kafka_cluster(settings) as bootstrap:
         ensure_topics(bootstrap, {settings.topic: 1, settings.predictions_topic: 1, settings.dlq_topic: 1})
         with Producer(bootstrap).connect() as producer:

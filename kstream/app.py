@@ -1,12 +1,16 @@
 """Jobs that wire the parts together; the CLI and the notebooks call these.
 
-- :func:`kafka_cluster`: the bootstrap address to use (the user's cluster, the
-  running local broker, or a temporary one for the duration of a block);
-- :func:`ensure_model` / :func:`load_model` / :func:`load_dataset`: what a job's settings name;
-- :func:`build_detector` / :func:`detect`: a configured detector and its loop;
-- :func:`send`: the generator on a dataset split;
-- :func:`evaluate`: a model scored offline on a dataset file (what streaming it must reproduce);
-- :func:`run`: the whole job (train if needed -> stream -> classify -> summarize), with 1..N detectors.
+Each job takes the run's :class:`~kstream.settings.Settings`, loads the data once, resolves the
+model it names once (:meth:`~kstream.settings.Settings.model_ref`, whose label level follows the
+data) and passes both on.
+
+- :func:`kafka_cluster`: the bootstrap address to use (the user's cluster, the running local
+  broker, or a temporary one for the duration of a block);
+- :func:`load_data`, :func:`model_for`: the data, and the model checked against it (trained
+  when a job may train it), so a model never scores data it does not match;
+- :func:`train`, :func:`evaluate`: a model trained, or scored offline (what streaming reproduces);
+- :func:`send`, :func:`detect`: the generator and the detector, each on its own;
+- :func:`run`: the whole job (model -> stream -> classify -> summarize) with 1..N detectors.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,24 +28,29 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream import broker, datasets, metrics, modeling
+from kstream import artifacts, broker, datasets, metrics, training, zoo
+from kstream.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
-from kstream.config import RUNS_DIR, Settings
-from kstream.modeling import SEED
-from kstream.consumer import Detector, DetectorStats
-from kstream.errors import BrokerError, ConfigError, KstreamError
-from kstream.producer import GenerateStats, generate
+from kstream.config import RUNS_DIR
+from kstream.datasets import Dataset
+from kstream.detector import Detector, DetectorStats
+from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
+from kstream.generator import GenerateStats, generate
+from kstream.pool import DetectorPool
+from kstream.scoring import score
+from kstream.settings import Settings
 from kstream.sinks import SQLiteStore, open_store
 
 __all__ = [
     "kafka_cluster",
-    "ensure_model",
-    "load_model",
-    "load_dataset",
+    "load_data",
+    "model_for",
+    "unseen_rows",
+    "train",
+    "evaluate",
     "build_detector",
     "detect",
     "send",
-    "evaluate",
     "run",
     "RunResult",
 ]
@@ -73,64 +80,97 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[str]
         yield local.bootstrap
 
 
-def ensure_model(settings: Settings, data: str | Path | None = None, retrain: bool = False) -> modeling.TrainedModel:
-    """Load the model ``settings`` names; train it first if it is missing (or ``retrain``)."""
-    directory = modeling.artifact_dir(
-        settings.dataset, settings.task, settings.model, settings.models_dir, settings.level
-    )
-    if retrain or not all((directory / name).exists() for name in ("model.joblib", "model.json")):
-        log.info("no trained model at %s; training it now", directory)
-        modeling.train(
-            settings.dataset, settings.task, settings.model, settings.models_dir, data=data, level=settings.level
-        )
-    return modeling.load_dir(directory)
+def load_data(settings: Settings, data: str | Path | None = None) -> Dataset:
+    """``settings.dataset`` from the bundled sample or ``data``, labels at ``settings.level``
+    (or, without one, at the data's own default level)."""
+    return datasets.load(settings.dataset, data or None, level=settings.level or None)
 
 
-def load_model(settings: Settings) -> modeling.TrainedModel:
-    """The trained model ``settings`` names (hash-checked); a clear error if it is missing."""
-    return modeling.load(settings.dataset, settings.task, settings.model, settings.models_dir, settings.level)
+def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool = False,
+              retrain: bool = False) -> TrainedModel:
+    """The model ``ref`` names, checked against ``ds`` when given.
+
+    With ``train_missing`` a model that does not exist yet is trained on ``ds``; with
+    ``retrain`` it is trained again. A model that does not match the data (features it needs
+    that the data lacks, another label level, no class in common, another split seed than
+    ``ref.seed``) stops the job with one line naming the model, what is wrong and the fix.
+    """
+    if retrain or (train_missing and not ref.trained):
+        if ds is None:
+            raise ConfigError(f"training {ref.name} needs its data")
+        log.info("%s %s on %s", "retraining" if ref.trained else "training", ref.name, ds.source)
+        return training.train(ref, ds)
+    if ds is None:
+        return artifacts.load(ref)
+    train_it = " ".join(filter(None, (ref.train_command(), ds.data_option)))
+    if not ref.trained:
+        raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; train it with `{train_it}`")
+    card = ModelCard.read(ref.directory / "model.json")  # checked before unpickling anything
+    problems = artifacts.mismatches(card, ds)
+    if ref.seed is not None and ref.seed != card.seed:
+        problems.append(f"it was trained on the split of seed {card.seed}, not {ref.seed}")
+    if problems:
+        fix = "retrain it with --retrain" if train_missing else f"train one with `{train_it}`"
+        raise ModelError(f"model {ref.name} does not fit {ds.source}: {'; '.join(problems)}; {fix}")
+    return artifacts.load(ref)
 
 
-def load_dataset(settings: Settings, data: str | Path | None = None) -> datasets.Dataset:
-    """``settings.dataset`` from the bundled sample or ``data``, at ``settings.level``."""
-    ds = datasets.load(settings.dataset, data)
-    return ds.with_level(settings.level) if settings.level else ds
+def unseen_rows(model: TrainedModel, ds: Dataset) -> Dataset:
+    """The rows of ``ds`` the model was not trained on: its held-out split when ``ds`` is the data it
+    was trained on, else all of them."""
+    return model.held_out(ds) if ds.source == model.card.data_source else ds
 
 
-def build_detector(
-    settings: Settings, bootstrap: str, model: modeling.TrainedModel, store: SQLiteStore
-) -> Detector:
+def train(settings: Settings, data: str | Path | None = None, params: dict[str, Any] | None = None,
+          class_weight: str = "balanced") -> TrainedModel:
+    """Train the model ``settings`` name on ``data`` (default: the bundled sample) and save it."""
+    zoo.build_pipeline(settings.model, params, class_weight=class_weight)  # bad hyperparameters fail before any read
+    ds = load_data(settings, data)
+    return training.train(settings.model_ref(ds), ds, params, class_weight)
+
+
+def evaluate(settings: Settings, data: str | Path | None = None, split: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """Score the model ``settings`` name offline on ``data`` (default: the bundled sample).
+
+    ``split`` ``test`` is the model's held-out split (the card's seed); ``all`` every row; the
+    default is the rows the model was not trained on (:func:`unseen_rows`). Returns the
+    scores and a frame ``record_id, true_label, predicted_label, score``.
+    """
+    ds = load_data(settings, data)
+    model = model_for(settings.model_ref(ds), ds)
+    if split is None:
+        rows = unseen_rows(model, ds)
+    else:
+        rows = ds.subset(split, seed=model.card.seed, test_size=model.card.test_size)
+    x = rows.features.reindex(columns=model.features).to_numpy(dtype="float64")
+    labels, scores = model.predict(x)
+    truth = rows.target(settings.task).to_numpy()
+    result = score(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task)
+    frame = pd.DataFrame({"record_id": rows.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
+                          "score": scores})
+    return result, frame
+
+
+def build_detector(settings: Settings, bootstrap: str, model: TrainedModel, store: SQLiteStore) -> Detector:
     """A detector reading ``settings.topic`` in group ``settings.group``."""
     consumer = Consumer(bootstrap, [settings.topic], settings.group, settings.kafka_options)
     producer = Producer(bootstrap, settings.kafka_options)
-    return Detector(
-        model,
-        consumer,
-        producer,
-        store,
-        settings.predictions_topic,
-        settings.dlq_topic,
-        batch_size=settings.batch_size,
-        poll_timeout_ms=settings.poll_timeout_ms,
-    )
+    return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
+                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms)
 
 
 def detect(
     settings: Settings,
     bootstrap: str,
+    model: TrainedModel,
     max_records: int | None = None,
     idle_timeout_s: float | None = None,
     progress: bool = True,
     handle_signals: bool = True,
-    model: modeling.TrainedModel | None = None,
 ) -> DetectorStats:
-    """Run a detector until stopped (SIGINT/SIGTERM), ``max_records`` or idleness.
-
-    ``model`` is the already loaded model ``settings`` names (loaded here if not given).
-    """
-    model = model or load_model(settings)
+    """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
     ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
-    with open_store(settings.store_url, settings.store_table) as store:
+    with open_store(settings.store, settings.store_url, settings.store_table) as store:
         detector = build_detector(settings, bootstrap, model, store)
         with detector.consumer.connect(), detector.producer.connect():
             with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
@@ -147,33 +187,19 @@ def send(
     loop: bool = False,
     progress: bool = True,
 ) -> GenerateStats:
-    """Stream a split of ``settings.dataset`` into ``settings.topic``."""
-    ds = load_dataset(settings, data).subset(split)
+    """Stream a split of ``settings.dataset`` into ``settings.topic``.
+
+    The ``test`` split is the held-out split of the model ``settings`` name when it is trained
+    (its card's seed), else the split of ``settings.seed`` (default 42).
+    """
+    ds = load_data(settings, data)
+    ref = settings.model_ref(ds)
+    seed = ref.seed if ref.seed is not None else (ModelCard.read(ref.directory / "model.json").seed
+                                                  if ref.trained else datasets.DEFAULT_SEED)
+    rows = ds.subset(split, seed=seed)
     ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
     with Producer(bootstrap, settings.kafka_options).connect() as producer:
-        return generate(ds, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
-
-
-def evaluate(
-    settings: Settings, data: str | Path | None = None, split: str | None = None
-) -> tuple[dict, pd.DataFrame]:
-    """Score the model ``settings`` names on a dataset file offline.
-
-    ``split`` defaults to ``test`` for the bundled sample and ``all`` for ``data``.
-    Returns the metrics and a frame ``record_id, true_label, predicted_label, score``.
-    """
-    model = load_model(settings)
-    ds = load_dataset(settings, data).subset(split or ("all" if data is not None else "test"))
-    missing = [f for f in model.features if f not in ds.feature_names]
-    if len(missing) == len(model.features):
-        raise KstreamError(f"none of the model's features are in {data or 'the dataset'}; is it the right dataset?")
-    x = ds.features.reindex(columns=model.features).to_numpy(dtype="float64")
-    labels, scores = model.predict(x)
-    truth = ds.target(settings.task).to_numpy()
-    metrics_ = modeling.evaluate(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task)
-    frame = pd.DataFrame({"record_id": ds.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
-                          "score": scores})
-    return metrics_, frame
+        return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
 
 
 @dataclass
@@ -199,20 +225,22 @@ def run(
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
-    ``detectors`` detector threads share one consumer group, so Kafka spreads
-    the topic's partitions (``settings.partitions``, at least ``detectors``)
-    over them. Topics and group get the run's id as a suffix, so runs on a
-    long-lived cluster never read each other's records. The run folder gets
-    ``predictions.sqlite`` and ``summary.json`` (with the settings of the run).
+    The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
+    fixed shuffled order. ``detectors`` detectors share one consumer group, so Kafka spreads the
+    topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
+    group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
+    records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
     """
     if detectors < 1 or detectors > settings.partitions:
         raise ConfigError(
             f"detectors must be between 1 and the topic's partitions ({settings.partitions}), not {detectors}; "
             f"add partitions (--partitions {max(detectors, 1)}) for more detectors"
         )
-    model = ensure_model(settings, data, retrain)
+    ds = load_data(settings, data)
+    ref = settings.model_ref(ds)
+    model = model_for(ref, ds, train_missing=True, retrain=retrain)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / f"{stamp[:15]}-{settings.dataset}-{settings.task}-{settings.model}"
+    run_dir = Path(run_dir) if run_dir else RUNS_DIR / f"{stamp[:15]}-{ref.dataset}-{ref.task_dir}-{ref.model}"
     run_dir.mkdir(parents=True, exist_ok=True)
     suffix = stamp.replace("-", "")
     settings = settings.replace(
@@ -222,68 +250,34 @@ def run(
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or str(run_dir / "predictions.sqlite"),
     )
-    test = load_dataset(settings, data).subset("test")
+    rows = unseen_rows(model, ds)
     # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
-    test = test.take(np.random.default_rng(SEED).permutation(len(test)))
-    expected = min(limit, len(test)) if limit is not None else len(test)
-    with kafka_cluster(settings) as bootstrap, open_store(settings.store_url, settings.store_table) as store:
+    rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
+    expected = min(limit, len(rows)) if limit is not None else len(rows)
+    with kafka_cluster(settings) as bootstrap, open_store(settings.store, settings.store_url, settings.store_table) as store:
         ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
-        pool = [build_detector(settings, bootstrap, model, store) for _ in range(detectors)]
-        ready = [threading.Event() for _ in pool]
-        failure: list[BaseException] = []
-
-        def work(detector: Detector, is_ready: threading.Event) -> None:
-            try:
-                with detector.consumer.connect(), detector.producer.connect():
-                    while not detector.consumer.assigned() and not detector.stopped:
-                        detector.step()
-                    is_ready.set()
-                    detector.run()
-            except BaseException as err:  # noqa: BLE001 - reported in the main thread
-                failure.append(err)
-                is_ready.set()
-
-        threads = [
-            threading.Thread(target=work, args=(d, r), name=f"kstream-detector-{i}", daemon=True)
-            for i, (d, r) in enumerate(zip(pool, ready))
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            deadline = time.monotonic() + ready_timeout_s
-            for event in ready:
-                if not event.wait(max(0.0, deadline - time.monotonic())):
-                    raise BrokerError(f"a detector got no partition of {settings.topic} within {ready_timeout_s:.0f}s")
-            if failure:
-                raise failure[0]
+        with DetectorPool(lambda: build_detector(settings, bootstrap, model, store), detectors) as pool:
+            pool.wait_ready(ready_timeout_s)
             with Producer(bootstrap, settings.kafka_options).connect() as producer:
-                sent = generate(test, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+                sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
             # wait for distinct stored records, not handled ones: a rebalance redelivers some records
-            deadline = time.monotonic() + drain_timeout_s
-            while store.count(settings.topic) < sent.records and time.monotonic() < deadline and not failure:
-                time.sleep(0.05)
-        finally:
-            for detector in pool:
-                detector.stop()
-            for thread in threads:
-                thread.join()
-        if failure:
-            raise failure[0]
+            pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)
         frame = store.frame(settings.topic)
-    summary = metrics.summarize(frame, test.truth(settings.task))
+        store_path = Path(store.path)
+    summary = metrics.summarize(frame, rows.truth(settings.task), settings.task)
     summary.update(
         sent=sent.records,
         send_rate_rps=sent.rate,
-        dead_lettered=sum(d.stats.dead_lettered for d in pool),
-        imputed=sum(d.stats.imputed for d in pool),
-        per_detector=[d.stats.records for d in pool],
+        dead_lettered=sum(s.dead_lettered for s in pool.stats),
+        imputed=sum(s.imputed for s in pool.stats),
+        per_detector=[s.records for s in pool.stats],
         model_id=model.card.model_id,
+        model_data_source=model.card.data_source,
         bootstrap=bootstrap,
-        settings={**settings.redacted(), "rate": rate, "limit": limit, "detectors": detectors,
-                  "data": str(data) if data is not None else None},
+        settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed, "rate": rate, "limit": limit,
+                  "detectors": detectors, "data": str(data) if data else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    store_path = Path(store.path)
     if summary["records"] != expected:
         raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
     return RunResult(run_dir, store_path, summary)
@@ -291,4 +285,3 @@ def run(
 
 def _topics(settings: Settings) -> dict[str, int]:
     return {settings.topic: settings.partitions, settings.predictions_topic: settings.partitions, settings.dlq_topic: 1}
-

@@ -10,23 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from kstream import __version__, app, broker, datasets, metrics, modeling
-from kstream.config import TASKS, Settings, parse_assignments, parse_kafka_options, parse_value
+from kstream import __version__, app, artifacts, broker, datasets, metrics, training, zoo
+from kstream.datasets import TASKS
 from kstream.errors import KstreamError
-from kstream.report import markdown_table
+from kstream.scoring import format_scores
+from kstream.settings import Settings, parse_assignments, parse_kafka_options, parse_value
 from kstream.sinks import open_store
+from kstream.tables import markdown_table, text_table
 
 log = logging.getLogger("kstream")
 
 _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_DATASET / DATASET, KSTREAM_TASK / TASK_TYPE, KSTREAM_MODEL / MODEL,
-  KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
+  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
   KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_KAFKA_<OPTION> (any kafka-python client option),
@@ -38,9 +39,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     g.add_argument("-t", "--task", help=f"task: {', '.join(TASKS)} (default binary_class)")
-    g.add_argument("-m", "--model", help=f"model: {', '.join(modeling.MODELS)} (default random-forest)")
-    g.add_argument("--level", help="multi-class label level (netml: top|mid|fine; nsl-kdd: category|attack)")
+    g.add_argument("-m", "--model", help=f"model: {', '.join(zoo.MODELS)} (default random-forest)")
+    g.add_argument("--level", help="multi-class label level (cicids2017: label|grouped; netml: top|mid|fine; "
+                   "nsl-kdd: category|attack); default: the dataset's, or the one the data has")
     g.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
+    g.add_argument("--seed", type=int, help="split (and model) seed; default: 42 to train, the model card's to score")
 
 
 def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None:
@@ -103,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="classifier hyperparameter, repeatable")
-    p.add_argument("--seed", type=int, default=modeling.SEED, help="random seed for split and model (default 42)")
-    p.add_argument("--class-weight", default="balanced", choices=modeling.CLASS_WEIGHTS,
+    p.add_argument("--class-weight", default="balanced", choices=zoo.CLASS_WEIGHTS,
                    help="class weighting against imbalance: balanced (n/(k*n_c)), sqrt (its square root), none")
     p.add_argument("--all", action="store_true",
                    help="train the grid: every dataset x task x model (narrowed by -d/-t/-m when given)")
@@ -136,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: kstream generate --rate 1000 --limit 5000")
     p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
-    p.add_argument("--split", default="test", choices=datasets.SPLITS, help="which rows to send (default test)")
+    p.add_argument("--split", default="test", choices=datasets.SPLITS,
+                   help="which rows to send (default test: the held-out split of the model -t/-m name, if trained)")
+    p.add_argument("-t", "--task", help=f"task whose model's split 'test' means: {', '.join(TASKS)}")
+    p.add_argument("-m", "--model", help="model whose split 'test' means (default random-forest)")
+    p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
+    p.add_argument("--seed", type=int, help="split seed (default: the model card's, else 42)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
     p.add_argument("--limit", type=int, help="stop after this many records")
     p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
@@ -196,32 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    """Rows as an aligned text table; floats with 4 decimals."""
-
-    def cell(v: object) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
-
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
-
-
-def _format_scores(scores: dict) -> str:
-    lines = [f"rows {scores['rows']}   accuracy {scores['accuracy']:.4f}   macro-F1 {scores['macro_f1']:.4f}"]
-    if "tpr" in scores:
-        lines.append(f"TPR {scores['tpr']:.4f}   FAR {scores['far']:.4f}   NetML overall TPR*(1-FAR) "
-                     f"{scores['netml_overall']:.4f}")
-    else:
-        lines.append(f"NetML F1 {scores['netml_f1']:.4f}   mAP {scores['netml_map']:.4f}   overall "
-                     f"{scores['netml_overall']:.4f}")
-    rows = [{"class": c, **v} for c, v in scores["per_class"].items()]
-    lines.append(_table(rows, ["class", "precision", "recall", "f1-score", "support"]))
-    return "\n".join(lines)
-
-
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -256,7 +237,7 @@ def _sweep(args: argparse.Namespace, progress: bool) -> int:
     grid.update(sweep.parse_pairs(args.param))
     table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=progress)
     shown = [c for c in table.columns if c not in ("error", "report")]
-    print(_table(table.to_dict("records"), shown))
+    print(text_table(table, shown))
     for _, row in table[table["status"] != "ok"].iterrows():
         print(f"failed: {row['run']}: {row['error']}")
     print(f"summary: {Path(table.attrs['out_dir']) / 'summary.md'}")
@@ -275,30 +256,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     log.debug("settings: %r", settings)
     if args.command == "models":
-        rows = modeling.list_cards(settings.models_dir)
+        rows = artifacts.list_cards(settings.models_dir)
         if args.json:
             print(json.dumps(rows, indent=2))
         elif not rows:
             print(f"no trained models in {settings.models_dir}; train with `kstream train` or `kstream train --all`")
         else:
-            print(_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "accuracy", "macro_f1",
-                                "netml_overall", "size_kb", "created"]))
+            print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "accuracy",
+                                    "macro_f1", "netml_overall", "size_kb", "created"]))
         return 0
     if args.command == "train" and args.all:
-        rows = modeling.train_grid([args.dataset] if args.dataset else None, [args.task] if args.task else None,
-                                   [args.model] if args.model else None, settings.models_dir, args.seed, progress,
-                                   args.class_weight)
+        refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
+                                      [settings.model] if args.model else None, settings.models_dir, settings.seed)
+        rows = training.train_grid(refs, progress, args.class_weight)
         columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seconds"]
-        print(_table(rows, columns))
+        print(text_table(rows, columns))
         if args.markdown:
-            Path(args.markdown).write_text(markdown_table(pd.DataFrame(rows).reindex(columns=columns[:-1])) + "\n")
-        for reason in dict.fromkeys(row["reason"] for row in rows if row["status"] == "undefined"):
+            Path(args.markdown).write_text(markdown_table(rows, columns[:-1]) + "\n")
+        for reason in skipped:
             print(f"skipped: {reason}")
         return 0
     if args.command == "train":
-        trained = modeling.train(settings.dataset, settings.task, settings.model, settings.models_dir,
-                                 data=args.data, params=_params(args.param), seed=args.seed, level=settings.level,
-                                 class_weight=args.class_weight)
+        trained = app.train(settings, args.data, _params(args.param), args.class_weight)
         m = trained.card.metrics
         print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
               f"NetML overall {m['netml_overall']:.4f}")
@@ -307,10 +286,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         scores, frame = app.evaluate(settings, args.data, args.split)
         if args.predictions:
             frame.to_csv(args.predictions, index=False)
-        if args.json:
-            print(json.dumps(scores, indent=2))
-        else:
-            print(_format_scores(scores))
+        print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
         return 0
     if args.command == "generate":
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
@@ -318,16 +294,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sent {stats.records} records to {settings.topic} at {bootstrap} ({stats.rate:.0f} rec/s)")
         return 0
     if args.command == "detect":
-        model = app.load_model(settings)  # fail fast, before touching Kafka
-        truth = app.load_dataset(settings, args.data).truth(settings.task) if args.data else None
+        # fail fast, before touching Kafka: the model, checked against the data when given
+        ds = app.load_data(settings, args.data) if args.data else None
+        model = app.model_for(settings.model_ref(ds), ds)
         with app.kafka_cluster(settings, start_local=False) as bootstrap:
-            stats = app.detect(settings, bootstrap, args.max_records, args.idle_timeout, progress, model=model)
+            stats = app.detect(settings, bootstrap, model, args.max_records, args.idle_timeout, progress)
         reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
-        if truth is not None:
-            with open_store(settings.store_url, settings.store_table) as store:
+        if ds is not None:
+            with open_store(settings.store, settings.store_url, settings.store_table) as store:
                 frame = store.frame(settings.topic)
-            print(metrics.format_summary(metrics.summarize(frame, truth)))
+            print(metrics.format_summary(metrics.summarize(frame, ds.truth(settings.task), settings.task)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
                      run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors)
@@ -352,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kstream: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,7 +43,6 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
-    timestamp_ms: int
 
 
 def _unreachable(bootstrap: str, err: Exception) -> BrokerError:
@@ -155,12 +154,10 @@ class Consumer(_Client):
         topics: Iterable[str],
         group: str,
         options: Mapping[str, Any] | None = None,
-        from_beginning: bool = True,
     ) -> None:
         super().__init__(bootstrap, options)
         self.topics = list(topics)
         self.group = group
-        self.from_beginning = from_beginning
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -172,7 +169,7 @@ class Consumer(_Client):
                 # a crashed detector's partitions move to a live one after 10 s, not the client's 45 s
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=3_000,
-                auto_offset_reset="earliest" if self.from_beginning else "latest",
+                auto_offset_reset="earliest",  # a new group reads the topic from its start
             )
         return self._client
 
@@ -184,7 +181,7 @@ class Consumer(_Client):
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
         batches = self._consumer().poll(timeout_ms=timeout_ms, max_records=max_records)
         return [
-            Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()), r.timestamp)
+            Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()))
             for records in batches.values()
             for r in records
         ]

@@ -1,62 +1,33 @@
-"""Paths and settings: one typed object, one precedence rule.
+"""Where things live: the project's folders and kstream's cache, resolved from the package itself.
 
-Every run of kstream is described by one :class:`Settings`. Values come from
-three places and the first that has one wins: command-line options, then the
-environment, then the defaults below. Validation happens here, at the edge, so
-bad configuration fails at start with one line naming the valid choices.
+Nothing here depends on the current directory. ``KSTREAM_ROOT`` points at another project
+folder (one holding ``datasets/``, ``models/``, ``notebooks/`` and ``runs/``) when kstream is
+installed without its checkout; ``KSTREAM_HOME`` moves the cache (Kafka's jars, the local
+broker's data).
 
-The environment names of the original docker-compose system still work:
-``DATASET``, ``MODEL``, ``TASK_TYPE``, ``MODELS_CHECKPOINT``, ``KAFKA_BROKER_URL``,
-``DB_URL``, ``DB_NAME`` and ``DATABASE``; kstream's own names start with
-``KSTREAM_``. Any Kafka client option (SASL, SSL, tuning) passes through as
-``KSTREAM_KAFKA_<OPTION>`` or ``--kafka-option option=value``.
-
->>> s = Settings.resolve({"model": "decision-tree"}, env={"TASK_TYPE": "multi_class"})
->>> (s.dataset, s.task, s.model)
-('cicids2017', 'multi_class', 'decision-tree')
+>>> MODELS_DIR.name, RUNS_DIR.parent == PROJECT_ROOT
+('models', True)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from kstream.errors import ConfigError
+__all__ = ["PROJECT_ROOT", "DATASETS_DIR", "MODELS_DIR", "NOTEBOOKS_DIR", "RUNS_DIR", "cache_dir"]
 
-__all__ = [
-    "PROJECT_ROOT",
-    "DATASETS_DIR",
-    "MODELS_DIR",
-    "RUNS_DIR",
-    "TASKS",
-    "STORES",
-    "Settings",
-    "cache_dir",
-]
-
-#: The project checkout; bundled data, models and runs are resolved from here,
-#: never from the current directory.
-#: ``KSTREAM_ROOT`` points elsewhere when kstream is installed without its checkout.
+#: The project checkout; bundled data, models, notebooks and runs are resolved from here.
 PROJECT_ROOT = Path(os.environ.get("KSTREAM_ROOT") or Path(__file__).resolve().parents[1]).expanduser()
 DATASETS_DIR = PROJECT_ROOT / "datasets"
 MODELS_DIR = PROJECT_ROOT / "models"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 RUNS_DIR = PROJECT_ROOT / "runs"
-
-TASKS = ("binary_class", "multi_class")
-STORES = ("sqlite",)
-
-_SECRET_WORDS = ("password", "secret", "token", "key")
 
 
 def cache_dir() -> Path:
     """Where kstream keeps downloads and broker state (``KSTREAM_HOME`` overrides).
 
-    >>> cache_dir().name in {"kstream"} or "KSTREAM_HOME" in os.environ
+    >>> cache_dir().name == "kstream" or "KSTREAM_HOME" in os.environ
     True
     """
     home = os.environ.get("KSTREAM_HOME")
@@ -65,181 +36,3 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "kstream"
-
-
-# setting name -> environment names, most specific first
-_ENV_NAMES: dict[str, tuple[str, ...]] = {
-    "dataset": ("KSTREAM_DATASET", "DATASET"),
-    "task": ("KSTREAM_TASK", "TASK_TYPE"),
-    "model": ("KSTREAM_MODEL", "MODEL"),
-    "level": ("KSTREAM_LEVEL",),
-    "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
-    "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
-    "topic": ("KSTREAM_TOPIC",),
-    "predictions_topic": ("KSTREAM_PREDICTIONS_TOPIC",),
-    "dlq_topic": ("KSTREAM_DLQ_TOPIC",),
-    "group": ("KSTREAM_GROUP",),
-    "partitions": ("KSTREAM_PARTITIONS",),
-    "store": ("KSTREAM_STORE", "DATABASE"),
-    "store_url": ("KSTREAM_STORE_URL", "DB_URL"),
-    "store_table": ("KSTREAM_STORE_TABLE", "DB_NAME"),
-    "batch_size": ("KSTREAM_BATCH_SIZE",),
-    "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a kstream job needs to know, validated on creation.
-
-    ``bootstrap`` empty means "use the local broker kstream manages";
-    ``kafka_options`` is passed unchanged to the Kafka client (SASL/SSL, tuning).
-    """
-
-    dataset: str = "cicids2017"
-    task: str = "binary_class"
-    model: str = "random-forest"
-    level: str = ""  # multi-class label level; empty = the dataset's default
-    models_dir: Path = MODELS_DIR
-    bootstrap: str = ""
-    topic: str = "flows"
-    predictions_topic: str = "flows.predictions"
-    dlq_topic: str = "flows.dlq"
-    group: str = "kstream-detector"
-    partitions: int = 1
-    store: str = "sqlite"
-    store_url: str = ""
-    store_table: str = "predictions"
-    batch_size: int = 500
-    poll_timeout_ms: int = 500
-    kafka_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from kstream import datasets, modeling  # registries; imported late to keep this module light
-
-        object.__setattr__(self, "dataset", datasets.resolve_name(self.dataset))
-        datasets.REGISTRY[self.dataset].check_task(self.task)  # unknown task, or binary on netml
-        object.__setattr__(self, "model", modeling.resolve_model_name(self.model))
-        if self.level:
-            modeling.task_dir_name(self.dataset, "multi_class", self.level)  # unknown level: ConfigError
-        object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
-        if self.store not in STORES:
-            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(STORES)}")
-        for name in ("topic", "predictions_topic", "dlq_topic", "group", "store_table"):
-            if not str(getattr(self, name)).strip():
-                raise ConfigError(f"setting {name!r} must not be empty")
-        if not self.store_table.replace("_", "").isalnum():
-            raise ConfigError(f"results table name {self.store_table!r} may hold only letters, digits and '_'")
-        for name in ("partitions", "batch_size", "poll_timeout_ms"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"setting {name!r} must be a positive whole number, not {getattr(self, name)!r}")
-
-    @classmethod
-    def resolve(cls, cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from CLI values (None = not given), then ``env``, then defaults.
-
-        >>> Settings.resolve({"bootstrap": None}, env={"KAFKA_BROKER_URL": "kafka:9092"}).bootstrap
-        'kafka:9092'
-        >>> Settings.resolve({"dataset": "SELECTED_NET"}, env={}).task  # netml has no binary task
-        'multi_class'
-        >>> Settings.resolve({"dataset": "nope"}, env={})
-        Traceback (most recent call last):
-        ...
-        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml (alias SELECTED_NET), nsl-kdd
-        """
-        env = os.environ if env is None else env
-        cli = dict(cli or {})
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "kafka_options":
-                continue
-            if cli.get(f.name) is not None:
-                values[f.name] = cli[f.name]
-                continue
-            for env_name in _ENV_NAMES.get(f.name, ()):
-                if env.get(env_name):
-                    values[f.name] = env[env_name]
-                    break
-        if "task" not in values:  # default: binary where the dataset has it, else multi-class (netml)
-            from kstream import datasets
-
-            spec = datasets.REGISTRY[datasets.resolve_name(values.get("dataset", cls.dataset))]
-            values["task"] = spec.tasks[0]
-        options: dict[str, Any] = {}
-        for key, value in env.items():
-            if key.startswith("KSTREAM_KAFKA_") and value:
-                options[key[len("KSTREAM_KAFKA_") :].lower()] = parse_value(value)
-        options.update(cli.get("kafka_options") or {})
-        values["kafka_options"] = options
-        for f in dataclasses.fields(cls):
-            if f.name in values and f.type in ("int", int):
-                values[f.name] = _to_int(f.name, values[f.name])
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
-
-    def redacted(self) -> dict[str, Any]:
-        """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).
-
-        >>> Settings(kafka_options={"sasl_plain_password": "hunter2"}).redacted()["kafka_options"]
-        {'sasl_plain_password': '***'}
-        """
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["models_dir"] = str(self.models_dir)
-        out["kafka_options"] = {
-            k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in self.kafka_options.items()
-        }
-        return out
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
-        return f"Settings({inner})"
-
-
-def parse_value(text: str) -> Any:
-    """A value from the command line or the environment: JSON when it parses, else the text.
-
-    >>> parse_value("5"), parse_value("0.5"), parse_value("True"), parse_value("SASL_SSL")
-    (5, 0.5, True, 'SASL_SSL')
-    """
-    text = text.strip()
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_assignments(pairs: list[str] | None, what: str, form: str) -> dict[str, str]:
-    """``name=value`` strings into ``{name: raw value}``; a malformed one fails naming ``form``.
-
-    >>> parse_assignments(["a=1", " b = x,y"], "option", "name=value")
-    {'a': '1', 'b': 'x,y'}
-    """
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"{what} {pair!r} is not of the form {form}")
-        out[name.strip()] = value.strip()
-    return out
-
-
-def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
-    """Parse ``option=value`` strings from the command line into client options.
-
-    >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL"])
-    {'linger_ms': 5, 'security_protocol': 'SASL_SSL'}
-    """
-    raw = parse_assignments(pairs, "Kafka option", "option=value (e.g. linger_ms=5)")
-    return {k.replace("-", "_").replace(".", "_"): parse_value(v) for k, v in raw.items()}
-
-
-def _to_int(name: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r} must be a whole number, not {value!r}") from None

@@ -5,8 +5,10 @@ columns that may reach a model (float64, never ids, addresses, timestamps or any
 from the label), and the class label at one of the dataset's label *levels* (e.g. NSL-KDD's
 ``category`` or ``attack``). The binary task maps every label to ``benign`` or ``attack`` (for
 datasets that have such a split); the multi-class task keeps the class. All tasks and levels share
-one deterministic split, stratified on the default level, so "the test records" are the same rows
-whatever the task or level. How each format is parsed lives in :mod:`kstream.formats`.
+one deterministic split per seed, stratified on the default level, so "the test records" of a seed
+are the same rows whatever the task or level. Task and level names are checked here and nowhere
+else (:meth:`DatasetSpec.check_task`, :meth:`DatasetSpec.check_level`). How each format is parsed
+lives in :mod:`kstream.formats`.
 
 >>> ds = load("SELECTED_CICIDS")
 >>> ds.name, len(ds) > 20000, ds.ids.is_unique, ds.level
@@ -30,11 +32,18 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from kstream import formats
-from kstream.config import DATASETS_DIR, PROJECT_ROOT, TASKS
+from kstream.config import DATASETS_DIR, PROJECT_ROOT
 from kstream.errors import ConfigError, DataError
+from kstream.formats import CHUNK_ROWS, Table, read_cicflowmeter, read_netml, read_nsl_kdd
+from kstream.formats.cicflowmeter import CICIDS_DROPPED
+from kstream.formats.kdd import NSL_KDD_DROPPED
+from kstream.formats.netml import NETML_DROPPED
 
 __all__ = [
+    "TASKS",
+    "BENIGN",
+    "ATTACK",
+    "DEFAULT_SEED",
     "Dataset",
     "DatasetSpec",
     "REGISTRY",
@@ -43,13 +52,16 @@ __all__ = [
     "is_leaky",
     "available",
     "resolve_name",
+    "spec",
     "load",
 ]
 
 log = logging.getLogger(__name__)
 
+TASKS = ("binary_class", "multi_class")
 BENIGN, ATTACK = "benign", "attack"
 SPLITS = ("train", "test", "all")
+DEFAULT_SEED = 42  # the split's (and the models') seed unless one is given
 
 #: Column names (normalised: lower case, runs of other characters -> "_") that identify a flow,
 #: a host or a moment, or come from the ground truth. No dataset may offer them as features.
@@ -76,25 +88,27 @@ def is_leaky(name: str) -> bool:
 class Dataset:
     """A loaded dataset: ids, features and labels aligned row by row.
 
-    ``labels`` holds the level named ``level``; ``levels`` holds every level the source has.
-    ``default_level`` is the level the split is stratified on and the binary task reads, so
-    neither depends on the level chosen. ``test_mask``, when set, is an official test split
-    (NSL-KDD's KDDTest+ rows) that :meth:`split_index` returns instead of its own.
+    ``features`` holds the columns the source really has. ``labels`` holds the level named
+    ``level``; ``levels`` holds every level the source has. ``default_level`` is the level the
+    split is stratified on and the binary task reads, so neither depends on the level chosen.
+    ``test_mask``, when set, is an official test split (NSL-KDD's KDDTest+ rows) that
+    :meth:`split_index` returns instead of its own.
     """
 
     name: str
     ids: pd.Series  # str, unique
     features: pd.DataFrame  # float64, may hold NaN and inf as the sources do
     labels: pd.Series  # class per row at `level`
-    benign_labels: frozenset[str] | None  # None: no benign/attack split (binary task unavailable)
     levels: dict[str, pd.Series] = field(default_factory=dict)
-    level: str = "label"
+    level: str = ""
     default_level: str = ""
     feature_notes: dict[str, str] = field(default_factory=dict)  # column group -> what was done and why
     source: str = ""
     test_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if not self.level:
+            object.__setattr__(self, "level", self.spec.default_level)
         if not self.levels:
             object.__setattr__(self, "levels", {self.level: self.labels})
         if not self.default_level:
@@ -104,13 +118,25 @@ class Dataset:
         return len(self.ids)
 
     @property
+    def spec(self) -> DatasetSpec:
+        """The registry entry of this dataset."""
+        return REGISTRY[self.name]
+
+    @property
     def feature_names(self) -> list[str]:
         return list(self.features.columns)
 
     @property
-    def tasks(self) -> tuple[str, ...]:
-        """The tasks this dataset supports."""
-        return TASKS if self.benign_labels is not None else ("multi_class",)
+    def data_option(self) -> str:
+        """The ``--data`` option that reads this data again (empty for the default bundled sample).
+
+        >>> load("cicids2017", "csv-sample").data_option
+        '--data csv-sample'
+        """
+        if self.source == _describe_source(self.spec.bundled):
+            return ""
+        sample = next((name for name, path in self.spec.samples.items() if _describe_source(path) == self.source), None)
+        return f"--data {sample or self.source}"
 
     def with_level(self, level: str) -> Dataset:
         """The same rows with ``labels`` at another level (the split does not change).
@@ -119,25 +145,24 @@ class Dataset:
         'neptune'
         """
         if level not in self.levels:
-            raise ConfigError(f"unknown level {level!r} for {self.name}; choose one of: {', '.join(self.levels)}")
+            self.spec.check_level(level)  # an unknown name: ConfigError naming the choices
+            raise DataError(
+                f"{self.source or self.name} has no labels at level {level!r} (only {', '.join(self.levels)}); "
+                f"pass --level {self.default_level} or data with {level!r} labels"
+            )
         return dataclasses.replace(self, labels=self.levels[level].rename("label"), level=level)
 
     def target(self, task: str) -> pd.Series:
         """Class per row for ``task``: benign/attack, or the class at the current level."""
+        self.spec.check_task(task)
         if task == "binary_class":
-            if self.benign_labels is None:
-                spec = REGISTRY.get(self.name)
-                what = f"{self.name} ({spec.title})" if spec else self.name
-                raise ConfigError(f"{what} has no benign/attack split; use -t multi_class")
             strata = self.levels[self.default_level]
-            binary = np.where(strata.isin(self.benign_labels), BENIGN, ATTACK)
+            binary = np.where(strata.isin(self.spec.benign_labels), BENIGN, ATTACK)
             return pd.Series(binary, index=strata.index, dtype="str", name="target")
-        if task == "multi_class":
-            return self.labels.rename("target")
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        return self.labels.rename("target")
 
-    def split_index(self, test_size: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions of the train and test parts.
+    def split_index(self, *, seed: int, test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions of the train and test parts for a split ``seed``.
 
         Stratified on the default level; classes too small to stratify (one row) stay in the
         training part. A dataset with an official split (``test_mask``) returns that one, and
@@ -158,13 +183,20 @@ class Dataset:
             raise DataError(f"cannot split {len(self)} {self.name} rows {test_size:.0%} stratified: {err}") from None
         return np.sort(np.concatenate([train, small])), np.sort(test)
 
-    def subset(self, split: str = "test", test_size: float = 0.2, seed: int = 42) -> Dataset:
-        """The ``train``, ``test`` or ``all`` rows as a dataset of their own."""
+    def subset(self, split: str, *, seed: int | None = None, test_size: float = 0.2) -> Dataset:
+        """The ``train``, ``test`` or ``all`` rows as a dataset of their own (``seed`` names the split).
+
+        >>> ds = load("cicids2017")
+        >>> len(ds.subset("test", seed=7)) == len(ds.subset("test", seed=42)), len(ds.subset("all")) == len(ds)
+        (True, True)
+        """
         if split == "all":
             return self
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-        train, test = self.split_index(test_size, seed)
+        if seed is None:
+            raise ConfigError(f"the {split} split needs the split seed (the model card's `seed`)")
+        train, test = self.split_index(seed=seed, test_size=test_size)
         return self.take(train if split == "train" else test)
 
     def take(self, rows: np.ndarray) -> Dataset:
@@ -189,32 +221,54 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What kstream knows about one dataset: names, formats, label levels, samples, citation."""
+    """What kstream knows about one dataset: names, label levels, samples, citation, its reader."""
 
     name: str
     aliases: tuple[str, ...]
     title: str  # what the classes are, in a few words
     description: str  # what --data must point at
-    dialects: tuple[str, ...]  # file formats/dialects the reader accepts
     levels: tuple[str, ...]  # label levels, default first
-    default_level: str
     benign_labels: frozenset[str] | None  # the binary mapping; None: no benign/attack split
     bundled: Path  # the default bundled sample
     samples: Mapping[str, Path]  # every bundled sample, by name (also accepted as --data)
-    citation: str
+    citation: str  # whom to cite for the data (copied onto model cards and reports)
     dropped: Mapping[str, tuple[str, ...]]  # source columns that never become features, by reason
-    reader: Callable[[Path, int], formats.Table]
+    reader: Callable[[Path, int], Table]
+
+    @property
+    def default_level(self) -> str:
+        return self.levels[0]
 
     @property
     def tasks(self) -> tuple[str, ...]:
+        """The tasks defined on this dataset (binary needs a benign/attack split)."""
         return TASKS if self.benign_labels is not None else ("multi_class",)
 
-    def check_task(self, task: str) -> None:
-        """Raise a ConfigError naming the fix unless ``task`` is defined on this dataset."""
+    def check_task(self, task: str) -> str:
+        """``task`` if it is defined on this dataset, else a ConfigError naming the fix.
+
+        >>> REGISTRY["netml"].check_task("binary_class")
+        Traceback (most recent call last):
+        ...
+        kstream.errors.ConfigError: netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split; use -t multi_class
+        """
         if task not in TASKS:
             raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         if task not in self.tasks:
             raise ConfigError(f"{self.name} ({self.title}) has no benign/attack split; use -t multi_class")
+        return task
+
+    def check_level(self, level: str) -> str:
+        """``level`` if it is one of this dataset's label levels, else a ConfigError naming them.
+
+        >>> REGISTRY["nsl-kdd"].check_level("fine")
+        Traceback (most recent call last):
+        ...
+        kstream.errors.ConfigError: unknown label level 'fine' for nsl-kdd; choose one of: category, attack
+        """
+        if level not in self.levels:
+            raise ConfigError(f"unknown label level {level!r} for {self.name}; choose one of: {', '.join(self.levels)}")
+        return level
 
     @property
     def non_features(self) -> frozenset[str]:
@@ -222,20 +276,24 @@ class DatasetSpec:
 
     def resolve_source(self, path: str | Path | None = None) -> Path:
         """The file or folder to read: the default sample, a bundled sample by name, or ``path``."""
-        if path is None:
+        if path is None or str(path) == "":
             return self.bundled
         if str(path) in self.samples and not Path(path).exists():
             return self.samples[str(path)]
         return Path(path).expanduser()
 
     def load(self, path: str | Path | None = None, level: str | None = None, chunksize: int | None = None) -> Dataset:
-        """Read the dataset from ``path`` (default: the bundled sample), labels at ``level``."""
-        if level is not None and level not in self.levels:
-            raise ConfigError(f"unknown level {level!r} for {self.name}; choose one of: {', '.join(self.levels)}")
+        """Read the dataset from ``path`` (default: the bundled sample), labels at ``level``.
+
+        Without ``level`` the labels are at the dataset's default level if the source has it,
+        else at the first level it has (a file of grouped labels only loads at ``grouped``).
+        """
+        if level:
+            self.check_level(level)
         source = self.resolve_source(path)
         if not source.exists():
             raise DataError(f"no data at {source}; pass --data with a file or folder of {self.description}")
-        table = self.reader(source, chunksize or formats.CHUNK_ROWS)
+        table = self.reader(source, chunksize or CHUNK_ROWS)
         if not len(table.ids):
             raise DataError(f"{source} holds no {self.name} rows")
         if not table.ids.is_unique:
@@ -249,7 +307,6 @@ class DatasetSpec:
             ids=table.ids.rename("record_id"),
             features=table.features,
             labels=table.levels[default].rename("label"),
-            benign_labels=self.benign_labels,
             levels=table.levels,
             level=default,
             default_level=default,
@@ -258,7 +315,7 @@ class DatasetSpec:
             test_mask=table.test_mask,
         )
         log.info("loaded %d %s rows with %d features from %s", len(ds), self.name, ds.features.shape[1], ds.source)
-        return ds.with_level(level) if level is not None else ds
+        return ds.with_level(level) if level else ds
 
 
 def _describe_source(source: Path) -> str:
@@ -274,9 +331,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         title="CICIDS2017 benign and attack flows",
         description="CICIDS2017 CICFlowMeter CSVs (improved re-extraction, MachineLearningCVE, "
         "GeneratedLabelledFlows or the resampled CICIDS2017_sample.csv)",
-        dialects=("improved", "MachineLearningCVE", "GeneratedLabelledFlows", "csv-sample"),
         levels=("label", "grouped"),
-        default_level="label",
         benign_labels=frozenset({"BENIGN"}),
         bundled=DATASETS_DIR / "cicids2017-improved-sample",
         samples={
@@ -288,8 +343,8 @@ REGISTRY: dict[str, DatasetSpec] = {
         "\"Troubleshooting an Intrusion Detection Dataset: the CICIDS2017 Case Study\", IEEE SPW 2021; "
         "L. Liu, G. Engelen, T. Lynar, D. Essam, W. Joosen, \"Error Prevalence in NIDS datasets: A Case Study "
         "on CIC-IDS-2017 and CSE-CIC-IDS-2018\", IEEE CNS 2022",
-        dropped=formats.CICIDS_DROPPED,
-        reader=formats.read_cicflowmeter,
+        dropped=CICIDS_DROPPED,
+        reader=read_cicflowmeter,
     ),
     "netml": DatasetSpec(
         name="netml",
@@ -297,9 +352,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         title="ISCX-VPN-nonVPN2016 application classes",
         description="NetML-challenge flows (a *_set.json[.gz] JSON-lines file with its *_anno_top/mid/fine "
         "annotation files)",
-        dialects=("netml-json-lines",),
         levels=("top", "mid", "fine"),
-        default_level="top",
         benign_labels=None,
         bundled=DATASETS_DIR / "netml-iscx-vpn-nonvpn2016",
         samples={"iscx-vpn-nonvpn2016": DATASETS_DIR / "netml-iscx-vpn-nonvpn2016"},
@@ -307,24 +360,22 @@ REGISTRY: dict[str, DatasetSpec] = {
         "arXiv:2004.13006, 2020; G. Draper-Gil, A. H. Lashkari, M. Mamun, A. A. Ghorbani, \"Characterization "
         "of Encrypted and VPN Traffic Using Time-related Features\", ICISSP 2016; O. Barut et al., "
         "\"Multi-Task Hierarchical Learning Based Network Traffic Analytics\", IEEE ICC 2021",
-        dropped=formats.NETML_DROPPED,
-        reader=formats.read_netml,
+        dropped=NETML_DROPPED,
+        reader=read_netml,
     ),
     "nsl-kdd": DatasetSpec(
         name="nsl-kdd",
         aliases=(),
         title="NSL-KDD normal and attack connections",
         description="NSL-KDD files in KDD format (KDDTrain+*.txt[.gz], KDDTest+.txt[.gz])",
-        dialects=("kdd",),
         levels=("category", "attack"),
-        default_level="category",
         benign_labels=frozenset({"normal"}),
         bundled=DATASETS_DIR / "nsl-kdd",
         samples={"nsl-kdd": DATASETS_DIR / "nsl-kdd"},
         citation="M. Tavallaee, E. Bagheri, W. Lu, A. A. Ghorbani, \"A Detailed Analysis of the KDD CUP 99 "
         "Data Set\", IEEE CISDA 2009",
-        dropped={"label-derived": ("attack", "difficulty")},
-        reader=formats.read_nsl_kdd,
+        dropped=NSL_KDD_DROPPED,
+        reader=read_nsl_kdd,
     ),
 }
 
@@ -354,6 +405,15 @@ def resolve_name(name: str) -> str:
     raise ConfigError(f"unknown dataset {name!r}; choose one of: {choices}")
 
 
+def spec(name: str) -> DatasetSpec:
+    """The registry entry for a dataset name or alias.
+
+    >>> spec("SELECTED_NET").default_level
+    'top'
+    """
+    return REGISTRY[resolve_name(name)]
+
+
 def load(
     name: str, path: str | Path | None = None, level: str | None = None, *, chunksize: int | None = None
 ) -> Dataset:
@@ -362,7 +422,7 @@ def load(
     ``path`` may also name a bundled sample (``DatasetSpec.samples``), e.g. ``"csv-sample"``.
 
     >>> ds = load("netml")
-    >>> ds.level, ds.tasks, len(ds)
+    >>> ds.level, ds.spec.tasks, len(ds)
     ('top', ('multi_class',), 18179)
     """
     return REGISTRY[resolve_name(name)].load(path, level, chunksize)

@@ -70,7 +70,6 @@ class DropConstantAndDuplicate(TransformerMixin, BaseEstimator):
             keep.append(j)
         self.n_features_in_ = n
         self.keep_ = np.array(keep, dtype=np.intp)
-        self.names_in_ = names
         self.kept_names_ = [names[j] for j in keep]
         self.dropped_ = {"constant": constant, "duplicate": duplicate}
         return self

@@ -6,7 +6,8 @@ it needs and returns a :class:`matplotlib.figure.Figure`:
 
 - :func:`class_counts`: true vs predicted records per class (``true_label``, ``predicted_label``)
 - :func:`latency_histogram`: produce-to-prediction latency with p50/p95/p99 (``latency_ms``)
-- :func:`confusion_matrix`: row-normalised true vs predicted classes (``true_label``, ``predicted_label``)
+- :func:`confusion_matrix`: row-normalised true vs predicted classes (``true_label``, ``predicted_label``);
+  :func:`confusion_matrix_from_counts` draws the same from counts (a model card's held-out matrix)
 - :func:`throughput_over_time`: records/s predicted, and sent, over the run (``predicted_ns``, ``send_ns``)
 - :func:`save_figures`: write figures as ``<name>.png`` files
 
@@ -37,7 +38,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["class_counts", "latency_histogram", "confusion_matrix", "throughput_over_time", "save_figures"]
+__all__ = ["class_counts", "latency_histogram", "confusion_matrix", "confusion_matrix_from_counts",
+           "throughput_over_time", "save_figures"]
 
 #: Okabe-Ito palette (Okabe & Ito 2008), distinguishable with the common colour-vision deficiencies.
 BLUE, ORANGE, VERMILLION, SKY, BLACK = "#0072B2", "#E69F00", "#D55E00", "#56B4E9", "#000000"
@@ -195,6 +197,27 @@ def confusion_matrix(
     index = {c: i for i, c in enumerate(classes)}
     counts = np.zeros((n, n), dtype=int)
     np.add.at(counts, (true.map(index).to_numpy(dtype=int), pred.map(index).to_numpy(dtype=int)), 1)
+    return confusion_matrix_from_counts(counts, classes, normalize, title)
+
+
+def confusion_matrix_from_counts(
+    counts: Sequence[Sequence[int]] | np.ndarray,
+    classes: Sequence[str],
+    normalize: bool = True,
+    title: str = "Confusion matrix",
+) -> Figure:
+    """The heatmap of :func:`confusion_matrix` from a square matrix of record counts (rows = true class),
+    such as the held-out ``confusion_matrix`` of a model card's metrics.
+
+    >>> fig = confusion_matrix_from_counts([[3, 1], [0, 4]], ["benign", "attack"], normalize=False)
+    >>> fig.axes[0].images[0].get_array().tolist()
+    [[3.0, 1.0], [0.0, 4.0]]
+    """
+    counts = np.asarray(counts, dtype=int)
+    classes = [str(c) for c in classes]
+    n = len(classes)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion_matrix_from_counts: a {counts.shape} matrix for {n} classes")
     if normalize:
         totals = counts.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -18,13 +18,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kstream import datasets, modeling, plots
+from kstream import datasets, plots
 from kstream.config import RUNS_DIR
 from kstream.errors import DataError
 from kstream.metrics import join_truth
-from kstream.sinks import SQLiteStore
+from kstream.scoring import score
+from kstream.sinks import open_store
+from kstream.tables import markdown_table
 
-__all__ = ["Run", "latest_run", "load_run", "figures", "write_report", "markdown_table"]
+__all__ = ["Run", "latest_run", "load_run", "figures", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +58,30 @@ def latest_run(root: str | Path = RUNS_DIR) -> Path:
     return found[-1].parent
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run folder back: summary and predictions joined to the dataset's ground truth."""
+def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | None = None) -> Run:
+    """Read a run folder back: summary and predictions joined to the dataset's ground truth.
+
+    ``data`` is the data file the run streamed when it has moved (default: as the run recorded
+    it). When the run streamed the data its model was trained on, the records that were
+    training rows of the split ``seed`` (default: the run's) are counted in
+    ``summary["training_rows_streamed"]``; a held-out run has none.
+    """
     run_dir = Path(run_dir)
     summary_path, store_path = run_dir / "summary.json", run_dir / "predictions.sqlite"
     if not summary_path.exists() or not store_path.exists():
         raise DataError(f"{run_dir} is not a run folder (no summary.json / predictions.sqlite); run a stream first")
     summary = json.loads(summary_path.read_text())
     settings = summary.get("settings", {})
-    with SQLiteStore(store_path, settings.get("store_table", "predictions")) as store:
+    with open_store(settings.get("store", "sqlite"), str(store_path), settings.get("store_table", "predictions")) as store:
         frame = store.frame(settings.get("topic"))
-    ds = datasets.load(settings.get("dataset", "cicids2017"), settings.get("data"), level=settings.get("level") or None)
+    ds = datasets.load(settings.get("dataset", "cicids2017"), data or settings.get("data"),
+                       level=settings.get("level") or None)
     frame = join_truth(frame, ds.truth(settings.get("task", "binary_class")))
+    seed = seed if seed is not None else settings.get("seed")
+    if seed is not None and ds.source == summary.get("model_data_source"):
+        train_ids = set(ds.subset("train", seed=int(seed)).ids)
+        base = frame["record_id"].astype(str).str.split("#", n=1).str[0]
+        summary["training_rows_streamed"] = int(base.isin(train_ids).sum())
     return Run(run_dir, summary, frame.reset_index(drop=True))
 
 
@@ -96,25 +110,29 @@ def _bin_seconds(frame: pd.DataFrame, bins: int = 40) -> float:
     return next((s for s in steps if span / s <= bins), steps[-1])
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``figures/*.png`` and ``report.md`` into the run folder; returns the report's path."""
-    run = load_run(run_dir)
-    figs = figures(run)
+def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = None) -> Path:
+    """Write ``figures/*.png`` and ``report.md`` into the run folder; returns the report's path.
+
+    ``run`` is a loaded :class:`Run` or a run folder; ``figs`` are its figures when already drawn
+    (as a notebook that shows them has), so nothing is drawn twice.
+    """
+    run = run if isinstance(run, Run) else load_run(run)
+    drawn_here = figs is None
+    figs = figures(run) if figs is None else figs
     paths = plots.save_figures(figs, run.run_dir / "figures")
-    for fig in figs.values():
-        plt.close(fig)
+    if drawn_here:
+        for fig in figs.values():
+            plt.close(fig)
     s, lat = run.summary, run.summary["latency_ms"]
     scored = run.predictions.dropna(subset=["true_label"])
-    scores = modeling.evaluate(
-        scored["true_label"], scored["predicted_label"].to_numpy(),
-        sorted(set(scored["true_label"]) | set(scored["predicted_label"])), run.settings.get("task", "multi_class"),
-    ) if len(scored) else {}
+    scores = score(scored["true_label"], scored["predicted_label"], task=run.settings.get("task", "multi_class"))
     per_class = pd.DataFrame(scores.get("per_class", {})).T
     lines = [
         f"# Run report: {run.title}",
         "",
         f"Run folder `{run.run_dir}`; model `{s.get('model_id', '?')}`; "
-        f"{run.settings.get('detectors', 1)} detector(s) on {run.settings.get('partitions', 1)} partition(s).",
+        f"{run.settings.get('detectors', 1)} detector(s) on {run.settings.get('partitions', 1)} partition(s); "
+        f"data `{run.settings.get('data') or 'bundled sample'}`, split seed {run.settings.get('seed', '?')}.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -122,39 +140,18 @@ def write_report(run_dir: str | Path) -> Path:
         f"| throughput | {s['throughput_rps']:.0f} records/s (first send to last prediction) |",
         f"| latency p50 / p95 / p99 | {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms |",
     ]
-    if scores:
+    if "training_rows_streamed" in s:
+        lines.append(f"| streamed records that were training rows | {s['training_rows_streamed']} |")
+    if scores.get("rows"):
         lines.append(f"| accuracy / macro-F1 | {scores['accuracy']:.4f} / {scores['macro_f1']:.4f} |")
         if "tpr" in scores:
             lines.append(f"| TPR / FAR | {scores['tpr']:.4f} / {scores['far']:.4f} |")
         lines.append(f"| NetML overall score | {scores['netml_overall']:.4f} |")
     lines += ["", "## Per class", "", markdown_table(per_class, index="class"), "", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
+    citation = datasets.spec(run.settings.get("dataset", "cicids2017")).citation
+    lines += ["", "## Data", "", f"Cite the data as: {citation}."]
     out = run.run_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     log.info("wrote %s", out)
     return out
-
-
-def markdown_table(frame: pd.DataFrame, index: str | None = None) -> str:
-    """A data frame as a Markdown table; floats with 4 decimals (large ones as whole numbers).
-
-    ``index`` names a column for the frame's index, which is otherwise left out.
-
-    >>> print(markdown_table(pd.DataFrame({"model": ["dt"], "accuracy": [0.91234], "rps": [1234.5]})))
-    | model | accuracy | rps |
-    |---|---|---|
-    | dt | 0.9123 | 1234 |
-    """
-    if index is not None:
-        frame = frame.rename_axis(index).reset_index()
-    if frame.empty:
-        return "(no rows)"
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 100 else f"{v:.0f}"
-        return "" if v is None else str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)

@@ -127,6 +127,8 @@ class SQLiteStore:
         self._db.close()
 
 
-def open_store(url: str = "", table: str = "predictions") -> SQLiteStore:
-    """Open the results store named by a URL (see :func:`sqlite_path_from_url`)."""
+def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions") -> SQLiteStore:
+    """Open the results store of ``kind`` named by ``url`` (see :func:`sqlite_path_from_url`)."""
+    if kind != "sqlite":
+        raise ConfigError(f"unknown results store {kind!r}; choose one of: sqlite")
     return SQLiteStore(sqlite_path_from_url(url), table)

@@ -30,15 +30,16 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream.config import PROJECT_ROOT, RUNS_DIR, Settings, parse_assignments, parse_value
+from kstream.app import kafka_cluster
+from kstream.config import NOTEBOOKS_DIR, RUNS_DIR
 from kstream.errors import ConfigError
-from kstream.report import markdown_table
+from kstream.settings import Settings, parse_assignments, parse_value
+from kstream.tables import markdown_table
 
 __all__ = ["NOTEBOOKS", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
-NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("1.0-train.ipynb", "2.0-stream.ipynb", "3.0-report.ipynb")
 SUMMARY_COLUMNS = [
     "run", "status", "records", "accuracy", "macro_f1", "throughput_rps", "latency_p50_ms",
@@ -85,8 +86,6 @@ def _run_name(params: Mapping[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _cluster(bootstrap: str) -> Iterator[str]:
-    from kstream.app import kafka_cluster
-
     with kafka_cluster(Settings.resolve({"bootstrap": bootstrap or None})) as address:
         yield address
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from kstream.clients import Consumer, Message, Producer
-from kstream.modeling import TrainedModel
+from kstream.artifacts import TrainedModel
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction
 from kstream.sinks import SQLiteStore
 
