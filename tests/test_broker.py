@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-from conftest import run_cli
 from kstream import broker
 from kstream.clients import check_reachable
 from kstream.errors import BrokerError
@@ -33,15 +32,15 @@ def _path_with(tmp_path, *tools):
     return str(bin_dir)
 
 
-def test_missing_java_says_what_to_install(tmp_path):
+def test_missing_java_says_what_to_install(tmp_path, cli):
     env = {"PATH": _path_with(tmp_path), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
-    proc = run_cli("broker", "start", env=env)
+    proc = cli("broker", "start", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "kstream: error: Java 17+ is needed to run Kafka; install it (e.g. apt-get install openjdk-17-jre-headless)"
 
 
-def test_missing_maven_says_what_to_install(tmp_path):
+def test_missing_maven_says_what_to_install(tmp_path, cli):
     env = {"PATH": _path_with(tmp_path, "java"), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
-    proc = run_cli("broker", "provision", env=env)
+    proc = cli("broker", "provision", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("kstream: error: Maven (mvn) is needed once to fetch Kafka's jars; install it")

@@ -14,68 +14,41 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kstream import app, datasets, modeling
+from kstream import app, artifacts, datasets
 from kstream.clients import Producer, ensure_topics
 from kstream.errors import ConfigError
-from kstream.producer import generate
+from kstream.generator import generate
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER
+from kstream.settings import Settings
 from kstream.sinks import open_store
-from test_datasets_formats import IMPROVED, SOURCE_FILES, write_2017_csv
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def test_split():
-    return datasets.load("cicids2017").subset("test")
+def model(models_dir):
+    return artifacts.load(Settings(model="decision-tree", models_dir=models_dir).model_ref())
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    """Every record of ``topic`` (waits until ``expected`` arrived or the timeout passes)."""
-    consumer = kafka.KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                   group_id=None, consumer_timeout_ms=2000)
-    out, deadline = [], time.monotonic() + timeout_s
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(batch)
-    finally:
-        consumer.close()
-    return out
+@pytest.fixture(scope="module")
+def test_split(model, cicids):
+    return model.held_out(cicids)
 
 
-def detect_command(settings) -> tuple[dict[str, str], list[str]]:
-    """Environment and argv of a `kstream detect` subprocess on this test's topics and store."""
-    env = {**os.environ, "KSTREAM_MODELS_DIR": str(settings.models_dir)}
-    cmd = [sys.executable, "-m", "kstream", "-q", "detect", "-m", "decision-tree",
-           "--bootstrap", settings.bootstrap, "--topic", settings.topic, "--group", settings.group,
-           "--predictions-topic", settings.predictions_topic, "--dlq-topic", settings.dlq_topic,
-           "--store-url", settings.store_url, "--batch-size", "50"]
-    return env, cmd
+def store_frame(settings):
+    with open_store(settings.store, settings.store_url, settings.store_table) as store:
+        return store.frame()
 
 
-def wait_for_stored(settings, at_least: int, proc: subprocess.Popen, timeout_s: float = 120) -> int:
-    """Poll the store until it holds ``at_least`` rows (or the detector exits, or time runs out)."""
-    deadline, stored = time.monotonic() + timeout_s, 0
-    while stored < at_least and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        if os.path.exists(settings.store_url):
-            with open_store(settings.store_url) as store:
-                stored = store.count()
-    return stored
-
-
-def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, test_split):
+def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, model, test_split, read_topic):
     sent = app.send(settings, settings.bootstrap, progress=False)
     assert sent.records == len(test_split)
-    stats = app.detect(settings, settings.bootstrap, max_records=len(test_split), idle_timeout_s=60,
+    stats = app.detect(settings, settings.bootstrap, model, max_records=len(test_split), idle_timeout_s=60,
                        progress=False, handle_signals=False)
     assert stats.records == len(test_split) and stats.dead_lettered == 0
-    with open_store(settings.store_url) as store:
-        frame = store.frame()
+    frame = store_frame(settings)
     assert len(frame) == len(test_split) and frame["record_id"].is_unique
     assert set(frame["record_id"]) == set(test_split.ids)
-    model = modeling.load("cicids2017", "binary_class", "decision-tree", settings.models_dir)
     offline = pd.Series(model.pipeline.predict(test_split.features.to_numpy()), index=test_split.ids)
     streamed = frame.set_index("record_id")["predicted_label"]
     assert (streamed.loc[offline.index] == offline).all()
@@ -84,7 +57,8 @@ def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings
     assert {json.loads(m.value)["record_id"] for m in published} == set(test_split.ids)
 
 
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, test_split, tmp_path):
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, test_split, tmp_path, detect_command,
+                                                                      wait_for_stored):
     app.send(settings, settings.bootstrap, progress=False)
     env, cmd = detect_command(settings)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -94,13 +68,12 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, 
     assert 0 < stored < len(test_split), "the kill must land mid-stream"
     second = subprocess.run(cmd + ["--idle-timeout", "5"], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
-    with open_store(settings.store_url) as store:
-        frame = store.frame()
+    frame = store_frame(settings)
     assert len(frame) == len(test_split)
     assert frame["record_id"].is_unique and set(frame["record_id"]) == set(test_split.ids)
 
 
-def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, test_split):
+def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, test_split, read_topic):
     names = test_split.feature_names
     good = test_split.features.to_numpy()[:20]
     ensure_topics(settings.bootstrap, {settings.topic: 1})
@@ -114,12 +87,11 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, test_split
         put("text", json.dumps({**dict(zip(names, good[0].tolist())), names[5]: "n/a"}).encode())
         for i, row in enumerate(good[10:]):
             put(f"good-{10 + i}", json.dumps(dict(zip(names, row.tolist()))).encode())
-    stats = app.detect(settings, settings.bootstrap, max_records=23, idle_timeout_s=30, progress=False,
+    stats = app.detect(settings, settings.bootstrap, model, max_records=23, idle_timeout_s=30, progress=False,
                        handle_signals=False)
     assert stats.records == 23 and stats.predicted == 21 and stats.dead_lettered == 2 and stats.imputed == 1
     assert stats.dlq_reasons == {"value is not valid JSON": 1, f"non-numeric value for feature {names[5]!r}": 1}
-    with open_store(settings.store_url) as store:
-        ids = set(store.frame()["record_id"])
+    ids = set(store_frame(settings)["record_id"])
     assert ids == {f"good-{i}" for i in range(20)} | {"half"}
     dead = {m.key.decode(): dict(m.headers) for m in read_topic(settings.bootstrap, settings.dlq_topic, 2)}
     assert set(dead) == {"malformed", "text"}
@@ -138,9 +110,8 @@ def test_run_job_streams_the_test_split_and_summarizes(settings, tmp_path):
     assert result.store_path == tmp_path / "run" / "predictions.sqlite"
 
 
-def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_split):
-    head = datasets.Dataset("cicids2017", test_split.ids.iloc[:100], test_split.features.iloc[:100],
-                            test_split.labels.iloc[:100], test_split.benign_labels)
+def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_split, read_topic):
+    head = test_split.take(np.arange(100))
     ensure_topics(settings.bootstrap, {settings.topic: 1})
     with Producer(settings.bootstrap).connect() as producer:
         stats = generate(head, producer, settings.topic, rate=200, limit=300, loop=True, progress=False)
@@ -154,7 +125,7 @@ def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_
     assert list(value) == head.feature_names  # features only: no id, no label
 
 
-def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_split):
+def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_split, detect_command, wait_for_stored):
     app.send(settings, settings.bootstrap, progress=False)
     env, cmd = detect_command(settings)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,8 +133,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_spl
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    with open_store(settings.store_url) as store:
-        stored = store.count()
+    stored = len(store_frame(settings))
     assert 0 < stored < len(test_split)
     assert f"handled {stored} records" in out
     probe = kafka.KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.group,
@@ -175,21 +145,31 @@ def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_spl
     assert committed == stored  # everything written was committed, nothing more
 
 
-def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings, tmp_path):
-    rows = pd.concat([pd.read_csv(IMPROVED / f"{stem}.csv.gz", nrows=30) for stem in SOURCE_FILES.values()],
-                     ignore_index=True)
+def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings, tmp_path, improved_rows,
+                                                                      write_2017_csv):
+    rows = improved_rows(30)
     csv = write_2017_csv(tmp_path / "Tuesday-WorkingHours.pcap_ISCX.csv", rows)
-    _, offline = app.evaluate(settings, data=csv)
+    settings = settings.replace(models_dir=tmp_path / "models")
+    model = app.train(settings, data=csv)  # a model of this file's own (2017) columns
+    _, offline = app.evaluate(settings, data=csv, split="all")
     sent = app.send(settings, settings.bootstrap, split="all", data=csv, progress=False)
-    assert sent.records == len(rows)
-    app.detect(settings, settings.bootstrap, max_records=len(rows), idle_timeout_s=60, progress=False,
+    assert sent.records == len(offline) == len(rows)
+    app.detect(settings, settings.bootstrap, model, max_records=sent.records, idle_timeout_s=60, progress=False,
                handle_signals=False)
-    with open_store(settings.store_url) as store:
-        streamed = store.frame().set_index("record_id")
+    streamed = store_frame(settings).set_index("record_id")
     offline = offline.set_index("record_id")
-    assert len(streamed) == len(offline) == len(rows)
+    assert len(streamed) == len(offline)
     assert (streamed.loc[offline.index, "predicted_label"] == offline["predicted_label"]).all()
     assert np.allclose(streamed.loc[offline.index, "score"], offline["score"])
+
+
+def test_the_csv_sample_streams_through_its_own_grouped_model(settings, tmp_path):
+    settings = settings.replace(task="multi_class", models_dir=tmp_path / "models", store_url="")
+    app.train(settings)  # the fine-level model of the improved sample, as after `make run`
+    result = app.run(settings, limit=300, data="csv-sample", run_dir=tmp_path / "run", progress=False)
+    s = result.summary
+    assert s["model_id"].startswith("cicids2017/multi_class/decision-tree@") and s["settings"]["level"] == "grouped"
+    assert s["records"] == s["evaluated"] == 300 and s["accuracy"] > 0.9
 
 
 def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, tmp_path):
@@ -198,7 +178,7 @@ def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, 
     s = result.summary
     assert s["records"] == 600 and sum(s["per_detector"]) >= 600  # a rebalance may redeliver a few
     assert all(n > 0 for n in s["per_detector"]), "each detector must own a partition and handle records"
-    with open_store(str(result.store_path)) as store:
+    with open_store("sqlite", str(result.store_path)) as store:
         frame = store.frame()
     assert set(frame["partition"]) == {0, 1} and frame["record_id"].is_unique
 

@@ -9,10 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from conftest import run_cli
 from kstream import sweep
-
-pytestmark = pytest.mark.kafka
 
 
 @pytest.mark.parametrize("name", sweep.NOTEBOOKS)
@@ -29,13 +26,14 @@ def test_notebook_has_one_parameters_cell_and_no_outputs(name):
 
 
 @pytest.fixture(scope="module")
-def two_by_two(tmp_path_factory, kafka_bootstrap):
+def two_by_two(tmp_path_factory, kafka_bootstrap, cli):
     out = tmp_path_factory.mktemp("sweep")
-    proc = run_cli("-q", "sweep", "-p", "model=decision-tree,logistic-regressor", "-p", "task=binary_class,multi_class",
+    proc = cli("-q", "sweep", "-p", "model=decision-tree,logistic-regressor", "-p", "task=binary_class,multi_class",
                    "-p", "records=300", "--bootstrap", kafka_bootstrap, "--out", str(out), timeout=900)
     return out, proc
 
 
+@pytest.mark.kafka
 def test_two_by_two_sweep_has_four_runs_with_real_numbers(two_by_two):
     out, proc = two_by_two
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -54,12 +52,19 @@ def test_two_by_two_sweep_has_four_runs_with_real_numbers(two_by_two):
     assert f"report: {out}" in proc.stdout
 
 
+@pytest.mark.kafka
 def test_every_notebook_wrote_what_it_promises(two_by_two):
     out, _ = two_by_two
     run = out / "model=decision-tree-task=multi_class-records=300"
     for name in sweep.NOTEBOOKS:
         executed = nbformat.read(run / name, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    images = [o for c in nbformat.read(run / "3.0-report.ipynb", as_version=4).cells if c.cell_type == "code"
+              for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 4, "3.0 shows each of its four figures once"
+    train_images = [o for c in nbformat.read(run / "1.0-train.ipynb", as_version=4).cells if c.cell_type == "code"
+                    for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(train_images) == 1  # the held-out confusion matrix, from the card's counts
     card = json.loads((out / "models" / "cicids2017" / "multi_class" / "decision-tree" / "model.json").read_text())
     assert card["model"] == "decision-tree" and card["metrics"]["confusion_matrix"]
     with sqlite3.connect(run / "predictions.sqlite") as db:
@@ -73,10 +78,11 @@ def test_every_notebook_wrote_what_it_promises(two_by_two):
     assert "| records predicted | 300" in report and "figures/latency.png" in report
 
 
-def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_path, kafka_bootstrap):
+@pytest.mark.kafka
+def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_path, kafka_bootstrap, cli):
     grid = tmp_path / "grid.yaml"
     grid.write_text("model: [decision-tree, svm]\nrecords: [100]\n")
-    proc = run_cli("-q", "sweep", "--grid", str(grid), "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "a"),
+    proc = cli("-q", "sweep", "--grid", str(grid), "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "a"),
                    timeout=600)
     assert proc.returncode == 1
     table = pd.read_csv(tmp_path / "a" / "summary.csv").set_index("model")
@@ -84,5 +90,5 @@ def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_
     assert table.loc["svm", "status"] == "failed"
     assert table.loc["svm", "error"].startswith("1.0-train.ipynb cell ")
     assert "ConfigError: unknown model 'svm'" in table.loc["svm", "error"]
-    proc = run_cli("-q", "sweep", "-p", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
+    proc = cli("-q", "sweep", "-p", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
     assert proc.returncode == 1 and "unknown parameter 'colour'" in proc.stdout

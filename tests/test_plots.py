@@ -1,12 +1,8 @@
 """Figures of kstream.plots: what they draw is read back from the Axes and checked against the data."""
 
-import os
+import matplotlib
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # this process only: the notebooks the tests run keep their inline backend
 
 import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,7 +1,7 @@
 import pytest
 
 from kstream.errors import ConfigError
-from kstream.producer import pace
+from kstream.generator import pace
 
 
 class FakeClock:

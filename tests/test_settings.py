@@ -1,8 +1,11 @@
+"""Settings: one precedence rule (CLI > environment > defaults), checked at the edge."""
+
 from pathlib import Path
 
 import pytest
 
-from kstream.config import Settings, parse_kafka_options
+from kstream import datasets
+from kstream.settings import Settings, parse_kafka_options
 from kstream.errors import ConfigError
 
 
@@ -52,3 +55,21 @@ def test_kafka_options_pass_through_and_secrets_are_masked():
 def test_kafka_option_syntax_error_is_clear():
     with pytest.raises(ConfigError, match="option=value"):
         parse_kafka_options(["linger_ms"])
+
+
+def test_seed_and_level_come_from_the_environment_and_a_level_is_checked():
+    s = Settings.resolve({}, env={"KSTREAM_SEED": "7", "KSTREAM_LEVEL": "grouped", "TASK_TYPE": "multi_class"})
+    assert (s.seed, s.level) == (7, "grouped")
+    assert s.model_ref().level == "grouped" and s.model_ref().seed == 7
+    with pytest.raises(ConfigError, match="unknown label level 'fine' for cicids2017; choose one of: label, grouped"):
+        Settings.resolve({"level": "fine"}, env={})
+
+
+def test_without_a_level_the_model_follows_the_data():
+    grouped_only = datasets.load("cicids2017", "csv-sample")
+    s = Settings(task="multi_class")
+    assert s.model_ref().level == "label"  # no data: the dataset's default
+    assert s.model_ref(grouped_only).level == "grouped"
+    assert s.model_ref(grouped_only).directory.name == "random-forest"
+    assert s.model_ref(grouped_only).directory.parent.name == "multi_class-grouped"
+    assert Settings(task="multi_class", level="label").model_ref(grouped_only).level == "label"  # asked for

@@ -1,4 +1,4 @@
-"""The file formats behind the datasets: CICIDS2017 dialects, NetML JSON lines, NSL-KDD.
+"""The readers of kstream.formats, through the datasets: CICIDS2017 dialects, NetML JSON lines, NSL-KDD.
 
 Each test writes its own small files (from the bundled samples' real rows) into tmp_path.
 """
@@ -16,134 +16,52 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from kstream import datasets, formats
+from kstream import datasets
 from kstream.config import DATASETS_DIR
+from kstream.formats import cicflowmeter, kdd, netml
 from kstream.errors import ConfigError, DataError
 
 IMPROVED = DATASETS_DIR / "cicids2017-improved-sample"
 NETML = DATASETS_DIR / "netml-iscx-vpn-nonvpn2016"
 NSL = DATASETS_DIR / "nsl-kdd"
 
-# --- CICIDS2017 ----------------------------------------------------------------------------------
-
-#: The header of the 2017 MachineLearningCVE CSVs, spelled as in those files (leading spaces,
-#: Fwd Header Length twice).
-MLCVE_HEADER = [
-    " Destination Port", " Flow Duration", " Total Fwd Packets", " Total Backward Packets",
-    "Total Length of Fwd Packets", " Total Length of Bwd Packets", " Fwd Packet Length Max",
-    " Fwd Packet Length Min", " Fwd Packet Length Mean", " Fwd Packet Length Std", "Bwd Packet Length Max",
-    " Bwd Packet Length Min", " Bwd Packet Length Mean", " Bwd Packet Length Std", "Flow Bytes/s",
-    " Flow Packets/s", " Flow IAT Mean", " Flow IAT Std", " Flow IAT Max", " Flow IAT Min", "Fwd IAT Total",
-    " Fwd IAT Mean", " Fwd IAT Std", " Fwd IAT Max", " Fwd IAT Min", "Bwd IAT Total", " Bwd IAT Mean",
-    " Bwd IAT Std", " Bwd IAT Max", " Bwd IAT Min", "Fwd PSH Flags", " Bwd PSH Flags", " Fwd URG Flags",
-    " Bwd URG Flags", " Fwd Header Length", " Bwd Header Length", "Fwd Packets/s", " Bwd Packets/s",
-    " Min Packet Length", " Max Packet Length", " Packet Length Mean", " Packet Length Std",
-    " Packet Length Variance", "FIN Flag Count", " SYN Flag Count", " RST Flag Count", " PSH Flag Count",
-    " ACK Flag Count", " URG Flag Count", " CWE Flag Count", " ECE Flag Count", " Down/Up Ratio",
-    " Average Packet Size", " Avg Fwd Segment Size", " Avg Bwd Segment Size", " Fwd Header Length",
-    "Fwd Avg Bytes/Bulk", " Fwd Avg Packets/Bulk", " Fwd Avg Bulk Rate", " Bwd Avg Bytes/Bulk",
-    " Bwd Avg Packets/Bulk", "Bwd Avg Bulk Rate", "Subflow Fwd Packets", " Subflow Fwd Bytes",
-    " Subflow Bwd Packets", " Subflow Bwd Bytes", "Init_Win_bytes_forward", " Init_Win_bytes_backward",
-    " act_data_pkt_fwd", " min_seg_size_forward", "Active Mean", " Active Std", " Active Max", " Active Min",
-    "Idle Mean", " Idle Std", " Idle Max", " Idle Min", " Label",
-]  # fmt: skip
-#: GeneratedLabelledFlows put these in front of Flow Duration instead of Destination Port.
-GLF_PREFIX = ["Flow ID", " Source IP", " Source Port", " Destination IP", " Destination Port", " Protocol",
-              " Timestamp"]
-
-#: The test's own oracle: which improved-release column holds the value of a 2017 column.
-IMPROVED_NAME = {
-    "Flow ID": "Flow ID", "Source IP": "Src IP", "Source Port": "Src Port", "Destination IP": "Dst IP",
-    "Destination Port": "Dst Port", "Timestamp": "Timestamp",
-    "Total Fwd Packets": "Total Fwd Packet", "Total Backward Packets": "Total Bwd packets",
-    "Total Length of Fwd Packets": "Total Length of Fwd Packet",
-    "Total Length of Bwd Packets": "Total Length of Bwd Packet", "Min Packet Length": "Packet Length Min",
-    "Max Packet Length": "Packet Length Max", "CWE Flag Count": "CWR Flag Count",
-    "Avg Fwd Segment Size": "Fwd Segment Size Avg", "Avg Bwd Segment Size": "Bwd Segment Size Avg",
-    "Fwd Avg Bytes/Bulk": "Fwd Bytes/Bulk Avg", "Fwd Avg Packets/Bulk": "Fwd Packet/Bulk Avg",
-    "Fwd Avg Bulk Rate": "Fwd Bulk Rate Avg", "Bwd Avg Bytes/Bulk": "Bwd Bytes/Bulk Avg",
-    "Bwd Avg Packets/Bulk": "Bwd Packet/Bulk Avg", "Bwd Avg Bulk Rate": "Bwd Bulk Rate Avg",
-    "Init_Win_bytes_forward": "FWD Init Win Bytes", "Init_Win_bytes_backward": "Bwd Init Win Bytes",
-    "act_data_pkt_fwd": "Fwd Act Data Pkts", "min_seg_size_forward": "Fwd Seg Size Min",
-}  # fmt: skip
-#: Improved label -> the 2017 spelling, as bytes (0x96 is the cp1252 dash of the 2017 files).
-LABEL_2017 = {
-    "BENIGN": b"BENIGN",
-    "Web Attack - Brute Force": b"Web Attack \x96 Brute Force",
-    "Web Attack - XSS": "Web Attack \u2013 XSS".encode(),  # a UTF-8 en dash, as some re-saved copies have
-    "Web Attack - SQL Injection": b"Web Attack \x96 Sql Injection",
-    "Portscan": b"PortScan",
-    "Botnet": b"Bot",
-    "DoS Slowloris": b"DoS slowloris",
-}
-SOURCE_FILES = {
-    "BENIGN": "BENIGN_2500",
-    "Web Attack - Brute Force": "Web_Attack_-_Brute_Force_73",
-    "Web Attack - XSS": "Web_Attack_-_XSS_18",
-    "Web Attack - SQL Injection": "Web_Attack_-_SQL_Injection_13",
-    "Portscan": "Portscan_2500",
-    "Botnet": "Botnet_736",
-    "DoS Slowloris": "DoS_Slowloris_2500",
-}
+#: Features the improved re-extraction has and the 2017 CSVs lack.
 ONLY_IN_IMPROVED = ["Fwd RST Flags", "Bwd RST Flags", "ICMP Code", "ICMP Type", "Total TCP Flow Time"]
+
+# --- CICIDS2017 ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def improved_rows():
-    """Five real rows of each of seven improved-sample classes, as the raw CSV holds them."""
-    parts = [pd.read_csv(IMPROVED / f"{stem}.csv.gz", nrows=5) for stem in SOURCE_FILES.values()]
-    return pd.concat(parts, ignore_index=True)
-
-
-def write_2017_csv(path, rows: pd.DataFrame, dialect: str = "MachineLearningCVE", blank_tail: int = 0):
-    """Write ``rows`` (improved columns) as a 2017 CSV: 2017 names, cp1252 dashes, inf/NaN, duplicate column."""
-    header = MLCVE_HEADER if dialect == "MachineLearningCVE" else GLF_PREFIX + MLCVE_HEADER[1:]
-    lines = [",".join(header).encode()]
-    for i, row in rows.reset_index(drop=True).iterrows():
-        cells = []
-        for column in header:
-            name = column.strip()
-            if name == "Label":
-                cells.append(LABEL_2017[row["Label"]])
-            elif name == "Flow Bytes/s" and i < 3:
-                cells.append([b"Infinity", b"NaN", b""][i])
-            else:
-                cells.append(str(row[IMPROVED_NAME.get(name, name)]).encode())
-        lines.append(b",".join(cells))
-    lines += [b"," * (len(header) - 1)] * blank_tail  # the blank rows some 2017 files end with
-    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
-    return path
+def five_per_class(improved_rows):
+    """Five real rows of each of seven improved-sample classes."""
+    return improved_rows(5)
 
 
 @pytest.mark.parametrize("dialect", ["MachineLearningCVE", "GeneratedLabelledFlows"])
-def test_2017_csv_loads_with_canonical_features_and_labels(tmp_path, improved_rows, dialect):
-    file = write_2017_csv(tmp_path / "Thursday-WorkingHours.pcap_ISCX.csv", improved_rows, dialect, blank_tail=2)
+def test_2017_csv_loads_with_canonical_features_and_labels(tmp_path, five_per_class, dialect, write_2017_csv):
+    file = write_2017_csv(tmp_path / "Thursday-WorkingHours.pcap_ISCX.csv", five_per_class, dialect, blank_tail=2)
     ds = datasets.load("SELECTED_CICIDS", file)
-    assert ds.feature_names == datasets.load("cicids2017", IMPROVED / "Heartbleed_11.csv.gz").feature_names
-    assert ds.feature_names == list(formats.CICIDS_FEATURES)
-    assert len(ds) == len(improved_rows)  # the blank rows are skipped
-    assert list(ds.ids) == [f"Thursday-WorkingHours.pcap_ISCX-{i}" for i in range(len(improved_rows))]
-    assert list(ds.labels) == list(improved_rows["Label"])  # folded onto the canonical names
+    absent = ONLY_IN_IMPROVED + (["Protocol"] if dialect == "MachineLearningCVE" else [])
+    assert ds.feature_names == [c for c in cicflowmeter.CICIDS_FEATURES if c not in absent]  # canonical order
+    assert len(ds) == len(five_per_class)  # the blank rows are skipped
+    assert list(ds.ids) == [f"Thursday-WorkingHours.pcap_ISCX-{i}" for i in range(len(five_per_class))]
+    assert list(ds.labels) == list(five_per_class["Label"])  # folded onto the canonical names
     assert ds.levels["grouped"].value_counts()["WebAttack"] == 15
-    shared = [c for c in formats.CICIDS_FEATURES if c not in ONLY_IN_IMPROVED + ["Protocol", "Flow Bytes/s"]]
-    expected = improved_rows[shared].to_numpy(dtype=np.float64)
+    shared = [c for c in cicflowmeter.CICIDS_FEATURES if c not in ONLY_IN_IMPROVED + ["Protocol", "Flow Bytes/s"]]
+    expected = five_per_class[shared].to_numpy(dtype=np.float64)
     assert np.allclose(ds.features[shared].to_numpy(), expected, rtol=1e-12, equal_nan=True)
     flow_bytes = ds.features["Flow Bytes/s"].to_numpy()
     assert flow_bytes[0] == np.inf and np.isnan(flow_bytes[1:3]).all()
-    assert np.allclose(flow_bytes[3:], improved_rows["Flow Bytes/s"].to_numpy()[3:])
-    assert ds.features[ONLY_IN_IMPROVED].isna().all().all()
-    protocol = ds.features["Protocol"]
-    if dialect == "MachineLearningCVE":
-        assert protocol.isna().all()
-    else:
-        assert protocol.tolist() == improved_rows["Protocol"].astype(float).tolist()
+    assert np.allclose(flow_bytes[3:], five_per_class["Flow Bytes/s"].to_numpy()[3:])
+    if dialect != "MachineLearningCVE":
+        assert ds.features["Protocol"].tolist() == five_per_class["Protocol"].astype(float).tolist()
     assert "Fwd Header Length.1" not in ds.feature_names and "duplicates" in ds.feature_notes
     assert "renamed" in ds.feature_notes
     assert ("Protocol" in ds.feature_notes["missing"]) == (dialect == "MachineLearningCVE")
 
 
-def test_a_latin1_2017_file_reads_the_same(tmp_path, improved_rows):
-    mixed = write_2017_csv(tmp_path / "mixed.csv", improved_rows)
+def test_a_latin1_2017_file_reads_the_same(tmp_path, five_per_class, write_2017_csv):
+    mixed = write_2017_csv(tmp_path / "mixed.csv", five_per_class)
     cp1252 = mixed.read_bytes().replace("\u2013".encode(), b"\x96")  # every dash the cp1252 byte
     assert b"\x96" in cp1252 and "\u2013".encode() in mixed.read_bytes()
     (tmp_path / "latin1").mkdir()
@@ -153,21 +71,22 @@ def test_a_latin1_2017_file_reads_the_same(tmp_path, improved_rows):
     assert np.array_equal(a.features.to_numpy(), b.features.to_numpy(), equal_nan=True)
 
 
-def test_a_model_trained_on_one_dialect_scores_the_other(tmp_path, improved_rows):
+def test_a_model_trained_on_one_dialect_scores_the_other(tmp_path, five_per_class, write_2017_csv):
     train = datasets.load("cicids2017")
-    other = datasets.load("cicids2017", write_2017_csv(tmp_path / "2017.csv", improved_rows))
+    other = datasets.load("cicids2017", write_2017_csv(tmp_path / "2017.csv", five_per_class))
     x = train.features.replace([np.inf, -np.inf], np.nan)
     model = make_pipeline(SimpleImputer(keep_empty_features=True), DecisionTreeClassifier(random_state=0))
     model.fit(x, train.target("binary_class"))
-    predicted = model.predict(other.features.replace([np.inf, -np.inf], np.nan))
+    # the other dialect's columns carry the same canonical names: aligned by name, its absent ones NaN
+    predicted = model.predict(other.features.reindex(columns=train.feature_names).replace([np.inf, -np.inf], np.nan))
     assert len(predicted) == len(other) and set(predicted) <= {"benign", "attack"}
 
 
-def test_a_folder_may_mix_dialects(tmp_path, improved_rows):
+def test_a_folder_may_mix_dialects(tmp_path, five_per_class, write_2017_csv):
     shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", tmp_path)
-    write_2017_csv(tmp_path / "Wednesday.csv", improved_rows)
+    write_2017_csv(tmp_path / "Wednesday.csv", five_per_class)
     ds = datasets.load("cicids2017", tmp_path)
-    assert len(ds) == 11 + len(improved_rows) and ds.ids.is_unique
+    assert len(ds) == 11 + len(five_per_class) and ds.ids.is_unique
     assert ds.level == "label" and ds.labels.value_counts()["Heartbleed"] == 11
     assert "improved: 1" in ds.feature_notes["dialects"] and "MachineLearningCVE: 1" in ds.feature_notes["dialects"]
 
@@ -197,12 +116,12 @@ def test_a_folder_may_mix_dialects(tmp_path, improved_rows):
     ],
 )
 def test_cicids_labels_fold_onto_one_canonical_name(raw, fine, grouped):
-    assert formats.fold_cicids_label(raw) == (fine, grouped)
+    assert cicflowmeter.fold_cicids_label(raw) == (fine, grouped)
 
 
 def test_every_canonical_class_has_a_group():
-    assert set(formats.CICIDS_LABELS.values()) == set(formats.CICIDS_GROUPS)
-    assert set(formats.CICIDS_GROUPS.values()) == {"BENIGN", "Bot", "BruteForce", "DoS", "Infiltration", "PortScan",
+    assert set(cicflowmeter.CICIDS_LABELS.values()) == set(cicflowmeter.CICIDS_GROUPS)
+    assert set(cicflowmeter.CICIDS_GROUPS.values()) == {"BENIGN", "Bot", "BruteForce", "DoS", "Infiltration", "PortScan",
                                                    "WebAttack"}
 
 
@@ -250,7 +169,7 @@ def netml_files(tmp_path):
 def test_netml_list_fields_expand_to_fixed_columns(netml_files, caplog):
     with caplog.at_level(logging.WARNING):
         ds = datasets.load("SELECTED_NET", netml_files)
-    assert ds.feature_names == list(formats.NETML_FEATURES)
+    assert ds.feature_names == list(netml.NETML_FEATURES)
     assert list(ds.ids) == ["1", "2"] and list(ds.levels) == ["top", "fine"]
     assert list(ds.labels) == ["chat", "voip"] and list(ds.with_level("fine").labels) == ["icq", "skype"]
     f = ds.features
@@ -267,8 +186,10 @@ def test_netml_list_fields_expand_to_fixed_columns(netml_files, caplog):
     text = caplog.text
     assert "brand_new_field" in text and "pld_ccnt" in text and "without a label" in text
     assert "list-valued" in ds.feature_notes and "ignored" in ds.feature_notes
-    with pytest.raises(ConfigError, match="choose one of: top, fine"):
+    with pytest.raises(DataError, match=r"no labels at level 'mid' \(only top, fine\)"):
         ds.with_level("mid")
+    with pytest.raises(ConfigError, match="choose one of: top, mid, fine"):
+        ds.with_level("finest")
 
 
 def test_netml_histograms_in_the_bundled_sample_have_their_fixed_lengths(caplog):
@@ -279,7 +200,7 @@ def test_netml_histograms_in_the_bundled_sample_have_their_fixed_lengths(caplog)
     assert "unexpected length" not in caplog.text
     row = ds.features.iloc[0]
     assert ds.ids.iloc[0] == str(first["id"])
-    for name, n in formats.NETML_HISTOGRAMS.items():
+    for name, n in netml.NETML_HISTOGRAMS.items():
         assert len(first[name]) == n
         assert row[[f"{name}_{i}" for i in range(n)]].tolist() == first[name]
 
@@ -320,18 +241,18 @@ def test_nsl_kdd_test_only_attacks_get_their_category_and_unknown_ones_unknown(t
     assert novel in caplog.text and "no_such_service" not in ds.feature_names
     assert "service values outside the fixed vocabulary" in caplog.text
     assert np.isnan(ds.features.loc[0, "service"])
-    assert ds.features.loc[1, "service"] == formats.NSL_KDD_SERVICES.index(rows[1][2])
-    assert ds.features.loc[1, "protocol_type"] == formats.NSL_KDD_PROTOCOLS.index(rows[1][1])
-    assert ds.features.loc[1, "flag"] == formats.NSL_KDD_FLAGS.index(rows[1][3])
+    assert ds.features.loc[1, "service"] == kdd.NSL_KDD_SERVICES.index(rows[1][2])
+    assert ds.features.loc[1, "protocol_type"] == kdd.NSL_KDD_PROTOCOLS.index(rows[1][1])
+    assert ds.features.loc[1, "flag"] == kdd.NSL_KDD_FLAGS.index(rows[1][3])
     assert ds.test_mask is None  # one file: kstream's own stratified split
     assert "difficulty" not in ds.feature_names and list(ds.ids) == [f"KDDTest+-{i}" for i in range(len(attacks))]
 
 
 def test_nsl_kdd_map_covers_every_attack_of_the_bundled_files():
     table = dict(line.split(",") for line in (NSL / "Attack Types.csv").read_text().splitlines())
-    assert not set(formats.NSL_KDD_TEST_ONLY_ATTACKS) & set(table)  # only the 17 the file lacks
-    assert len(formats.NSL_KDD_TEST_ONLY_ATTACKS) == 17
-    assert set(formats.NSL_KDD_TEST_ONLY_ATTACKS.values()) <= {"dos", "probe", "r2l", "u2r"}
+    assert not set(kdd.NSL_KDD_TEST_ONLY_ATTACKS) & set(table)  # only the 17 the file lacks
+    assert len(kdd.NSL_KDD_TEST_ONLY_ATTACKS) == 17
+    assert set(kdd.NSL_KDD_TEST_ONLY_ATTACKS.values()) <= {"dos", "probe", "r2l", "u2r"}
 
 
 def test_nsl_kdd_subset_files_are_skipped_beside_their_full_file(tmp_path):
@@ -348,12 +269,12 @@ def test_nsl_kdd_subset_files_are_skipped_beside_their_full_file(tmp_path):
 
 
 @pytest.fixture
-def small_sources(tmp_path, improved_rows):
+def small_sources(tmp_path, five_per_class, write_2017_csv):
     cic = tmp_path / "cic"
     cic.mkdir()
     shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", cic)
     shutil.copy(IMPROVED / "Web_Attack_-_XSS_18.csv.gz", cic)
-    write_2017_csv(cic / "Thursday.csv", improved_rows, blank_tail=3)
+    write_2017_csv(cic / "Thursday.csv", five_per_class, blank_tail=3)
     kdd = tmp_path / "kdd"
     kdd.mkdir()
     (kdd / "KDDTrain+_20Percent.txt").write_text(

@@ -1,13 +1,14 @@
-"""The detector loop's logic with plain fakes for its I/O (Kafka delivery is in test_integration)."""
+"""The detector loop's logic with plain fakes for its I/O (Kafka delivery is in test_delivery)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from kstream import datasets, modeling
+from kstream import artifacts
+from kstream.artifacts import ModelRef
 from kstream.clients import Message
-from kstream.consumer import Detector
+from kstream.detector import Detector
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, encode_flow
 
 
@@ -51,17 +52,17 @@ class FakeStore:
 
 @pytest.fixture(scope="module")
 def model(models_dir):
-    return modeling.load("cicids2017", "binary_class", "decision-tree", models_dir)
+    return artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir))
 
 
 @pytest.fixture(scope="module")
-def test_rows():
-    return datasets.load("cicids2017").subset("test")
+def test_rows(model, cicids):
+    return model.held_out(cicids)
 
 
 def _messages(values, start=0):
     return [
-        Message("flows", 0, start + i, f"r{start + i}".encode(), v, {SEND_TIME_HEADER: b"1000"}, 0)
+        Message("flows", 0, start + i, f"r{start + i}".encode(), v, {SEND_TIME_HEADER: b"1000"})
         for i, v in enumerate(values)
     ]
 
