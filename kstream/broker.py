@@ -315,6 +315,7 @@ class LocalBroker:
 
     def pid(self, node: int) -> int:
         """Process id of a running node."""
+        self._index(node)
         proc = self.processes.get(node)
         if proc is None:
             raise BrokerError(f"node {node} is not running; start it with restart({node})")
@@ -565,6 +566,7 @@ class LocalBroker:
 
     def kill(self, node: int) -> None:
         """Crash one node (SIGKILL): no controlled shutdown, no flush."""
+        self._index(node)
         proc = self.processes.pop(node, None)
         if proc is None:
             raise BrokerError(f"node {node} is not running")
