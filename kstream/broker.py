@@ -48,21 +48,7 @@ from typing import Any
 from kstream.config import cache_dir
 from kstream.errors import BrokerError
 
-__all__ = [
-    "KAFKA_VERSION",
-    "LocalBroker",
-    "Credentials",
-    "provision",
-    "find_java",
-    "wait_ready",
-    "terminate",
-    # the long-lived broker, kept here for existing callers; it lives in kstream.daemon
-    "BrokerState",
-    "start_daemon",
-    "stop_daemon",
-    "daemon_status",
-    "running_bootstrap",
-]
+__all__ = ["KAFKA_VERSION", "LocalBroker", "Credentials", "provision", "find_java", "wait_ready", "terminate"]
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +207,7 @@ class Credentials:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as err:
-            raise BrokerError(f"cannot read broker credentials from {path}; restart the broker to rewrite them") from err
+            raise BrokerError(f"cannot read the local broker's login from {path}; remove its data folder to start afresh") from err
 
 
 def _scram_arg(user: str, password: str) -> str:
@@ -290,10 +276,6 @@ class LocalBroker:
     def port(self) -> int:
         """Client port of node 1."""
         return self.ports[0]
-
-    @property
-    def controller_port(self) -> int:
-        return self.controller_ports[0]
 
     @property
     def bootstrap(self) -> str:
@@ -589,8 +571,7 @@ class LocalBroker:
         if not _port_free(port):
             raise BrokerError(f"port {port} of node {node} is taken by another process; stop that process")
         self._launch(node)
-        wait_ready(self.address(node), timeout_s, [self.processes[node]], self.client_options())
-        _wait_listed(self.bootstrap, node, timeout_s, self.client_options())
+        wait_ready(self.address(node), timeout_s, [self.processes[node]], self.client_options(), node=node)
 
     def leader(self, topic: str, partition: int = 0) -> int:
         """Node id leading one partition (-1 while it has none)."""
@@ -619,27 +600,16 @@ def _unfenced(cluster: dict[str, Any]) -> set[int]:
     return {b["broker_id"] for b in cluster["brokers"] if not b.get("is_fenced")}
 
 
-def _wait_listed(bootstrap: str, node: int, timeout_s: float, options: dict[str, str]) -> None:
-    from kstream.clients import check_reachable
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.suppress(BrokerError):
-            if node in _unfenced(check_reachable(bootstrap, options, 2000)):
-                return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"node {node} did not rejoin the cluster at {bootstrap} within {timeout_s:.0f}s; see its log")
-        time.sleep(0.5)
-
-
 def wait_ready(
     bootstrap: str,
     timeout_s: float,
     process: subprocess.Popen | list[subprocess.Popen] | None = None,
     options: dict[str, str] | None = None,
     brokers: int = 1,
+    node: int | None = None,
 ) -> None:
-    """Block until ``bootstrap`` answers a metadata request listing ``brokers`` brokers, or raise BrokerError."""
+    """Block until ``bootstrap`` answers a metadata request listing ``brokers`` live brokers (and ``node``
+    among them), or raise BrokerError."""
     from kstream.clients import check_reachable
 
     procs = process if isinstance(process, list) else [process] if process is not None else []
@@ -649,7 +619,8 @@ def wait_ready(
             if proc.poll() is not None:
                 raise BrokerError(f"Kafka exited with code {proc.returncode} while starting; see its log")
         try:
-            if len(_unfenced(check_reachable(bootstrap, options, timeout_ms=2000))) >= brokers:
+            live = _unfenced(check_reachable(bootstrap, options, timeout_ms=2000))
+            if len(live) >= brokers and (node is None or node in live):
                 return
         except BrokerError:
             pass
@@ -675,12 +646,9 @@ def terminate(pids: int | list[int], timeout_s: float = 30) -> bool:
     return bool(pids)
 
 
-_DAEMON_NAMES = {"BrokerState", "start_daemon", "stop_daemon", "daemon_status", "running_bootstrap"}
-
-
 def __getattr__(name: str) -> Any:
-    # The long-lived broker moved to kstream.daemon (it builds on this module, so it is loaded on first use).
-    if name in _DAEMON_NAMES:
+    # The long-lived broker lives in kstream.daemon (it builds on this module); old callers still find it here.
+    if name in {"BrokerState", "start_daemon", "stop_daemon", "daemon_status", "running_bootstrap"}:
         from kstream import daemon
 
         return getattr(daemon, name)
