@@ -42,13 +42,15 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kstream.config import cache_dir
 from kstream.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "LocalBroker", "Credentials", "provision", "find_java", "wait_ready", "terminate"]
+__all__ = ["KAFKA_VERSION", "QUICK_START_JVM", "LocalBroker", "Credentials", "provision", "find_java", "wait_ready",
+           "terminate"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ MIN_JAVA = 17
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 _SCRAM_ITERATIONS = 8192
 _BROKER_USER = "kstream-broker"  # inter-broker identity on the SASL listener
+# JIT tier 1 only and the serial GC: a throwaway cluster starts ~40% sooner on 2 cores (and runs slower)
+QUICK_START_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 _POM = """<project>
   <modelVersion>4.0.0</modelVersion>
@@ -236,6 +240,7 @@ class LocalBroker:
     ``data_dir`` None means a fresh temporary folder, removed on :meth:`stop`; a given
     folder is kept and a later start reuses its data, ports and credentials. ``port`` and
     ``controller_port`` fix node 1's ports (0: the previous ones, else free ones).
+    ``jvm_options`` go to every node's Java (tests pass :data:`QUICK_START_JVM`).
     Nothing happens until :meth:`start`.
 
     >>> LocalBroker(nodes=3, sasl=True)
@@ -252,6 +257,7 @@ class LocalBroker:
         partitions: int = 1,
         nodes: int = 1,
         sasl: bool = False,
+        jvm_options: Sequence[str] = (),
     ) -> None:
         if nodes < 1:
             raise BrokerError(f"a local cluster needs at least 1 node, not {nodes}")
@@ -262,6 +268,7 @@ class LocalBroker:
         self.version = version
         self.heap = heap
         self.partitions = partitions
+        self.jvm_options = list(jvm_options)
         self.ports = [port] + [0] * (nodes - 1)
         self.controller_ports = [controller_port] + [0] * (nodes - 1)
         self.processes: dict[int, subprocess.Popen] = {}
@@ -359,13 +366,15 @@ class LocalBroker:
         old: _Layout | None = None
         with contextlib.suppress(OSError, ValueError, TypeError):
             old = _Layout(**json.loads(path.read_text()))
+        legacy = self.data_dir / "kraft" / "meta.properties"  # a 1-node broker from before cluster.json
+        if old is None and legacy.exists():
+            cluster_id = re.search(r"^cluster\.id=(\S+)", legacy.read_text(), re.M)
+            old = _Layout(1, [0], [0], False, cluster_id.group(1) if cluster_id else _cluster_id())
         if old is not None and (old.nodes, old.sasl) != (self.nodes, self.sasl):
             raise BrokerError(
-                f"{self.data_dir} holds a {old.nodes}-node broker{' with SASL' if old.sasl else ''}; start it with "
-                f"nodes={old.nodes}{', sasl' if old.sasl else ''} or remove that folder to start afresh"
+                f"{self.data_dir} holds a {old.nodes}-node broker {'with' if old.sasl else 'without'} SASL; start it "
+                "that way again, or remove that folder to start afresh"
             )
-        if old is None and (self.node_dir(1) / "kraft" / "meta.properties").exists() and self.nodes > 1:
-            raise BrokerError(f"{self.data_dir} holds a 1-node broker; start it with nodes=1 or remove that folder")
         fresh = iter(_free_ports(2 * self.nodes))
         ports = [p or (old.ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.ports)]
         cports = [p or (old.controller_ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.controller_ports)]
@@ -432,7 +441,6 @@ class LocalBroker:
                 "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
                 "listener.name.controller.plain.sasl.jaas.config":
                     f'{plain} username="controller" password="{ctl}" user_controller="{ctl}";',
-                "super.users": f"User:{_BROKER_USER};User:controller",
             })
         return props
 
@@ -453,6 +461,7 @@ class LocalBroker:
         return [
             self._java_cmd,
             f"-Xmx{self.heap}",
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.node_dir(node) / 'log4j2.properties'}",
             "-cp",
@@ -487,20 +496,14 @@ class LocalBroker:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-broker-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        layout = self._load_layout()
-        self.ports, self.controller_ports = layout.ports, layout.controller_ports
-        for node in self.node_ids:
-            for p in (self.ports[node - 1], self.controller_ports[node - 1]):
-                if not _port_free(p):
-                    raise BrokerError(
-                        f"port {p} of the local broker (node {node}) is taken by another process; stop that process, "
-                        f"or delete {self.data_dir / 'cluster.json'} to start on new ports (clients then need the new address)"
-                    )
-        if self.sasl:
-            self._load_secrets()
-        for node in self.node_ids:
-            self._write_config(node)
         try:
+            layout = self._load_layout()
+            self.ports, self.controller_ports = layout.ports, layout.controller_ports
+            self._check_ports()
+            if self.sasl:
+                self._load_secrets()
+            for node in self.node_ids:
+                self._write_config(node)
             self._format(layout.cluster_id)
             for node in self.node_ids:
                 self._launch(node)
@@ -511,6 +514,16 @@ class LocalBroker:
             self.stop()
             raise
         return self
+
+    def _check_ports(self) -> None:
+        assert self.data_dir is not None
+        for node in self.node_ids:
+            for port in (self.ports[node - 1], self.controller_ports[node - 1]):
+                if not _port_free(port):
+                    raise BrokerError(
+                        f"port {port} of the local broker (node {node}) is taken by another process; stop that process, "
+                        f"or delete {self.data_dir / 'cluster.json'} to start on new ports (clients then need the new address)"
+                    )
 
     def _launch(self, node: int) -> None:
         with open(self.node_dir(node) / "logs" / "broker.out", "ab") as out:

@@ -9,7 +9,7 @@ import kafka
 import kafka.errors
 import pytest
 
-from kstream.broker import Credentials, LocalBroker
+from kstream.broker import QUICK_START_JVM, Credentials, LocalBroker
 from kstream.clients import Producer, ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def secured():
-    with LocalBroker(sasl=True) as local:
+    with LocalBroker(sasl=True, jvm_options=QUICK_START_JVM) as local:
         yield local
 
 

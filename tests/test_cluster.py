@@ -7,7 +7,7 @@ import time
 import kafka
 import pytest
 
-from kstream.broker import LocalBroker
+from kstream.broker import QUICK_START_JVM, LocalBroker
 from kstream.clients import Producer, check_reachable, ensure_topics
 from kstream.errors import BrokerError
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalBroker(nodes=3) as local:
+    with LocalBroker(nodes=3, jvm_options=QUICK_START_JVM) as local:
         yield local
 
 
