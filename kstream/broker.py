@@ -1,18 +1,25 @@
-"""A real Apache Kafka broker on this machine, without Docker.
+"""A real Apache Kafka broker (or a small cluster) on this machine, without Docker.
 
 :func:`provision` resolves ``org.apache.kafka:kafka_2.13`` and its runtime
 dependencies with Maven into a cache folder (once; later runs reuse it).
-:class:`LocalBroker` formats a storage folder and runs a single-node KRaft
-broker+controller on free localhost ports with the machine's Java, waits until
-it answers a metadata request, and stops it cleanly (killing it if it hangs).
-It is a context manager for notebooks and tests::
+:class:`LocalBroker` formats a storage folder per node and runs KRaft nodes,
+each a combined broker+controller, on localhost ports with the machine's Java;
+it waits until every node answers, and stops them cleanly (killing any that
+hang). It is a context manager for notebooks and tests::
 
     with LocalBroker() as broker:
         print(broker.bootstrap)      # 127.0.0.1:<port>
 
-The CLI's ``kstream broker start|stop|status`` manage one long-lived broker
-whose state lives in ``<cache>/broker/state.json``. When the user names a
-cluster (``KSTREAM_BOOTSTRAP`` or ``KAFKA_BROKER_URL``), nothing is provisioned.
+``LocalBroker(nodes=3)`` is a three-voter cluster with durable defaults
+(replication factor 3, two in-sync replicas) and fault hooks for tests:
+:meth:`~LocalBroker.pause`, :meth:`~LocalBroker.resume`, :meth:`~LocalBroker.kill`,
+:meth:`~LocalBroker.restart` (same ports, same data) and :meth:`~LocalBroker.leader`.
+``LocalBroker(sasl=True)`` accepts only SCRAM-SHA-512 clients; its generated
+:attr:`~LocalBroker.credentials` are also written, owner-readable only, to
+``credentials.json`` in its data folder. A broker with a kept data folder restarts
+on the ports it used before (``cluster.json`` in that folder), so clients can reconnect.
+
+The long-lived broker of ``kstream broker start|stop|status`` is :mod:`kstream.daemon`.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import base64
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -32,29 +41,27 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kstream.config import cache_dir
 from kstream.errors import BrokerError
 
-__all__ = [
-    "KAFKA_VERSION",
-    "LocalBroker",
-    "BrokerState",
-    "provision",
-    "find_java",
-    "start_daemon",
-    "stop_daemon",
-    "daemon_status",
-    "running_bootstrap",
-]
+__all__ = ["KAFKA_VERSION", "QUICK_START_JVM", "LocalBroker", "Credentials", "provision", "find_java", "wait_ready",
+           "terminate"]
 
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = os.environ.get("KSTREAM_BROKER_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
 MIN_JAVA = 17
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+_SCRAM_ITERATIONS = 8192
+_BROKER_USER = "kstream-broker"  # inter-broker identity on the SASL listener
+# JIT tier 1 only and the serial GC: a throwaway cluster starts ~40% sooner on 2 cores (and runs slower)
+QUICK_START_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 _POM = """<project>
   <modelVersion>4.0.0</modelVersion>
@@ -128,10 +135,23 @@ def provision(version: str = KAFKA_VERSION, root: Path | None = None) -> Path:
     return libs
 
 
-def _free_port() -> int:
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free localhost ports (held open together so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def _port_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Kafka binds: a TIME_WAIT leftover is no conflict
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _cluster_id() -> str:
@@ -152,11 +172,79 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class LocalBroker:
-    """A single-node KRaft Kafka broker+controller on localhost.
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (mode 0600), whatever existed before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
 
-    ``data_dir`` None means a fresh temporary folder, removed on :meth:`stop`.
-    Ports 0 mean free ports picked at start. Nothing happens until :meth:`start`.
+
+@dataclass(frozen=True)
+class Credentials:
+    """The SCRAM user of a SASL local broker; ``repr`` never shows the password.
+
+    >>> creds = Credentials("kstream", "s3cret")
+    >>> creds
+    Credentials(username='kstream', mechanism='SCRAM-SHA-512', security_protocol='SASL_PLAINTEXT')
+    >>> sorted(creds.client_options())
+    ['sasl_mechanism', 'sasl_plain_password', 'sasl_plain_username', 'security_protocol']
+    """
+
+    username: str
+    password: str = field(repr=False)
+    mechanism: str = SCRAM_MECHANISM
+    security_protocol: str = "SASL_PLAINTEXT"
+
+    def client_options(self) -> dict[str, str]:
+        """kafka-python client options (producer, consumer, admin) that log in as this user."""
+        return {
+            "security_protocol": self.security_protocol,
+            "sasl_mechanism": self.mechanism,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> Credentials:
+        """Read a ``credentials.json`` written by a SASL LocalBroker."""
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            raise BrokerError(f"cannot read the local broker's login from {path}; remove its data folder to start afresh") from err
+
+
+def _scram_arg(user: str, password: str) -> str:
+    """StorageTool's --add-scram value, salted here so the password itself never appears in a command line."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _SCRAM_ITERATIONS)
+    b64 = base64.b64encode
+    return (f'{SCRAM_MECHANISM}=[name={user},iterations={_SCRAM_ITERATIONS},'
+            f'salt="{b64(salt).decode()}",saltedpassword="{b64(salted).decode()}"]')
+
+
+@dataclass
+class _Layout:
+    """What must stay the same across restarts of one data folder: ports, node count, security."""
+
+    nodes: int
+    ports: list[int]
+    controller_ports: list[int]
+    sasl: bool
+    cluster_id: str
+
+
+class LocalBroker:
+    """A KRaft Kafka of ``nodes`` combined broker+controller nodes on localhost (node ids 1..nodes).
+
+    ``data_dir`` None means a fresh temporary folder, removed on :meth:`stop`; a given
+    folder is kept and a later start reuses its data, ports and credentials. ``port`` and
+    ``controller_port`` fix node 1's ports (0: the previous ones, else free ones).
+    ``jvm_options`` go to every node's Java (tests pass :data:`QUICK_START_JVM`).
+    Nothing happens until :meth:`start`.
+
+    >>> LocalBroker(nodes=3, sasl=True)
+    LocalBroker(bootstrap='', nodes=3, sasl=True, running=False)
     """
 
     def __init__(
@@ -167,27 +255,100 @@ class LocalBroker:
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         partitions: int = 1,
+        nodes: int = 1,
+        sasl: bool = False,
+        jvm_options: Sequence[str] = (),
     ) -> None:
+        if nodes < 1:
+            raise BrokerError(f"a local cluster needs at least 1 node, not {nodes}")
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.port = port
-        self.controller_port = controller_port
+        self.nodes = nodes
+        self.sasl = sasl
         self.version = version
         self.heap = heap
         self.partitions = partitions
-        self.process: subprocess.Popen | None = None
+        self.jvm_options = list(jvm_options)
+        self.ports = [port] + [0] * (nodes - 1)
+        self.controller_ports = [controller_port] + [0] * (nodes - 1)
+        self.processes: dict[int, subprocess.Popen] = {}
+        self._credentials: Credentials | None = None
+        self._internal: dict[str, str] = {}
+        self._java_cmd: str | None = None
+        self._libs: Path | None = None
+
+    # --- addresses and files -------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """Client port of node 1."""
+        return self.ports[0]
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """Comma-separated client addresses of every node."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports if p)
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(range(1, self.nodes + 1))
+
+    def address(self, node: int) -> str:
+        """Client address of one node."""
+        return f"127.0.0.1:{self.ports[self._index(node)]}"
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """Node 1's process (the only one of a single-node broker)."""
+        return self.processes.get(1)
+
+    def pid(self, node: int) -> int:
+        """Process id of a running node."""
+        self._index(node)
+        proc = self.processes.get(node)
+        if proc is None:
+            raise BrokerError(f"node {node} is not running; start it with restart({node})")
+        return proc.pid
+
+    def node_dir(self, node: int) -> Path:
+        """Data folder of one node (the broker's own folder when it has one node)."""
+        assert self.data_dir is not None, "the broker has not been started"
+        self._index(node)
+        return self.data_dir if self.nodes == 1 else self.data_dir / f"node-{node}"
+
+    def config_path(self, node: int = 1) -> Path:
+        return self.node_dir(node) / "server.properties"
+
+    def node_log(self, node: int) -> Path:
+        return self.node_dir(node) / "logs" / "server.log"
 
     @property
     def log_path(self) -> Path:
+        """Node 1's log."""
+        return self.node_log(1)
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The SCRAM user clients log in as (None without ``sasl``); known once started."""
+        return self._credentials
+
+    @property
+    def credentials_path(self) -> Path:
         assert self.data_dir is not None, "the broker has not been started"
-        return self.data_dir / "logs" / "server.log"
+        return self.data_dir / "credentials.json"
+
+    def client_options(self) -> dict[str, str]:
+        """kafka-python options every client of this broker needs (empty without SASL)."""
+        return self._credentials.client_options() if self._credentials else {}
+
+    def _index(self, node: int) -> int:
+        if not 1 <= node <= self.nodes:
+            raise BrokerError(f"no node {node}: this cluster has nodes 1..{self.nodes}")
+        return node - 1
 
     def __repr__(self) -> str:
-        return f"LocalBroker(bootstrap={self.bootstrap!r}, running={self.process is not None})"
+        return (f"LocalBroker(bootstrap={self.bootstrap!r}, nodes={self.nodes}, sasl={self.sasl}, "
+                f"running={bool(self.processes)})")
 
     def __enter__(self) -> LocalBroker:
         self.start()
@@ -196,200 +357,312 @@ class LocalBroker:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _write_config(self) -> Path:
+    # --- configuration -------------------------------------------------------------------
+
+    def _load_layout(self) -> _Layout:
+        """Ports and identity from a previous start of this folder, checked against this one's settings."""
         assert self.data_dir is not None
-        cfg = self.data_dir / "server.properties"
-        lines = {
+        path = self.data_dir / "cluster.json"
+        old: _Layout | None = None
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            old = _Layout(**json.loads(path.read_text()))
+        legacy = self.data_dir / "kraft" / "meta.properties"  # a 1-node broker from before cluster.json
+        if old is None and legacy.exists():
+            cluster_id = re.search(r"^cluster\.id=(\S+)", legacy.read_text(), re.M)
+            old = _Layout(1, [0], [0], False, cluster_id.group(1) if cluster_id else _cluster_id())
+        if old is not None and (old.nodes, old.sasl) != (self.nodes, self.sasl):
+            raise BrokerError(
+                f"{self.data_dir} holds a {old.nodes}-node broker {'with' if old.sasl else 'without'} SASL; start it "
+                "that way again, or remove that folder to start afresh"
+            )
+        fresh = iter(_free_ports(2 * self.nodes))
+        ports = [p or (old.ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.ports)]
+        cports = [p or (old.controller_ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.controller_ports)]
+        layout = _Layout(self.nodes, ports, cports, self.sasl, old.cluster_id if old else _cluster_id())
+        path.write_text(json.dumps(asdict(layout), indent=2))
+        return layout
+
+    def _load_secrets(self) -> None:
+        """Reuse this folder's credentials, or make new random ones (a fresh folder only)."""
+        assert self.data_dir is not None
+        internal = self.data_dir / "internal-credentials.json"
+        if self.credentials_path.exists() and internal.exists():
+            self._credentials = Credentials.load(self.credentials_path)
+            self._internal = json.loads(internal.read_text())
+            return
+        if any((self.node_dir(n) / "kraft" / "meta.properties").exists() for n in self.node_ids):
+            raise BrokerError(f"the credentials of the SASL broker in {self.data_dir} are gone; remove that folder to start afresh")
+        self._credentials = Credentials("kstream", secrets.token_urlsafe(24))
+        self._internal = {"broker": secrets.token_urlsafe(24), "controller": secrets.token_urlsafe(24)}
+        _write_private(self.credentials_path, json.dumps(asdict(self._credentials), indent=2))
+        _write_private(internal, json.dumps(self._internal, indent=2))
+
+    def _properties(self, node: int) -> dict[str, str]:
+        i, n = self._index(node), self.nodes
+        rf, isr = ("3", "2") if n >= 3 else (str(n), "1")
+        voters = ",".join(f"{k + 1}@127.0.0.1:{p}" for k, p in enumerate(self.controller_ports))
+        client = "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
+        props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "listeners": f"{client}://127.0.0.1:{self.ports[i]},CONTROLLER://127.0.0.1:{self.controller_ports[i]}",
+            "advertised.listeners": f"{client}://127.0.0.1:{self.ports[i]}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.data_dir / "kraft"),
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:{client},{client}:{client}",
+            "log.dirs": str(self.node_dir(node) / "kraft"),
             "num.partitions": str(self.partitions),
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
-        cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-        (self.data_dir / "log4j2.properties").write_text(_LOG4J.format(log=self.log_path))
+        if n == 1:  # exactly the single-node settings of before
+            del props["default.replication.factor"], props["min.insync.replicas"]
+        if self.sasl:
+            assert self._credentials is not None
+            scram = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+            plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            ctl = self._internal["controller"]
+            props.update({
+                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+                f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config":
+                    f'{scram} username="{_BROKER_USER}" password="{self._internal["broker"]}";',
+                # controllers cannot read SCRAM users before their quorum runs: PLAIN with one fixed user there
+                "sasl.mechanism.controller.protocol": "PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config":
+                    f'{plain} username="controller" password="{ctl}" user_controller="{ctl}";',
+            })
+        return props
+
+    def _write_config(self, node: int) -> Path:
+        home = self.node_dir(node)
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{k}={v}\n" for k, v in self._properties(node).items())
+        cfg = self.config_path(node)
+        if self.sasl:
+            _write_private(cfg, text)  # holds the inter-broker and controller passwords
+        else:
+            cfg.write_text(text)
+        (home / "log4j2.properties").write_text(_LOG4J.format(log=self.node_log(node)))
         return cfg
 
-    def _java(self, java: str, libs: Path, *args: str) -> list[str]:
+    def _java(self, node: int, *args: str) -> list[str]:
+        assert self._java_cmd is not None and self._libs is not None
         return [
-            java,
+            self._java_cmd,
             f"-Xmx{self.heap}",
+            *self.jvm_options,
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dlog4j2.configurationFile={self.node_dir(node) / 'log4j2.properties'}",
             "-cp",
-            str(libs / "*"),
+            str(self._libs / "*"),
             *args,
         ]
 
+    def _format(self, cluster_id: str) -> None:
+        """Format every node whose storage is new (in parallel: each is a JVM start)."""
+        scram: list[str] = []
+        if self.sasl:
+            assert self._credentials is not None
+            scram = ["--add-scram", _scram_arg(self._credentials.username, self._credentials.password),
+                     "--add-scram", _scram_arg(_BROKER_USER, self._internal["broker"])]
+        todo = [n for n in self.node_ids if not (self.node_dir(n) / "kraft" / "meta.properties").exists()]
+        runs = {n: subprocess.Popen(
+            self._java(n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path(n)), *scram),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in todo}
+        for n, run in runs.items():
+            _, err = run.communicate()
+            if run.returncode != 0:
+                raise BrokerError(f"formatting Kafka storage in {self.node_dir(n)} failed: {err.strip()[-300:]}")
+
+    # --- lifecycle ---------------------------------------------------------------------
+
     def start(self, timeout_s: float = 90) -> LocalBroker:
-        """Provision, format (first time only), launch and wait until the broker answers."""
-        if self.process is not None:
+        """Provision, format (first time only), launch every node and wait until all answer."""
+        if self.processes:
             return self
-        java = find_java()  # checked first: no point fetching jars without a Java to run them
-        libs = provision(self.version)
+        self._java_cmd = find_java()  # checked first: no point fetching jars without a Java to run them
+        self._libs = provision(self.version)
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-broker-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "logs").mkdir(exist_ok=True)
-        self.port = self.port or _free_port()
-        self.controller_port = self.controller_port or _free_port()
-        cfg = self._write_config()
-        if not (self.data_dir / "kraft" / "meta.properties").exists():
-            fmt = subprocess.run(
-                self._java(java, libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg)),
-                capture_output=True,
-                text=True,
-            )
-            if fmt.returncode != 0:
-                raise BrokerError(f"formatting Kafka storage in {self.data_dir} failed: {fmt.stderr.strip()[-300:]}")
-        out = open(self.data_dir / "logs" / "broker.out", "ab")
-        self.process = subprocess.Popen(
-            self._java(java, libs, "kafka.Kafka", str(cfg)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in a notebook or terminal must not kill it mid-write
-        )
-        out.close()
-        log.info("starting Kafka %s at %s (logs: %s)", self.version, self.bootstrap, self.log_path)
         try:
-            wait_ready(self.bootstrap, timeout_s, self.process)
-        except BaseException:  # any failure (or Ctrl-C) while waiting must not leave a broker behind
+            layout = self._load_layout()
+            self.ports, self.controller_ports = layout.ports, layout.controller_ports
+            self._check_ports()
+            if self.sasl:
+                self._load_secrets()
+            for node in self.node_ids:
+                self._write_config(node)
+            self._format(layout.cluster_id)
+            for node in self.node_ids:
+                self._launch(node)
+            log.info("starting Kafka %s at %s (%d node%s%s; logs: %s)", self.version, self.bootstrap, self.nodes,
+                     "s" if self.nodes > 1 else "", ", SASL" if self.sasl else "", self.log_path)
+            wait_ready(self.bootstrap, timeout_s, list(self.processes.values()), self.client_options(), self.nodes)
+        except BaseException:  # any failure (or Ctrl-C) while starting must not leave a broker behind
             self.stop()
             raise
         return self
 
+    def _check_ports(self) -> None:
+        assert self.data_dir is not None
+        for node in self.node_ids:
+            for port in (self.ports[node - 1], self.controller_ports[node - 1]):
+                if not _port_free(port):
+                    raise BrokerError(
+                        f"port {port} of the local broker (node {node}) is taken by another process; stop that process, "
+                        f"or delete {self.data_dir / 'cluster.json'} to start on new ports (clients then need the new address)"
+                    )
+
+    def _launch(self, node: int) -> None:
+        with open(self.node_dir(node) / "logs" / "broker.out", "ab") as out:
+            self.processes[node] = subprocess.Popen(
+                self._java(node, "kafka.Kafka", str(self.config_path(node))),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in a notebook or terminal must not kill it mid-write
+            )
+
     def stop(self, timeout_s: float = 30) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``); remove a temporary data folder."""
-        if self.process is not None:
-            terminate(self.process.pid, timeout_s)
+        """Stop every node (SIGTERM together, then SIGKILL after ``timeout_s``); remove a temporary data folder."""
+        procs, self.processes = self.processes, {}
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)  # a paused node cannot stop
+        terminate([p.pid for p in procs.values()], timeout_s)
+        for proc in procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=5)
-            self.process = None
+                proc.wait(timeout=5)
         if self._owns_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
+    # --- fault injection, for tests ----------------------------------------------------
 
-def wait_ready(bootstrap: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    """Block until ``bootstrap`` answers a metadata request, or raise BrokerError."""
+    def pause(self, node: int) -> None:
+        """Freeze one node (SIGSTOP): it holds its ports but answers nothing, like a hung machine."""
+        os.kill(self.pid(node), signal.SIGSTOP)
+
+    def resume(self, node: int) -> None:
+        """Let a paused node run again (SIGCONT)."""
+        os.kill(self.pid(node), signal.SIGCONT)
+
+    def kill(self, node: int) -> None:
+        """Crash one node (SIGKILL): no controlled shutdown, no flush."""
+        self._index(node)
+        proc = self.processes.pop(node, None)
+        if proc is None:
+            raise BrokerError(f"node {node} is not running")
+        proc.kill()
+        proc.wait()
+
+    def stop_node(self, node: int, timeout_s: float = 30) -> None:
+        """Stop one node cleanly (SIGTERM, controlled shutdown)."""
+        proc = self.processes.pop(node, None)
+        if proc is not None:
+            terminate([proc.pid], timeout_s)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+    def restart(self, node: int, timeout_s: float = 90) -> None:
+        """Start a killed or stopped node again on its own ports and data; wait until the cluster lists it."""
+        if node in self.processes:
+            raise BrokerError(f"node {node} is running; kill or stop it first")
+        port = self.ports[self._index(node)]
+        if not _port_free(port):
+            raise BrokerError(f"port {port} of node {node} is taken by another process; stop that process")
+        self._launch(node)
+        wait_ready(self.address(node), timeout_s, [self.processes[node]], self.client_options(), node=node)
+
+    def leader(self, topic: str, partition: int = 0) -> int:
+        """Node id leading one partition (-1 while it has none)."""
+        return self.partition_info(topic, partition)["leader"]
+
+    def partition_info(self, topic: str, partition: int = 0) -> dict[str, Any]:
+        """``{"leader": id, "replicas": [ids], "isr": [ids]}`` of one partition, from the cluster's metadata."""
+        import kafka
+        import kafka.errors
+
+        try:
+            admin = kafka.KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_options())
+        except kafka.errors.KafkaError as err:
+            raise BrokerError(f"cannot reach Kafka at {self.bootstrap} ({type(err).__name__}); is the cluster up?") from err
+        try:
+            topics = admin.describe_topics([topic])
+        finally:
+            admin.close()
+        for part in topics[0]["partitions"] if topics and not topics[0]["error_code"] else ():
+            if part["partition_index"] == partition:
+                return {"leader": part["leader_id"], "replicas": list(part["replica_nodes"]), "isr": list(part["isr_nodes"])}
+        raise BrokerError(f"no partition {partition} of topic {topic!r} at {self.bootstrap}; create the topic first")
+
+
+def _unfenced(cluster: dict[str, Any]) -> set[int]:
+    return {b["broker_id"] for b in cluster["brokers"] if not b.get("is_fenced")}
+
+
+def wait_ready(
+    bootstrap: str,
+    timeout_s: float,
+    process: subprocess.Popen | list[subprocess.Popen] | None = None,
+    options: dict[str, str] | None = None,
+    brokers: int = 1,
+    node: int | None = None,
+) -> None:
+    """Block until ``bootstrap`` answers a metadata request listing ``brokers`` live brokers (and ``node``
+    among them), or raise BrokerError."""
     from kstream.clients import check_reachable
 
+    procs = process if isinstance(process, list) else [process] if process is not None else []
     deadline = time.monotonic() + timeout_s
     while True:
-        if process is not None and process.poll() is not None:
-            raise BrokerError(f"Kafka exited with code {process.returncode} while starting; see its log")
+        for proc in procs:
+            if proc.poll() is not None:
+                raise BrokerError(f"Kafka exited with code {proc.returncode} while starting; see its log")
         try:
-            check_reachable(bootstrap, timeout_ms=2000)
-            return
+            live = _unfenced(check_reachable(bootstrap, options, timeout_ms=2000))
+            if len(live) >= brokers and (node is None or node in live):
+                return
         except BrokerError:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s; see its log") from None
-            time.sleep(0.5)
+            pass
+        if time.monotonic() > deadline:
+            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s; see its log") from None
+        time.sleep(0.5)
 
 
-def terminate(pid: int, timeout_s: float = 30) -> bool:
-    """SIGTERM ``pid`` and wait; SIGKILL if it is still alive after ``timeout_s``. True if it was running."""
-    if not _alive(pid):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+def terminate(pids: int | list[int], timeout_s: float = 30) -> bool:
+    """SIGTERM every pid together and wait; SIGKILL those still alive after ``timeout_s``. True if any ran."""
+    pids = [p for p in ([pids] if isinstance(pids, int) else pids) if _alive(p)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.2)
-    log.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, timeout_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
+    for pid in pids:
+        if _alive(pid):
+            log.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, timeout_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return bool(pids)
 
 
-# --- the long-lived broker of `kstream broker start|stop|status` ----------------------------
+def __getattr__(name: str) -> Any:
+    # The long-lived broker lives in kstream.daemon (it builds on this module); old callers still find it here.
+    if name in {"BrokerState", "start_daemon", "stop_daemon", "daemon_status", "running_bootstrap"}:
+        from kstream import daemon
 
-
-@dataclass
-class BrokerState:
-    """What ``kstream broker start`` records about the broker it started."""
-
-    pid: int
-    bootstrap: str
-    data_dir: str
-    log: str
-    version: str
-    started: str
-
-
-def _state_file() -> Path:
-    return cache_dir() / "broker" / "state.json"
-
-
-def _read_state() -> BrokerState | None:
-    path = _state_file()
-    try:
-        return BrokerState(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def start_daemon(port: int = 0, version: str = KAFKA_VERSION, timeout_s: float = 90) -> BrokerState:
-    """Start the long-lived local broker unless it already runs; returns its state."""
-    state = daemon_status()
-    if state is not None:
-        log.info("Kafka already running at %s (pid %d)", state.bootstrap, state.pid)
-        return state
-    data = cache_dir() / "broker" / "data"
-    broker = LocalBroker(data_dir=data, port=port, version=version)
-    broker.start(timeout_s)
-    assert broker.process is not None
-    state = BrokerState(
-        pid=broker.process.pid,
-        bootstrap=broker.bootstrap,
-        data_dir=str(data),
-        log=str(broker.log_path),
-        version=version,
-        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    _state_file().write_text(json.dumps(asdict(state), indent=2))
-    broker.process = None  # detach: it outlives this process
-    return state
-
-
-def daemon_status() -> BrokerState | None:
-    """The running long-lived broker, or None (a stale state file is removed)."""
-    state = _read_state()
-    if state is None:
-        return None
-    if not _alive(state.pid):
-        _state_file().unlink(missing_ok=True)
-        return None
-    return state
-
-
-def stop_daemon(timeout_s: float = 30) -> BrokerState | None:
-    """Stop the long-lived broker if it runs; returns what was stopped."""
-    state = daemon_status()
-    if state is None:
-        return None
-    terminate(state.pid, timeout_s)
-    _state_file().unlink(missing_ok=True)
-    return state
-
-
-def running_bootstrap() -> str | None:
-    """Bootstrap address of the long-lived local broker, if one runs."""
-    state = daemon_status()
-    return state.bootstrap if state else None
+        return getattr(daemon, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,3 +44,24 @@ def test_missing_maven_says_what_to_install(tmp_path, cli):
     proc = cli("broker", "provision", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("kstream: error: Maven (mvn) is needed once to fetch Kafka's jars; install it")
+
+
+@pytest.mark.kafka  # needs Kafka's jars, not a running broker
+@pytest.mark.parametrize(
+    "saved, asked, held",
+    [
+        ({"cluster.json": '{"nodes": 3, "ports": [1, 2, 3], "controller_ports": [4, 5, 6], "sasl": true, '
+                          '"cluster_id": "x"}'}, {"nodes": 1}, "a 3-node broker with SASL"),
+        ({"kraft/meta.properties": "cluster.id=abc\nnode.id=1\n"}, {"nodes": 3}, "a 1-node broker without SASL"),
+        ({"kraft/meta.properties": "cluster.id=abc\nnode.id=1\n"}, {"sasl": True}, "a 1-node broker without SASL"),
+    ],
+)
+def test_a_data_folder_restarts_only_as_the_cluster_it_holds(tmp_path, saved, asked, held):
+    for name, text in saved.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    local = broker.LocalBroker(data_dir=tmp_path, **asked)
+    with pytest.raises(BrokerError) as err:
+        local.start()
+    assert str(err.value) == f"{tmp_path} holds {held}; start it that way again, or remove that folder to start afresh"
+    assert local.processes == {} and tmp_path.exists()
