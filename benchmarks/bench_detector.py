@@ -91,7 +91,8 @@ def main() -> None:
     ds = app.load_data(settings)
     model = app.model_for(settings.model_ref(ds), ds, train_missing=True)
     test = app.unseen_rows(model, ds)
-    with app.kafka_cluster(settings) as bootstrap:
+    with app.kafka_cluster(settings) as settings:
+        bootstrap = settings.bootstrap
         ensure_topics(bootstrap, {settings.topic: 1, settings.predictions_topic: 1, settings.dlq_topic: 1})
         with Producer(bootstrap).connect() as producer:
             sent = generate(test, producer, settings.topic, limit=args.records, loop=True, progress=False)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream import artifacts, broker, datasets, metrics, training, zoo
+from kstream import artifacts, broker, daemon, datasets, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
 from kstream.config import RUNS_DIR
@@ -59,25 +59,25 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[str]:
-    """Yield a reachable bootstrap address for ``settings``.
+def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Settings]:
+    """Yield ``settings`` with a reachable ``bootstrap`` and the client options it needs.
 
-    Order: ``settings.bootstrap`` if given (checked, never provisioned); else
-    the broker of ``kstream broker start`` if it runs; else, with
-    ``start_local``, a temporary local broker stopped when the block ends.
+    Order: ``settings.bootstrap`` if given (checked, never provisioned); else the broker of
+    ``kstream broker start`` if it runs; else, with ``start_local``, a temporary local broker
+    stopped when the block ends. The login of a SASL local broker is added to the client
+    options (options the user set win).
     """
-    if settings.bootstrap:
-        check_reachable(settings.bootstrap, settings.kafka_options)
-        yield settings.bootstrap
-        return
-    running = broker.running_bootstrap()
-    if running:
-        yield running
+    bootstrap = settings.bootstrap or daemon.running_bootstrap()
+    if bootstrap:
+        local = daemon.running_options() if bootstrap == daemon.running_bootstrap() else {}
+        resolved = settings.replace(bootstrap=bootstrap, kafka_options={**local, **settings.kafka_options})
+        check_reachable(resolved.bootstrap, resolved.kafka_options)
+        yield resolved
         return
     if not start_local:
         raise BrokerError("no Kafka broker: run `kstream broker start`, or pass --bootstrap / set KSTREAM_BOOTSTRAP")
-    with broker.LocalBroker(partitions=settings.partitions) as local:
-        yield local.bootstrap
+    with broker.LocalBroker(partitions=settings.partitions) as temporary:
+        yield settings.replace(bootstrap=temporary.bootstrap)
 
 
 def load_data(settings: Settings, data: str | Path | None = None) -> Dataset:
@@ -151,17 +151,16 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     return result, frame
 
 
-def build_detector(settings: Settings, bootstrap: str, model: TrainedModel, store: SQLiteStore) -> Detector:
-    """A detector reading ``settings.topic`` in group ``settings.group``."""
-    consumer = Consumer(bootstrap, [settings.topic], settings.group, settings.kafka_options)
-    producer = Producer(bootstrap, settings.kafka_options)
+def build_detector(settings: Settings, model: TrainedModel, store: SQLiteStore) -> Detector:
+    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``."""
+    consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    producer = Producer(settings.bootstrap, settings.kafka_options)
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms)
 
 
 def detect(
     settings: Settings,
-    bootstrap: str,
     model: TrainedModel,
     max_records: int | None = None,
     idle_timeout_s: float | None = None,
@@ -169,9 +168,9 @@ def detect(
     handle_signals: bool = True,
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
-    ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
+    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with open_store(settings.store, settings.store_url, settings.store_table) as store:
-        detector = build_detector(settings, bootstrap, model, store)
+        detector = build_detector(settings, model, store)
         with detector.consumer.connect(), detector.producer.connect():
             with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
                 return detector.run(max_records, idle_timeout_s, on_batch=bar.update, handle_signals=handle_signals)
@@ -179,7 +178,6 @@ def detect(
 
 def send(
     settings: Settings,
-    bootstrap: str,
     split: str = "test",
     data: str | Path | None = None,
     rate: float = 0.0,
@@ -197,8 +195,8 @@ def send(
     seed = ref.seed if ref.seed is not None else (ModelCard.read(ref.directory / "model.json").seed
                                                   if ref.trained else datasets.DEFAULT_SEED)
     rows = ds.subset(split, seed=seed)
-    ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
-    with Producer(bootstrap, settings.kafka_options).connect() as producer:
+    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
 
 
@@ -254,11 +252,11 @@ def run(
     # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
     expected = min(limit, len(rows)) if limit is not None else len(rows)
-    with kafka_cluster(settings) as bootstrap, open_store(settings.store, settings.store_url, settings.store_table) as store:
-        ensure_topics(bootstrap, _topics(settings), settings.kafka_options)
-        with DetectorPool(lambda: build_detector(settings, bootstrap, model, store), detectors) as pool:
+    with kafka_cluster(settings) as settings, open_store(settings.store, settings.store_url, settings.store_table) as store:
+        ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+        with DetectorPool(lambda: build_detector(settings, model, store), detectors) as pool:
             pool.wait_ready(ready_timeout_s)
-            with Producer(bootstrap, settings.kafka_options).connect() as producer:
+            with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
                 sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
             # wait for distinct stored records, not handled ones: a rebalance redelivers some records
             pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)
@@ -273,7 +271,7 @@ def run(
         per_detector=[s.records for s in pool.stats],
         model_id=model.card.model_id,
         model_data_source=model.card.data_source,
-        bootstrap=bootstrap,
+        bootstrap=settings.bootstrap,
         settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed, "rate": rate, "limit": limit,
                   "detectors": detectors, "data": str(data) if data else None},
     )

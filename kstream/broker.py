@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -36,49 +33,27 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kstream.config import cache_dir
 from kstream.errors import BrokerError
+from kstream.provision import KAFKA_VERSION, find_java, provision
+from kstream.processes import free_ports, port_free, terminate, write_private
+from kstream.scram import SCRAM_MECHANISM, Credentials, scram_arg
 
-__all__ = ["KAFKA_VERSION", "QUICK_START_JVM", "LocalBroker", "Credentials", "provision", "find_java", "wait_ready",
-           "terminate"]
+__all__ = ["QUICK_START_JVM", "LocalBroker", "wait_ready"]
 
 log = logging.getLogger(__name__)
 
-KAFKA_VERSION = os.environ.get("KSTREAM_BROKER_VERSION", "4.1.1")
-LOG4J_VERSION = "2.24.3"
-MIN_JAVA = 17
-SCRAM_MECHANISM = "SCRAM-SHA-512"
-_SCRAM_ITERATIONS = 8192
 _BROKER_USER = "kstream-broker"  # inter-broker identity on the SASL listener
 # JIT tier 1 only and the serial GC: a throwaway cluster starts ~40% sooner on 2 cores (and runs slower)
 QUICK_START_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
-
-_POM = """<project>
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>kstream.local</groupId>
-  <artifactId>kafka-broker-runtime</artifactId>
-  <version>{version}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
 
 _LOG4J = """status = warn
 appender.file.type = File
@@ -93,134 +68,8 @@ logger.kafka.level = INFO
 """
 
 
-def find_java() -> str:
-    """Path of a Java >= 17 (``JAVA_HOME`` first, then ``PATH``), or a BrokerError saying what to install."""
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
-    if not java:
-        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run Kafka; install it (e.g. apt-get install openjdk-17-jre-headless)")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    major = int(match.group(1)) if match else 0
-    if major == 1 and match and match.group(2):
-        major = int(match.group(2))
-    if major < MIN_JAVA:
-        raise BrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+, found {major or 'unknown'} at {java}; install a newer JDK or set JAVA_HOME")
-    return java
-
-
-def provision(version: str = KAFKA_VERSION, root: Path | None = None) -> Path:
-    """The folder of Kafka's jars for ``version``, fetched with Maven on first use."""
-    home = (root or cache_dir()) / "kafka" / version
-    libs, done = home / "libs", home / ".complete"
-    if done.exists():
-        return libs
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise BrokerError("Maven (mvn) is needed once to fetch Kafka's jars; install it (e.g. apt-get install maven)")
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one download at a time, across processes
-        if done.exists():
-            return libs
-        (home / "pom.xml").write_text(_POM.format(version=version, log4j=LOG4J_VERSION))
-        log.info("fetching Apache Kafka %s jars with Maven into %s", version, libs)
-        cmd = [mvn, "-B", "-q", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-               f"-DoutputDirectory={libs}", "-DincludeScope=runtime"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-            (home / "maven.log").write_text(proc.stdout + proc.stderr)
-            raise BrokerError(f"Maven could not fetch Kafka {version}; see {home / 'maven.log'} (is Maven Central reachable?)")
-        done.write_text(dt.datetime.now(dt.timezone.utc).isoformat())
-    return libs
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free localhost ports (held open together so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Kafka binds: a TIME_WAIT leftover is no conflict
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still "exists"; check its state
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.split(") ", 1)[1][:1] != "Z"
-    return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a file only its owner can read (mode 0600), whatever existed before."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)
-        out.write(text)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The SCRAM user of a SASL local broker; ``repr`` never shows the password.
-
-    >>> creds = Credentials("kstream", "s3cret")
-    >>> creds
-    Credentials(username='kstream', mechanism='SCRAM-SHA-512', security_protocol='SASL_PLAINTEXT')
-    >>> sorted(creds.client_options())
-    ['sasl_mechanism', 'sasl_plain_password', 'sasl_plain_username', 'security_protocol']
-    """
-
-    username: str
-    password: str = field(repr=False)
-    mechanism: str = SCRAM_MECHANISM
-    security_protocol: str = "SASL_PLAINTEXT"
-
-    def client_options(self) -> dict[str, str]:
-        """kafka-python client options (producer, consumer, admin) that log in as this user."""
-        return {
-            "security_protocol": self.security_protocol,
-            "sasl_mechanism": self.mechanism,
-            "sasl_plain_username": self.username,
-            "sasl_plain_password": self.password,
-        }
-
-    @classmethod
-    def load(cls, path: str | Path) -> Credentials:
-        """Read a ``credentials.json`` written by a SASL LocalBroker."""
-        try:
-            return cls(**json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise BrokerError(f"cannot read the local broker's login from {path}; remove its data folder to start afresh") from err
-
-
-def _scram_arg(user: str, password: str) -> str:
-    """StorageTool's --add-scram value, salted here so the password itself never appears in a command line."""
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _SCRAM_ITERATIONS)
-    b64 = base64.b64encode
-    return (f'{SCRAM_MECHANISM}=[name={user},iterations={_SCRAM_ITERATIONS},'
-            f'salt="{b64(salt).decode()}",saltedpassword="{b64(salted).decode()}"]')
 
 
 @dataclass
@@ -375,7 +224,7 @@ class LocalBroker:
                 f"{self.data_dir} holds a {old.nodes}-node broker {'with' if old.sasl else 'without'} SASL; start it "
                 "that way again, or remove that folder to start afresh"
             )
-        fresh = iter(_free_ports(2 * self.nodes))
+        fresh = iter(free_ports(2 * self.nodes))
         ports = [p or (old.ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.ports)]
         cports = [p or (old.controller_ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.controller_ports)]
         layout = _Layout(self.nodes, ports, cports, self.sasl, old.cluster_id if old else _cluster_id())
@@ -394,8 +243,8 @@ class LocalBroker:
             raise BrokerError(f"the credentials of the SASL broker in {self.data_dir} are gone; remove that folder to start afresh")
         self._credentials = Credentials("kstream", secrets.token_urlsafe(24))
         self._internal = {"broker": secrets.token_urlsafe(24), "controller": secrets.token_urlsafe(24)}
-        _write_private(self.credentials_path, json.dumps(asdict(self._credentials), indent=2))
-        _write_private(internal, json.dumps(self._internal, indent=2))
+        write_private(self.credentials_path, json.dumps(asdict(self._credentials), indent=2))
+        write_private(internal, json.dumps(self._internal, indent=2))
 
     def _properties(self, node: int) -> dict[str, str]:
         i, n = self._index(node), self.nodes
@@ -450,7 +299,7 @@ class LocalBroker:
         text = "".join(f"{k}={v}\n" for k, v in self._properties(node).items())
         cfg = self.config_path(node)
         if self.sasl:
-            _write_private(cfg, text)  # holds the inter-broker and controller passwords
+            write_private(cfg, text)  # holds the inter-broker and controller passwords
         else:
             cfg.write_text(text)
         (home / "log4j2.properties").write_text(_LOG4J.format(log=self.node_log(node)))
@@ -474,8 +323,8 @@ class LocalBroker:
         scram: list[str] = []
         if self.sasl:
             assert self._credentials is not None
-            scram = ["--add-scram", _scram_arg(self._credentials.username, self._credentials.password),
-                     "--add-scram", _scram_arg(_BROKER_USER, self._internal["broker"])]
+            scram = ["--add-scram", scram_arg(self._credentials.username, self._credentials.password),
+                     "--add-scram", scram_arg(_BROKER_USER, self._internal["broker"])]
         todo = [n for n in self.node_ids if not (self.node_dir(n) / "kraft" / "meta.properties").exists()]
         runs = {n: subprocess.Popen(
             self._java(n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path(n)), *scram),
@@ -519,7 +368,7 @@ class LocalBroker:
         assert self.data_dir is not None
         for node in self.node_ids:
             for port in (self.ports[node - 1], self.controller_ports[node - 1]):
-                if not _port_free(port):
+                if not port_free(port):
                     raise BrokerError(
                         f"port {port} of the local broker (node {node}) is taken by another process; stop that process, "
                         f"or delete {self.data_dir / 'cluster.json'} to start on new ports (clients then need the new address)"
@@ -581,7 +430,7 @@ class LocalBroker:
         if node in self.processes:
             raise BrokerError(f"node {node} is running; kill or stop it first")
         port = self.ports[self._index(node)]
-        if not _port_free(port):
+        if not port_free(port):
             raise BrokerError(f"port {port} of node {node} is taken by another process; stop that process")
         self._launch(node)
         wait_ready(self.address(node), timeout_s, [self.processes[node]], self.client_options(), node=node)
@@ -640,29 +489,3 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s; see its log") from None
         time.sleep(0.5)
-
-
-def terminate(pids: int | list[int], timeout_s: float = 30) -> bool:
-    """SIGTERM every pid together and wait; SIGKILL those still alive after ``timeout_s``. True if any ran."""
-    pids = [p for p in ([pids] if isinstance(pids, int) else pids) if _alive(p)]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.2)
-    for pid in pids:
-        if _alive(pid):
-            log.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, timeout_s)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return bool(pids)
-
-
-def __getattr__(name: str) -> Any:
-    # The long-lived broker lives in kstream.daemon (it builds on this module); old callers still find it here.
-    if name in {"BrokerState", "start_daemon", "stop_daemon", "daemon_status", "running_bootstrap"}:
-        from kstream import daemon
-
-        return getattr(daemon, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

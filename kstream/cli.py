@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kstream import __version__, app, artifacts, broker, datasets, metrics, training, zoo
+from kstream import __version__, app, artifacts, daemon, datasets, metrics, provision, training, zoo
 from kstream.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.scoring import format_scores
@@ -92,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Provision, start, stop or inspect a single-node Kafka broker on this machine.\n"
                        "Kafka's jars are fetched once with Maven into the cache (KSTREAM_HOME); Java 17+ runs it.")
     bsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    b = bsub.add_parser("start", help="start the broker in the background (no-op if it runs)")
-    b.add_argument("--port", type=int, default=0, help="client port (default: a free port)")
+    b = bsub.add_parser("start", help="start the broker in the background (no-op if it runs)",
+                        description="Start the long-lived local broker. A restart reuses the ports, node count and\n"
+                        "security of its data folder, so running clients reconnect.", formatter_class=fmt)
+    b.add_argument("--port", type=int, default=0, help="client port of node 1 (default: the previous one, else free)")
+    b.add_argument("--nodes", type=int, help="KRaft nodes (3: replication factor 3, min.insync.replicas 2; default 1)")
+    b.add_argument("--sasl", action="store_true", default=None,
+                   help="SASL_PLAINTEXT with SCRAM-SHA-512; the generated login is written owner-only to the data folder")
     bsub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL)")
     bsub.add_parser("status", help="print bootstrap address, pid and log file; exit 1 if not running")
     bsub.add_parser("provision", help="only fetch Kafka's jars into the cache")
@@ -212,21 +217,26 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 def _broker(args: argparse.Namespace) -> int:
     if args.action == "provision":
-        print(broker.provision())
+        print(provision.provision())
         return 0
     if args.action == "start":
-        state = broker.start_daemon(port=args.port)
-        print(f"Kafka {state.version} running at {state.bootstrap} (pid {state.pid}); log: {state.log}")
+        state = daemon.start_daemon(port=args.port, nodes=args.nodes, sasl=args.sasl)
+        shape = f"{state.nodes} nodes" if state.nodes > 1 else "1 node"
+        print(f"Kafka {state.version} running at {state.bootstrap} ({shape}, pid {state.pid}); log: {state.log}")
+        if state.sasl:
+            print(f"SASL_PLAINTEXT with SCRAM-SHA-512: login (user and password) in {state.credentials}; "
+                  "kstream commands here use it by themselves")
         return 0
     if args.action == "stop":
-        state = broker.stop_daemon()
+        state = daemon.stop_daemon()
         print(f"stopped Kafka at {state.bootstrap} (pid {state.pid})" if state else "no local broker was running")
         return 0
-    state = broker.daemon_status()
+    state = daemon.daemon_status()
     if state is None:
         print("no local broker running; start one with `kstream broker start`")
         return 1
-    print(f"Kafka {state.version} running at {state.bootstrap} (pid {state.pid}) since {state.started}; log: {state.log}")
+    print(f"Kafka {state.version} running at {state.bootstrap} ({state.nodes} node(s), pid {state.pid}"
+          f"{', SASL' if state.sasl else ''}) since {state.started}; log: {state.log}")
     return 0
 
 
@@ -289,16 +299,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
         return 0
     if args.command == "generate":
-        with app.kafka_cluster(settings, start_local=False) as bootstrap:
-            stats = app.send(settings, bootstrap, args.split, args.data, args.rate, args.limit, args.loop, progress)
-        print(f"sent {stats.records} records to {settings.topic} at {bootstrap} ({stats.rate:.0f} rec/s)")
+        with app.kafka_cluster(settings, start_local=False) as settings:
+            stats = app.send(settings, args.split, args.data, args.rate, args.limit, args.loop, progress)
+        print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
         return 0
     if args.command == "detect":
         # fail fast, before touching Kafka: the model, checked against the data when given
         ds = app.load_data(settings, args.data) if args.data else None
         model = app.model_for(settings.model_ref(ds), ds)
-        with app.kafka_cluster(settings, start_local=False) as bootstrap:
-            stats = app.detect(settings, bootstrap, model, args.max_records, args.idle_timeout, progress)
+        with app.kafka_cluster(settings, start_local=False) as settings:
+            stats = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
         reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
         if ds is not None:

@@ -22,7 +22,10 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kstream.broker import KAFKA_VERSION, Credentials, LocalBroker, _alive, terminate
+from kstream.broker import LocalBroker
+from kstream.processes import alive, terminate
+from kstream.provision import KAFKA_VERSION
+from kstream.scram import Credentials
 from kstream.config import cache_dir
 from kstream.errors import BrokerError
 
@@ -95,7 +98,7 @@ def is_our_broker(pid: int, config: str | None = None, start_ticks: int | None =
     >>> is_our_broker(os.getpid())  # this Python is no Kafka server
     False
     """
-    if not _alive(pid):
+    if not alive(pid):
         return False
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -114,7 +117,7 @@ def _ours(state: BrokerState) -> list[int]:
 
 
 def _drop_stale(state: BrokerState, ours: list[int], home: Path | None) -> None:
-    strangers = [p for p in state.pids if p not in ours and _alive(p)]
+    strangers = [p for p in state.pids if p not in ours and alive(p)]
     if strangers:
         log.warning(
             "pid %s in %s is no longer the kstream broker (another program has it now); "

@@ -86,8 +86,8 @@ def _run_name(params: Mapping[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _cluster(bootstrap: str) -> Iterator[str]:
-    with kafka_cluster(Settings.resolve({"bootstrap": bootstrap or None})) as address:
-        yield address
+    with kafka_cluster(Settings.resolve({"bootstrap": bootstrap or None})) as settings:
+        yield settings.bootstrap
 
 
 def run_sweep(

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from kstream import broker
+from kstream import broker, processes
 from kstream.clients import check_reachable
 from kstream.errors import BrokerError
 
@@ -18,7 +18,7 @@ def test_context_manager_starts_a_reachable_broker_and_cleans_up():
         data_dir, pid = local.data_dir, local.process.pid
         assert check_reachable(local.bootstrap)["brokers"][0]["port"] == local.port
         assert local.log_path.exists() and "Kafka Server started" in local.log_path.read_text()
-    assert not broker._alive(pid)
+    assert not processes.alive(pid)
     assert not data_dir.exists()
     with pytest.raises(BrokerError, match="cannot reach Kafka"):
         check_reachable(local.bootstrap, timeout_ms=1000)

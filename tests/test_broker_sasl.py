@@ -9,7 +9,8 @@ import kafka
 import kafka.errors
 import pytest
 
-from kstream.broker import QUICK_START_JVM, Credentials, LocalBroker
+from kstream.broker import QUICK_START_JVM, LocalBroker
+from kstream.scram import Credentials
 from kstream.clients import Producer, ensure_topics
 
 pytestmark = pytest.mark.kafka

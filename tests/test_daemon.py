@@ -13,7 +13,7 @@ import time
 import kafka
 import pytest
 
-from kstream import daemon
+from kstream import daemon, processes
 from kstream.clients import Producer, ensure_topics
 from kstream.errors import BrokerError
 
@@ -108,7 +108,7 @@ def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path):
 
 def wait_until_dead(pids: list[int], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    while any(daemon._alive(p) for p in pids):
+    while any(processes.alive(p) for p in pids):
         if time.monotonic() > deadline:
             pytest.fail(f"pids {pids} still alive")
         time.sleep(0.2)

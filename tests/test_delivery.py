@@ -41,9 +41,9 @@ def store_frame(settings):
 
 
 def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, model, test_split, read_topic):
-    sent = app.send(settings, settings.bootstrap, progress=False)
+    sent = app.send(settings, progress=False)
     assert sent.records == len(test_split)
-    stats = app.detect(settings, settings.bootstrap, model, max_records=len(test_split), idle_timeout_s=60,
+    stats = app.detect(settings, model, max_records=len(test_split), idle_timeout_s=60,
                        progress=False, handle_signals=False)
     assert stats.records == len(test_split) and stats.dead_lettered == 0
     frame = store_frame(settings)
@@ -59,7 +59,7 @@ def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, test_split, tmp_path, detect_command,
                                                                       wait_for_stored):
-    app.send(settings, settings.bootstrap, progress=False)
+    app.send(settings, progress=False)
     env, cmd = detect_command(settings)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stored = wait_for_stored(settings, 500, first)
@@ -87,7 +87,7 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, tes
         put("text", json.dumps({**dict(zip(names, good[0].tolist())), names[5]: "n/a"}).encode())
         for i, row in enumerate(good[10:]):
             put(f"good-{10 + i}", json.dumps(dict(zip(names, row.tolist()))).encode())
-    stats = app.detect(settings, settings.bootstrap, model, max_records=23, idle_timeout_s=30, progress=False,
+    stats = app.detect(settings, model, max_records=23, idle_timeout_s=30, progress=False,
                        handle_signals=False)
     assert stats.records == 23 and stats.predicted == 21 and stats.dead_lettered == 2 and stats.imputed == 1
     assert stats.dlq_reasons == {"value is not valid JSON": 1, f"non-numeric value for feature {names[5]!r}": 1}
@@ -126,7 +126,7 @@ def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_
 
 
 def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(settings, test_split, detect_command, wait_for_stored):
-    app.send(settings, settings.bootstrap, progress=False)
+    app.send(settings, progress=False)
     env, cmd = detect_command(settings)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_stored(settings, 300, proc)
@@ -152,9 +152,9 @@ def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings
     settings = settings.replace(models_dir=tmp_path / "models")
     model = app.train(settings, data=csv)  # a model of this file's own (2017) columns
     _, offline = app.evaluate(settings, data=csv, split="all")
-    sent = app.send(settings, settings.bootstrap, split="all", data=csv, progress=False)
+    sent = app.send(settings, split="all", data=csv, progress=False)
     assert sent.records == len(offline) == len(rows)
-    app.detect(settings, settings.bootstrap, model, max_records=sent.records, idle_timeout_s=60, progress=False,
+    app.detect(settings, model, max_records=sent.records, idle_timeout_s=60, progress=False,
                handle_signals=False)
     streamed = store_frame(settings).set_index("record_id")
     offline = offline.set_index("record_id")
