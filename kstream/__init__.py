@@ -29,8 +29,8 @@ Modules, one concept each, from the bottom up (a module imports only those above
 - :mod:`kstream.cli`: the ``kstream`` command
 """
 
-from kstream.errors import BrokerError, ConfigError, DataError, KstreamError, ModelError
+from kstream.errors import BrokerError, ConfigError, DataError, KstreamError, ModelError, StoreError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "KstreamError", "ConfigError", "BrokerError", "DataError", "ModelError"]
+__all__ = ["__version__", "KstreamError", "ConfigError", "BrokerError", "DataError", "ModelError", "StoreError"]

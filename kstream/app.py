@@ -33,7 +33,7 @@ from kstream.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
 from kstream.config import RUNS_DIR
 from kstream.datasets import Dataset
-from kstream.detector import Detector, DetectorStats
+from kstream.detector import Detector, DetectorStats, crash_point_from_env
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
 from kstream.pool import DetectorPool
@@ -156,7 +156,8 @@ def build_detector(settings: Settings, model: TrainedModel, store: SQLiteStore) 
     consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
     producer = Producer(settings.bootstrap, settings.kafka_options)
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
-                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms)
+                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
+                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env())
 
 
 def detect(
@@ -169,7 +170,7 @@ def detect(
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
     ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with open_store(settings.store, settings.store_url, settings.store_table) as store:
+    with open_store(settings.store, settings.store_url, settings.store_table, settings.outage_timeout_s) as store:
         detector = build_detector(settings, model, store)
         with detector.consumer.connect(), detector.producer.connect():
             with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
@@ -252,7 +253,7 @@ def run(
     # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
     expected = min(limit, len(rows)) if limit is not None else len(rows)
-    with kafka_cluster(settings) as settings, open_store(settings.store, settings.store_url, settings.store_table) as store:
+    with kafka_cluster(settings) as settings, open_store(settings.store, settings.store_url, settings.store_table, settings.outage_timeout_s) as store:
         ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with DetectorPool(lambda: build_detector(settings, model, store), detectors) as pool:
             pool.wait_ready(ready_timeout_s)

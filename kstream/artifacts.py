@@ -33,6 +33,7 @@ from kstream import datasets, zoo
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
 from kstream.errors import ModelError
+from kstream.trust import Trust
 
 __all__ = ["ModelRef", "ModelCard", "TrainedModel", "save", "load", "load_dir", "list_cards", "mismatches",
            "sha256_file"]
@@ -137,6 +138,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     sha256: str = ""
+    signature: str = ""  # HMAC of the card with KSTREAM_MODEL_KEY, when one was set at training
 
     @property
     def model_id(self) -> str:
@@ -188,8 +190,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save(pipeline: Pipeline, card: ModelCard, directory: Path) -> ModelCard:
-    """Write ``model.joblib`` and then ``model.json`` carrying the joblib file's sha256."""
+def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | None = None) -> ModelCard:
+    """Write ``model.joblib`` and then ``model.json`` carrying the joblib file's sha256 (and the card's
+    signature when the trust policy has a key)."""
     directory.mkdir(parents=True, exist_ok=True)
     artifact = directory / "model.joblib"
     tmp = directory / "model.joblib.tmp"
@@ -197,19 +200,22 @@ def save(pipeline: Pipeline, card: ModelCard, directory: Path) -> ModelCard:
     tmp.replace(artifact)
     card.sha256 = sha256_file(artifact)
     card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    card.signature = ""
+    card.signature = (trust or Trust.from_env()).sign(asdict(card))
     (directory / "model.json").write_text(card.to_json())
     return card
 
 
-def load(ref: ModelRef) -> TrainedModel:
-    """The model ``ref`` names, after checking its sha256 against its card."""
+def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
+    """The model ``ref`` names, after checking its sha256 against its card (and the trust policy)."""
     if not ref.trained:
         raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; train it first with `{ref.train_command()}`")
-    return load_dir(ref.directory)
+    return load_dir(ref.directory, trust)
 
 
-def load_dir(directory: Path) -> TrainedModel:
-    """Load ``model.joblib`` from ``directory`` if and only if its hash matches ``model.json``."""
+def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
+    """Load ``model.joblib`` from ``directory`` if and only if its hash matches ``model.json`` and the
+    card passes the trust policy (default: ``Trust.from_env()``; see :mod:`kstream.trust`)."""
     artifact, card_path = directory / "model.joblib", directory / "model.json"
     if not artifact.exists() or not card_path.exists():
         raise ModelError(f"no trained model at {directory} (model.joblib and model.json); train it first")
@@ -218,6 +224,7 @@ def load_dir(directory: Path) -> TrainedModel:
         raise ModelError(
             f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
         )
+    (trust or Trust.from_env()).verify(asdict(card), str(directory))
     return TrainedModel(joblib.load(artifact), card, directory)
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kstream import __version__, app, artifacts, daemon, datasets, metrics, provision, training, zoo
+from kstream import __version__, app, artifacts, daemon, datasets, logs, metrics, provision, training, zoo
 from kstream.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.scoring import format_scores
@@ -30,7 +30,8 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
   KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
-  KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_KAFKA_<OPTION> (any kafka-python client option),
+  KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
+  KSTREAM_KAFKA_<OPTION> (any kafka-python client option but those the delivery guarantee rests on),
   KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
   KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
 
@@ -168,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--store-url", help="results store, sqlite:///path (default runs/predictions.sqlite)")
     g.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     g.add_argument("--max-records", type=int, help="stop after this many records")
-    g.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a record")
+    g.add_argument("--idle-timeout", type=float,
+                   help="stop after this many seconds with every record read (a broker outage is not idleness)")
+    g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
+                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
     g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
 
     # sweep
@@ -200,19 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible")
     p.add_argument("--limit", type=int, help="send only this many test records")
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
+    p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
+                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
     p.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
     p.add_argument("--detectors", type=int, default=1,
                    help="detector threads in one consumer group (needs --partitions >= this; default 1)")
     p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
-
-
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    # kafka-python logs every failed connection attempt; our errors say it once, clearly.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -330,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kstream`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    logs.configure(args.verbose, args.quiet)
     try:
         return _dispatch(args)
     except KstreamError as err:

@@ -1,41 +1,85 @@
 """A thin layer over the Kafka client library (kafka-python today).
 
-The producer, the detector and the tests talk to Kafka only through the
-names here: :class:`Message`, :class:`Producer`, :class:`Consumer`,
-:func:`ensure_topics` and :func:`check_reachable`. Another client library
-(confluent-kafka, say) could be added behind the same names without touching
-the detector loop. Clients are context managers, make no network call in
-``__init__``, and flush/close on exit. Client errors are re-raised as
-:class:`~kstream.errors.BrokerError` or :class:`~kstream.errors.ConfigError`
-with a message that says what to do.
+The generator, the detector and the tests talk to Kafka only through the names here:
+:class:`Message`, :class:`Producer`, :class:`Consumer`, :func:`ensure_topics`,
+:func:`check_reachable` and the option helpers. Clients are context managers, make no network
+call in ``__init__``, and close on exit. Client errors are re-raised as
+:class:`~kstream.errors.BrokerError` or :class:`~kstream.errors.ConfigError` with a message that
+says what to do.
+
+Delivery is checked, never assumed: :meth:`Producer.flush` waits for the acknowledgement of every
+record sent since the last flush, sends the failed ones again with backoff, and raises if they
+still fail when its deadline passes; :meth:`Consumer.commit` commits explicit offsets and tells a
+lost group membership (the batch will be redelivered) from an unreachable cluster (retried).
+
+Options the delivery guarantee rests on (:data:`PROTECTED`) cannot be passed through; option
+values written as text take the type the client expects (:func:`coerce_option`), so a numeric
+password stays a string.
 
 >>> Producer("127.0.0.1:9", {})  # no connection is made until first use
 Producer(bootstrap='127.0.0.1:9')
+>>> coerce_options({"linger_ms": "5", "sasl_plain_password": "123456", "check_crcs": "false"})
+{'linger_ms': 5, 'sasl_plain_password': '123456', 'check_crcs': False}
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import kafka
 import kafka.errors
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.errors import BrokerError, ConfigError
 
-__all__ = ["Message", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options"]
+__all__ = ["Message", "Record", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options",
+           "coerce_option", "coerce_options", "topic_max_message_bytes", "PROTECTED"]
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_TIMEOUT_MS = 10_000
+MAX_BACKOFF_S = 5.0
+
+#: Options kstream sets itself because the delivery guarantee rests on them, and why.
+PROTECTED = {
+    "bootstrap_servers": "pass the cluster as --bootstrap or KSTREAM_BOOTSTRAP",
+    "group_id": "pass the consumer group as --group or KSTREAM_GROUP",
+    "enable_auto_commit": "the detector commits offsets itself, only after its outputs are stored and acknowledged",
+    "auto_offset_reset": "a new detector group reads its topic from the start, so no record is skipped",
+    "isolation_level": "the detector reads every record the generator wrote",
+    "acks": "every publish waits for all in-sync replicas (acks=all) before any offset is committed",
+    "key_serializer": "kstream encodes records itself",
+    "value_serializer": "kstream encodes records itself",
+    "key_deserializer": "kstream decodes records itself",
+    "value_deserializer": "kstream decodes records itself",
+}
+_NUMERIC_NONE_DEFAULTS = {"receive_buffer_bytes": int, "send_buffer_bytes": int}
+_TEXT_TYPES = (str, type(None))
+
+
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for client in (kafka.KafkaProducer, kafka.KafkaConsumer, kafka.KafkaAdminClient):
+        for name, value in client.DEFAULT_CONFIG.items():
+            out.setdefault(name, value)
+    return out
+
+
+_DEFAULTS = _defaults()
 
 
 @dataclass(frozen=True)
 class Message:
-    """One consumed record, independent of the client library."""
+    """One consumed record, independent of the client library.
+
+    ``topic_id`` is the topic's id in the cluster's metadata (empty when the cluster does not say):
+    a topic deleted and created again under the same name gets a new one.
+    """
 
     topic: str
     partition: int
@@ -43,38 +87,94 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    topic_id: str = ""
 
 
-def _unreachable(bootstrap: str, err: Exception) -> BrokerError:
-    return BrokerError(
-        f"cannot reach Kafka at {bootstrap} ({type(err).__name__}); start one with `kstream broker start` "
-        "or pass --bootstrap / KSTREAM_BOOTSTRAP with a reachable cluster"
-    )
+@dataclass(frozen=True)
+class Record:
+    """One record to publish."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-    """Refuse client options that no Kafka client (producer, consumer, admin) knows.
+    """Refuse client options no Kafka client knows, and those kstream must set itself.
 
     >>> check_options({"linger_ms": 5, "fetch_max_wait_ms": 100})
     >>> check_options({"lingr_ms": 5})
     Traceback (most recent call last):
     ...
     kstream.errors.ConfigError: bad Kafka client option: 'lingr_ms' is not a kafka-python client option (e.g. linger_ms, security_protocol, sasl_mechanism)
+    >>> check_options({"enable_auto_commit": True})
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: Kafka option 'enable_auto_commit' cannot be set: the detector commits offsets itself, only after its outputs are stored and acknowledged
     """
-    known = set(kafka.KafkaProducer.DEFAULT_CONFIG) | set(kafka.KafkaConsumer.DEFAULT_CONFIG)
-    known |= set(kafka.KafkaAdminClient.DEFAULT_CONFIG)
     for key in options:
-        if key not in known:
+        if key in PROTECTED:
+            raise ConfigError(f"Kafka option {key!r} cannot be set: {PROTECTED[key]}")
+        if key not in _DEFAULTS:
             raise ConfigError(
                 f"bad Kafka client option: {key!r} is not a kafka-python client option "
                 "(e.g. linger_ms, security_protocol, sasl_mechanism)"
             )
 
 
-def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    opts = {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
-    opts.update(options)
-    return opts
+def coerce_option(name: str, text: str) -> Any:
+    """An option value written as text, in the type the client expects (from its default value).
+
+    Whole numbers, decimals and true/false for numeric and boolean options; text as written for
+    the rest (a password of digits stays a string).
+
+    >>> coerce_option("request_timeout_ms", "40000"), coerce_option("security_protocol", "SASL_SSL")
+    (40000, 'SASL_SSL')
+    >>> coerce_option("linger_ms", "soon")
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: Kafka option 'linger_ms' takes a whole number, not 'soon'
+    """
+    check_options({name: None})
+    default = _DEFAULTS[name]
+    text = str(text).strip()
+    want = _NUMERIC_NONE_DEFAULTS.get(name) or type(default)
+    if want is bool:
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"Kafka option {name!r} takes true or false, not {text!r}")
+        return text.lower() == "true"
+    if want is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"Kafka option {name!r} takes a whole number, not {text!r}") from None
+    if want is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"Kafka option {name!r} takes a number, not {text!r}") from None
+    if isinstance(default, _TEXT_TYPES):
+        return text
+    raise ConfigError(f"Kafka option {name!r} takes a Python object; set it through the Python API, not as text")
+
+
+def coerce_options(options: Mapping[str, str]) -> dict[str, Any]:
+    """:func:`coerce_option` over a mapping of option name -> text."""
+    return {name: coerce_option(name, value) for name, value in options.items()}
+
+
+def _unreachable(bootstrap: str, err: Exception) -> BrokerError:
+    return BrokerError(
+        f"cannot reach Kafka at {bootstrap} ({type(err).__name__}); start one with `kstream broker start` "
+        "or pass --bootstrap / KSTREAM_BOOTSTRAP with a reachable cluster (with SASL: check the login)"
+    )
+
+
+def _retriable(err: BaseException | None) -> bool:
+    return err is None or bool(getattr(err, "retriable", False)) or isinstance(
+        err, (kafka.errors.KafkaConnectionError, kafka.errors.KafkaTimeoutError)
+    )
 
 
 class _Client:
@@ -98,7 +198,7 @@ class _Client:
         check_options(self.options)
         # each client takes the options it knows: linger_ms reaches the producer, fetch_* the consumer
         known = factory.DEFAULT_CONFIG
-        options = {k: v for k, v in _client_options(self.options).items() if k in known}
+        options = {k: v for k, v in {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **self.options}.items() if k in known}
         config = {**defaults, **options, "bootstrap_servers": self.bootstrap}
         try:
             return factory(*args, **config)
@@ -112,7 +212,14 @@ class _Client:
 
 
 class Producer(_Client):
-    """Sends records; waits for every send on :meth:`flush` and on exit."""
+    """Sends records; :meth:`flush` returns only when every record sent so far is acknowledged."""
+
+    #: Keep at most this many settled sends between flushes before dropping the acknowledged ones.
+    _PRUNE_EVERY = 8192
+
+    def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(bootstrap, options)
+        self._pending: list[tuple[Record, Any]] = []
 
     def _producer(self) -> kafka.KafkaProducer:
         if self._client is None:
@@ -120,21 +227,79 @@ class Producer(_Client):
             self._client = self._make(kafka.KafkaProducer, acks="all", linger_ms=20, batch_size=262_144)
         return self._client
 
+    @property
+    def max_request_size(self) -> int:
+        """The largest record (with its headers) this producer may send."""
+        return int(self.options.get("max_request_size", kafka.KafkaProducer.DEFAULT_CONFIG["max_request_size"]))
+
     def connect(self) -> Producer:
         """Connect now (fail fast with a clear error if the cluster is unreachable)."""
         self._producer()
         return self
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Mapping[str, bytes] | None = None):
-        """Queue one record; returns a future the client library resolves on acknowledgement."""
-        return self._producer().send(topic, value=value, key=key, headers=list((headers or {}).items()))
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None = None) -> None:
+        """Queue one record; its acknowledgement is checked by the next :meth:`flush`."""
+        items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
+        self._send(Record(topic, value, key, items))
 
-    def flush(self, timeout_s: float | None = 60) -> None:
-        if self._client is not None:
+    def _send(self, record: Record) -> None:
+        try:
+            future = self._producer().send(record.topic, value=record.value, key=record.key,
+                                           headers=list(record.headers))
+        except kafka.errors.MessageSizeTooLargeError as err:
+            raise BrokerError(f"a record for {record.topic} is larger than the producer's max_request_size "
+                              f"({self.max_request_size} bytes): {err}") from err
+        except kafka.errors.KafkaTimeoutError as err:  # no metadata for the topic yet: retried by flush
+            future = _Failed(err)
+        self._pending.append((record, future))
+        if len(self._pending) >= self._PRUNE_EVERY:
+            self._pending = [(r, f) for r, f in self._pending if not (f.is_done and f.exception is None)]
+
+    def publish(self, records: Iterable[Record], deadline_s: float = 300) -> None:
+        """Send ``records`` and wait until every one is acknowledged (see :meth:`flush`)."""
+        for record in records:
+            self._send(record)
+        self.flush(deadline_s)
+
+    def flush(self, deadline_s: float = 300) -> None:
+        """Wait for every record sent since the last flush; send failed ones again, with backoff.
+
+        Raises BrokerError when a record fails for a reason no retry can mend (too large, not
+        authorized, no such topic) or when some are still unacknowledged after ``deadline_s``.
+        """
+        if self._client is None or not self._pending:
+            self._pending = []
+            return
+        deadline, backoff = time.monotonic() + deadline_s, 0.2
+        while True:
             try:
-                self._client.flush(timeout=timeout_s)
-            except kafka.errors.KafkaTimeoutError as err:
-                raise BrokerError(f"Kafka at {self.bootstrap} did not acknowledge sends within {timeout_s}s") from err
+                self._client.flush(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+            except kafka.errors.KafkaTimeoutError:
+                pass  # the futures tell which records are still unacknowledged
+            failed = [(r, f) for r, f in self._pending if not f.is_done or f.exception is not None]
+            if not failed:
+                self._pending = []
+                return
+            first = next((f.exception for _, f in failed if f.is_done and f.exception is not None), None)
+            if not _retriable(first):
+                self._pending = []
+                raise BrokerError(f"Kafka at {self.bootstrap} refused {len(failed)} record(s) for "
+                                  f"{failed[0][0].topic}: {type(first).__name__}: {first}; nothing was committed")
+            if time.monotonic() >= deadline:
+                self._pending = []
+                reason = f"{type(first).__name__}: {first}" if first else "no acknowledgement"
+                raise BrokerError(f"{len(failed)} record(s) for {failed[0][0].topic} were not acknowledged by Kafka at "
+                                  f"{self.bootstrap} within {deadline_s:.0f}s ({reason}); nothing was committed, "
+                                  "restart when Kafka is back")
+            log.warning("%d record(s) not acknowledged yet (%s); sending them again in %.1fs", len(failed),
+                        type(first).__name__ if first else "timeout", backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            self._pending = [(r, f) for r, f in failed if not f.is_done]  # in flight: keep waiting on them
+            for record, future in failed:
+                if future.is_done:
+                    self._send(record)
 
     def close(self) -> None:
         if self._client is not None:
@@ -145,8 +310,15 @@ class Producer(_Client):
                 self._client = None
 
 
+class _Failed:
+    """A send that failed before the client queued it (same interface as kafka-python's futures)."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.is_done, self.exception = True, err
+
+
 class Consumer(_Client):
-    """Reads batches from topics in a consumer group; offsets are committed only on :meth:`commit`."""
+    """Reads batches from topics in a consumer group; offsets are committed only by :meth:`commit`."""
 
     def __init__(
         self,
@@ -177,26 +349,65 @@ class Consumer(_Client):
         self._consumer()
         return self
 
+    def topic_id(self, topic: str) -> str:
+        """The topic's id in the cluster metadata, as text (empty if unknown)."""
+        found = self._consumer()._client.cluster.topic_id(topic)
+        return str(found) if found else ""
+
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
         batches = self._consumer().poll(timeout_ms=timeout_ms, max_records=max_records)
-        return [
-            Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()))
-            for records in batches.values()
-            for r in records
-        ]
+        out: list[Message] = []
+        for tp, records in batches.items():
+            topic_id = self.topic_id(tp.topic)
+            out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()), topic_id)
+                       for r in records)
+        return out
 
     def assigned(self) -> bool:
         """True once the group has given this consumer at least one partition."""
         return bool(self._consumer().assignment())
 
-    def commit(self) -> None:
-        """Commit the position after every message returned by :meth:`poll` so far."""
+    def caught_up(self, timeout_ms: int = 3000) -> bool | None:
+        """True when this consumer has read every record of its partitions, False when some are left,
+        None when it cannot tell (no partition yet, or the cluster does not answer)."""
+        consumer = self._consumer()
+        assigned = consumer.assignment()
+        if not assigned:
+            return None
         try:
-            self._consumer().commit()
-        except kafka.errors.CommitFailedError as err:
-            # The group rebalanced; the batch will be redelivered and upserted again.
-            log.warning("offset commit failed after a rebalance; records will be redelivered: %s", err)
+            ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
+            return all(consumer.position(tp, timeout_ms=timeout_ms) >= end for tp, end in ends.items())
+        except (kafka.errors.KafkaError, AssertionError, KeyError):
+            return None
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float = 300) -> bool:
+        """Commit ``{(topic, partition): next offset}``; False if the group took the partitions away.
+
+        A lost membership (a rebalance) is not an error: the uncommitted records go to the detector
+        that owns them now, whose store writes are idempotent. An unreachable cluster is retried
+        with backoff until ``deadline_s``, then BrokerError.
+        """
+        if not offsets:
+            return True
+        commits = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+        deadline, backoff = time.monotonic() + deadline_s, 0.2
+        while True:
+            try:
+                self._consumer().commit(commits, timeout_ms=int(min(30.0, max(1.0, deadline - time.monotonic())) * 1000))
+                return True
+            except (kafka.errors.CommitFailedError, kafka.errors.RebalanceInProgressError,
+                    kafka.errors.IllegalGenerationError, kafka.errors.UnknownMemberIdError) as err:
+                log.warning("offset commit refused after a rebalance (%s); the batch goes to the partition's new "
+                            "owner, whose store writes are idempotent", type(err).__name__)
+                return False
+            except kafka.errors.KafkaError as err:
+                if not _retriable(err) or time.monotonic() >= deadline:
+                    raise BrokerError(f"cannot commit offsets to Kafka at {self.bootstrap} ({type(err).__name__}: "
+                                      f"{err}); the batch is stored and will be read again after a restart") from err
+                log.warning("offset commit failed (%s); retrying in %.1fs", type(err).__name__, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def close(self) -> None:
         if self._client is not None:
@@ -222,6 +433,21 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[st
             except kafka.errors.TopicAlreadyExistsError:
                 pass
             log.info("created topics %s", ", ".join(t.name for t in wanted))
+    finally:
+        admin.close()
+
+
+def topic_max_message_bytes(bootstrap: str, topic: str, options: Mapping[str, Any] | None = None) -> int | None:
+    """The largest record batch ``topic`` accepts (its ``max.message.bytes``), or None if it cannot be read."""
+    admin = _admin(bootstrap, options or {})
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        entry = found.get("topic", {}).get(topic, {}).get("max.message.bytes", {})
+        value = entry.get("value", entry.get("config_value"))
+        return int(value) if value is not None else None
+    except (kafka.errors.KafkaError, ValueError, TypeError, AttributeError) as err:
+        log.info("cannot read max.message.bytes of %s (%s); assuming the default", topic, err)
+        return None
     finally:
         admin.close()
 

@@ -2,18 +2,29 @@
 
 One loop iteration handles one poll: decode every value into one feature
 matrix in the model card's order, make one model call for the whole batch,
-write the predictions to the results store and the predictions topic, send the
-records it could not decode or score to the dead-letter topic with the reason
-in a header, and only then commit the offsets. A crash at any point therefore
-loses nothing: uncommitted records are consumed again after a restart and the
-store's upsert on (topic, partition, offset) keeps one row per record.
+write the predictions to the results store, publish them and the dead letters
+(records it could not read, decode or score, with the reason in a header),
+wait until Kafka acknowledged every one, and only then commit the batch's
+offsets. A crash at any point therefore loses nothing: uncommitted records are
+consumed again after a restart and the store's upsert on the source identity
+keeps one row per record; the predictions and dead-letter topics may then hold
+duplicates of that one batch (deduplicate on the source identity).
 
-SIGINT and SIGTERM finish the batch in hand, commit and close.
+A store it cannot write, or publishes Kafka does not acknowledge, are retried
+with backoff until ``outage_timeout_s``; then the detector stops with one line
+and commits nothing. A commit refused after a rebalance is not an error: the
+batch goes to the partition's new owner. SIGINT and SIGTERM finish the batch in
+hand, commit and close.
+
+For fault-injection tests, ``KSTREAM_CRASH_AT=<point>:<batch>`` (points
+``after-store``, ``after-publish``, ``after-commit``) makes the detector kill
+itself with SIGKILL at that step of that batch (1 = the first).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -23,12 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from kstream.clients import Consumer, Message, Producer
+from kstream.clients import Consumer, Message, Producer, Record
+from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction
 from kstream.sinks import SQLiteStore
 
-__all__ = ["Detector", "DetectorStats", "BatchResult"]
+__all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "crash_point_from_env"]
+
+CRASH_POINTS = ("after-store", "after-publish", "after-commit")
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +87,8 @@ class Detector:
         batch_size: int = 500,
         poll_timeout_ms: int = 500,
         clock_ns: Callable[[], int] = time.time_ns,
+        outage_timeout_s: float = 300,
+        crash_at: tuple[str, int] | None = None,
     ) -> None:
         self.model = model
         self.consumer = consumer
@@ -83,6 +99,8 @@ class Detector:
         self.batch_size = batch_size
         self.poll_timeout_ms = poll_timeout_ms
         self.clock_ns = clock_ns
+        self.outage_timeout_s = outage_timeout_s
+        self.crash_at = crash_at
         self.stats = DetectorStats()
         self._stop = threading.Event()
 
@@ -122,6 +140,7 @@ class Detector:
                         "send_ns": _send_ns(msg),
                         "predicted_ns": now,
                         "topic": msg.topic,
+                        "topic_id": msg.topic_id,
                         "partition": msg.partition,
                         "offset": msg.offset,
                     }
@@ -147,16 +166,19 @@ class Detector:
         return labels, scores, good
 
     def write(self, result: BatchResult) -> None:
-        """Store, publish and dead-letter one batch's results; durable when this returns."""
+        """Store, publish and dead-letter one batch's results; durable and acknowledged when this returns."""
         self.store.write(result.predictions)
-        for row in result.predictions:
-            self.producer.send(self.predictions_topic, encode_prediction(row), key=row["record_id"].encode())
+        self._crash_point("after-store")
+        records = [Record(self.predictions_topic, encode_prediction(row), row["record_id"].encode())
+                   for row in result.predictions]
         for msg, reason in result.dead:
             headers = dict(msg.headers)
             headers[REASON_HEADER] = reason.encode()
             headers["kstream-source"] = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
-            self.producer.send(self.dlq_topic, msg.value if msg.value is not None else b"", key=msg.key, headers=headers)
-        self.producer.flush()
+            records.append(Record(self.dlq_topic, msg.value if msg.value is not None else b"", msg.key,
+                                  tuple(headers.items())))
+        self.producer.publish(records, self.outage_timeout_s)
+        self._crash_point("after-publish")
 
     def step(self) -> int:
         """Poll once and handle what came; returns the number of messages handled."""
@@ -165,9 +187,19 @@ class Detector:
             return 0
         result = self.process(messages)
         self.write(result)
-        self.consumer.commit()
+        offsets: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic, m.partition)
+            offsets[key] = max(offsets.get(key, 0), m.offset + 1)
+        self.consumer.commit(offsets, self.outage_timeout_s)
+        self._crash_point("after-commit")
         self._count(messages, result)
         return len(messages)
+
+    def _crash_point(self, point: str) -> None:
+        if self.crash_at is not None and self.crash_at == (point, self.stats.batches + 1):
+            log.warning("crashing at %s of batch %d, as KSTREAM_CRASH_AT asks", point, self.stats.batches + 1)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _count(self, messages: list[Message], result: BatchResult) -> None:
         s = self.stats
@@ -189,29 +221,33 @@ class Detector:
         on_batch: Callable[[int], None] | None = None,
         handle_signals: bool = False,
     ) -> DetectorStats:
-        """Loop until stopped, ``max_records`` handled, or no message for ``idle_timeout_s``.
+        """Loop until stopped, ``max_records`` handled, or no new record for ``idle_timeout_s``.
 
-        Idle time counts only while the group has assigned partitions to this
-        detector, so waiting for a rebalance (after a crashed peer) is not idleness.
+        Idle time counts only while this detector has partitions, has read all they hold, and
+        the cluster answers: waiting for a rebalance or for a broker to come back is not idleness.
         """
         previous: dict[int, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         start = time.perf_counter()
-        last_message = start
+        idle_since: float | None = None
         try:
             while not self._stop.is_set():
                 handled = self.step()
                 now = time.perf_counter()
-                if handled or not self.consumer.assigned():
-                    last_message = now  # idleness counts only while partitions are assigned
-                if handled and on_batch:
-                    on_batch(handled)
+                if handled:
+                    idle_since = None
+                    if on_batch:
+                        on_batch(handled)
+                elif idle_timeout_s is not None:
+                    # idle only while caught up on assigned partitions of a cluster that answers: an
+                    # unreachable broker or a rebalance in progress is waiting, not the end of the stream
+                    idle_since = (idle_since or now) if self.consumer.caught_up() else None
+                    if idle_since is not None and now - idle_since >= idle_timeout_s:
+                        log.info("no new record for %.1fs; stopping", idle_timeout_s)
+                        break
                 if max_records is not None and self.stats.records >= max_records:
-                    break
-                if idle_timeout_s is not None and now - last_message >= idle_timeout_s:
-                    log.info("no message for %.1fs; stopping", idle_timeout_s)
                     break
         finally:
             self.stats.seconds = time.perf_counter() - start
@@ -233,3 +269,18 @@ def _send_ns(msg: Message) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def crash_point_from_env(environ: dict[str, str] | None = None) -> tuple[str, int] | None:
+    """``KSTREAM_CRASH_AT=<point>:<batch>`` as a tuple (None when unset); for fault-injection tests.
+
+    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-store:3"})
+    ('after-store', 3)
+    """
+    text = (os.environ if environ is None else environ).get("KSTREAM_CRASH_AT", "")
+    if not text:
+        return None
+    point, _, batch = text.partition(":")
+    if point not in CRASH_POINTS or not batch.isdigit() or int(batch) < 1:
+        raise ConfigError(f"KSTREAM_CRASH_AT={text!r} must be <point>:<batch> with point one of {', '.join(CRASH_POINTS)}")
+    return point, int(batch)

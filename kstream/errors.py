@@ -13,7 +13,7 @@ unknown model 'svm'; choose one of: decision-tree
 
 from __future__ import annotations
 
-__all__ = ["KstreamError", "ConfigError", "BrokerError", "DataError", "ModelError"]
+__all__ = ["KstreamError", "ConfigError", "BrokerError", "DataError", "ModelError", "StoreError"]
 
 
 class KstreamError(Exception):
@@ -25,7 +25,8 @@ class ConfigError(KstreamError):
 
 
 class BrokerError(KstreamError):
-    """Kafka cannot be provisioned, started or reached."""
+    """A local server (Kafka, the MongoDB-wire store server) cannot be provisioned, started or reached,
+    or Kafka refuses or does not acknowledge what kstream sends."""
 
 
 class DataError(KstreamError):
@@ -34,3 +35,7 @@ class DataError(KstreamError):
 
 class ModelError(KstreamError):
     """A model artifact is missing, tampered with or unusable."""
+
+
+class StoreError(KstreamError):
+    """The results store cannot be opened or written."""

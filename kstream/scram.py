@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kstream import logs
 from kstream.errors import BrokerError
 
 __all__ = ["SCRAM_MECHANISM", "Credentials", "scram_arg"]
@@ -37,6 +38,9 @@ class Credentials:
     password: str = field(repr=False)
     mechanism: str = SCRAM_MECHANISM
     security_protocol: str = "SASL_PLAINTEXT"
+
+    def __post_init__(self) -> None:
+        logs.register_secret(self.password)  # whoever logs these options, the password shows as ***
 
     def client_options(self) -> dict[str, str]:
         """kafka-python client options (producer, consumer, admin) that log in as this user."""

@@ -28,15 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kstream import datasets, zoo
+from kstream import clients, datasets, logs, sinks, zoo
 from kstream.artifacts import ModelRef
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
 from kstream.errors import ConfigError
 
-__all__ = ["STORES", "Settings", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
-
-STORES = ("sqlite",)
+__all__ = ["Settings", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
 
@@ -59,8 +57,9 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_table": ("KSTREAM_STORE_TABLE", "DB_NAME"),
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
+    "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
 }
-_INTS = ("partitions", "batch_size", "poll_timeout_ms")
+_INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,7 @@ class Settings:
     store_table: str = "predictions"
     batch_size: int = 500
     poll_timeout_ms: int = 500
+    outage_timeout_s: int = 300
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,13 +100,20 @@ class Settings:
         if self.level:
             spec.check_level(self.level)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
-        if self.store not in STORES:
-            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(STORES)}")
-        for name in ("topic", "predictions_topic", "dlq_topic", "group", "store_table"):
+        if self.store not in sinks.STORES:
+            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sinks.STORES)}")
+        for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"setting {name!r} must not be empty")
-        if not self.store_table.replace("_", "").isalnum():
-            raise ConfigError(f"results table name {self.store_table!r} may hold only letters, digits and '_'")
+        for name, what in (("predictions_topic", "predictions topic"), ("dlq_topic", "dead-letter topic")):
+            if getattr(self, name) == self.topic:
+                raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
+                                  "(the detector would read its own output)")
+        sinks.check_table_name(self.store_table)
+        clients.check_options(self.kafka_options)
+        for name, value in self.kafka_options.items():
+            if _secret(name):
+                logs.register_secret(value)
         for name in _INTS:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"setting {name!r} must be a positive whole number, not {getattr(self, name)!r}")
@@ -142,7 +149,8 @@ class Settings:
         options: dict[str, Any] = {}
         for key, value in env.items():
             if key.startswith("KSTREAM_KAFKA_") and value:
-                options[key[len("KSTREAM_KAFKA_") :].lower()] = parse_value(value)
+                name = key[len("KSTREAM_KAFKA_") :].lower()
+                options[name] = clients.coerce_option(name, value)
         options.update(cli.get("kafka_options") or {})
         values["kafka_options"] = options
         for name in (*_INTS, "seed"):
@@ -182,7 +190,11 @@ class Settings:
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with the values of secret-looking names (password, secret, token, key) masked."""
-    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in options.items()}
+    return {k: ("***" if _secret(k) else v) for k, v in options.items()}
+
+
+def _secret(name: str) -> bool:
+    return any(w in name.lower() for w in _SECRET_WORDS)
 
 
 def parse_value(text: str) -> Any:
@@ -216,13 +228,14 @@ def parse_assignments(pairs: list[str] | None, what: str, form: str) -> dict[str
 
 
 def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
-    """Parse ``option=value`` strings from the command line into client options.
+    """Parse ``option=value`` strings from the command line into client options, each in the type the
+    client expects (a password of digits stays text).
 
-    >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL"])
-    {'linger_ms': 5, 'security_protocol': 'SASL_SSL'}
+    >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL", "sasl_plain_password=007"])
+    {'linger_ms': 5, 'security_protocol': 'SASL_SSL', 'sasl_plain_password': '007'}
     """
     raw = parse_assignments(pairs, "Kafka option", "option=value (e.g. linger_ms=5)")
-    return {k.replace("-", "_").replace(".", "_"): parse_value(v) for k, v in raw.items()}
+    return clients.coerce_options({k.replace("-", "_").replace(".", "_"): v for k, v in raw.items()})
 
 
 def _to_int(name: str, value: Any) -> int:

@@ -1,26 +1,32 @@
-"""Where predictions go: the results store (SQLite) and the predictions topic.
+"""Where predictions go: the results store (SQLite here).
 
-A prediction row holds the record id, the predicted label, its score (the
-probability of the predicted class), the model id, the send and prediction
-times (ns since the epoch) and the source topic/partition/offset. The store
-upserts on (topic, partition, offset): writing the same batch twice, as a
-restarted detector does with records whose offsets it had not committed,
-leaves exactly one row per record.
+A prediction row holds the record id, the predicted label, its score (the probability of the
+predicted class), the model id, the send and prediction times (ns since the epoch) and where the
+flow was read: topic, topic id, partition and offset. That source identity is the store's key:
+writing the same batch twice, as a restarted detector does with records whose offsets it had not
+committed, leaves exactly one row per record; a topic deleted and created again under the same
+name has a new topic id, so its records never overwrite the earlier ones.
+
+A write is durable when it returns. A store that cannot be written (locked by another
+connection, a full disk) is retried with backoff until the deadline, then
+:class:`~kstream.errors.StoreError`: the detector commits nothing it could not store.
 
 >>> import tempfile, os
 >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "p.sqlite"))
 >>> row = dict(record_id="r1", predicted_label="attack", score=0.9, model_id="m", send_ns=1,
-...            predicted_ns=2, topic="flows", partition=0, offset=7)
->>> store.write([row]); store.write([row]); store.count()
-1
+...            predicted_ns=2, topic="flows", topic_id="a1", partition=0, offset=7)
+>>> store.write([row]); store.write([row]); store.write([{**row, "topic_id": "b2"}]); store.count()
+2
 >>> store.close()
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +34,13 @@ from typing import Any
 import pandas as pd
 
 from kstream.config import RUNS_DIR
-from kstream.errors import ConfigError
+from kstream.errors import ConfigError, StoreError
 
-__all__ = ["PREDICTION_FIELDS", "SQLiteStore", "open_store", "sqlite_path_from_url"]
+__all__ = ["PREDICTION_FIELDS", "STORES", "SQLiteStore", "open_store", "sqlite_path_from_url", "check_table_name"]
 
 log = logging.getLogger(__name__)
+
+STORES = ("sqlite",)
 
 PREDICTION_FIELDS = (
     "record_id",
@@ -42,9 +50,43 @@ PREDICTION_FIELDS = (
     "send_ns",
     "predicted_ns",
     "topic",
+    "topic_id",
     "partition",
     "offset",
 )
+#: The source identity of a row: the store's key, and the dedup key of the predictions topic.
+IDENTITY = ("topic", "topic_id", "partition", "offset")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SQL_WORDS = frozenset(
+    "abort action add after all alter analyze and as asc attach autoincrement before begin between by cascade case "
+    "cast check collate column commit conflict constraint create cross current default deferrable deferred delete "
+    "desc detach distinct drop each else end escape except exclusive exists explain fail for foreign from full glob "
+    "group having if ignore immediate in index indexed initially inner insert instead intersect into is isnull join "
+    "key left like limit match natural no not notnull null of offset on or order outer plan pragma primary query "
+    "raise recursive references regexp reindex release rename replace restrict right rollback row rows savepoint "
+    "select set table temp temporary then to transaction trigger union unique update using vacuum values view "
+    "virtual when where with without".split()
+)
+
+
+def check_table_name(name: str) -> str:
+    """``name`` if it is a plain ASCII identifier (letter or _, then letters, digits, _; at most 63) and
+    not an SQL keyword; else a ConfigError. Every place that puts a table name into SQL calls this.
+
+    >>> check_table_name("predictions")
+    'predictions'
+    >>> check_table_name("select")
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: results table name 'select' is an SQL keyword; choose another (e.g. predictions)
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ConfigError(f"results table name {name!r} must be an ASCII identifier: a letter or '_', then letters, "
+                          "digits or '_' (at most 63)")
+    if name.lower() in _SQL_WORDS:
+        raise ConfigError(f"results table name {name!r} is an SQL keyword; choose another (e.g. predictions)")
+    return name
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -65,30 +107,40 @@ def sqlite_path_from_url(url: str) -> Path:
 
 
 class SQLiteStore:
-    """Predictions in one SQLite table, upserted on (topic, partition, offset)."""
+    """Predictions in one SQLite table, upserted on their source identity.
 
-    def __init__(self, path: str | Path, table: str = "predictions") -> None:
+    ``deadline_s`` bounds how long :meth:`write` retries a store it cannot write.
+    """
+
+    def __init__(self, path: str | Path, table: str = "predictions", deadline_s: float = 300) -> None:
         self.path = Path(path)
-        self.table = table
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self.table = check_table_name(table)
+        self.deadline_s = deadline_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                    record_id TEXT NOT NULL, predicted_label TEXT NOT NULL, score REAL,
+                    model_id TEXT NOT NULL, send_ns INTEGER, predicted_ns INTEGER NOT NULL,
+                    topic TEXT NOT NULL, topic_id TEXT NOT NULL DEFAULT '', partition INTEGER NOT NULL,
+                    "offset" INTEGER NOT NULL,
+                    PRIMARY KEY (topic, topic_id, partition, "offset"))"""
+            )
+            self._db.commit()
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")}
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the results store {self.path}: {err}; pass another --store-url") from err
+        if "topic_id" not in columns:
+            raise StoreError(f"the table {self.table!r} in {self.path} was written by an older kstream (no topic_id); "
+                             "pass a new --store-url or another table name")
         self._lock = threading.Lock()  # detectors of one run share the store: one transaction at a time
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            f"""CREATE TABLE IF NOT EXISTS {table} (
-                record_id TEXT NOT NULL, predicted_label TEXT NOT NULL, score REAL,
-                model_id TEXT NOT NULL, send_ns INTEGER, predicted_ns INTEGER NOT NULL,
-                topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
-                PRIMARY KEY (topic, partition, "offset"))"""
-        )
-        self._db.commit()
         cols = ", ".join(f'"{c}"' for c in PREDICTION_FIELDS)
         marks = ", ".join("?" for _ in PREDICTION_FIELDS)
-        updates = ", ".join(f'"{c}"=excluded."{c}"' for c in PREDICTION_FIELDS[:6])
-        self._upsert = (
-            f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
-            f'ON CONFLICT(topic, partition, "offset") DO UPDATE SET {updates}'
-        )
+        keys = ", ".join(f'"{c}"' for c in IDENTITY)
+        updates = ", ".join(f'"{c}"=excluded."{c}"' for c in PREDICTION_FIELDS if c not in IDENTITY)
+        self._upsert = f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) ON CONFLICT({keys}) DO UPDATE SET {updates}"
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -97,12 +149,23 @@ class SQLiteStore:
         self.close()
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert rows in one transaction (durable when this returns)."""
+        """Upsert rows in one transaction (durable when this returns); retried until the deadline."""
         if not rows:
             return
-        values = [tuple(r[c] for c in PREDICTION_FIELDS) for r in rows]
-        with self._lock, self._db:
-            self._db.executemany(self._upsert, values)
+        values = [tuple(r.get(c, "") if c == "topic_id" else r[c] for c in PREDICTION_FIELDS) for r in rows]
+        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
+        while True:
+            try:
+                with self._lock, self._db:
+                    self._db.executemany(self._upsert, values)
+                return
+            except sqlite3.OperationalError as err:  # locked, full disk, I/O error: may pass
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"cannot write to the results store {self.path} for {self.deadline_s:.0f}s "
+                                     f"({err}); nothing was committed: free the disk or the lock and restart") from err
+                log.warning("results store %s not writable (%s); retrying in %.1fs", self.path, err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def count(self, topic: str | None = None) -> int:
         """Rows stored (for one source topic when ``topic`` is given)."""
@@ -127,8 +190,8 @@ class SQLiteStore:
         self._db.close()
 
 
-def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions") -> SQLiteStore:
+def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions", deadline_s: float = 300) -> SQLiteStore:
     """Open the results store of ``kind`` named by ``url`` (see :func:`sqlite_path_from_url`)."""
-    if kind != "sqlite":
-        raise ConfigError(f"unknown results store {kind!r}; choose one of: sqlite")
-    return SQLiteStore(sqlite_path_from_url(url), table)
+    if kind not in STORES:
+        raise ConfigError(f"unknown results store {kind!r}; choose one of: {', '.join(STORES)}")
+    return SQLiteStore(sqlite_path_from_url(url), table, deadline_s)

@@ -36,7 +36,7 @@ from kstream.errors import ConfigError
 from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table
 
-__all__ = ["NOTEBOOKS", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
+__all__ = ["NOTEBOOKS", "check_grid", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,33 @@ SUMMARY_COLUMNS = [
 ]
 
 
+def check_grid(grid: Mapping[str, list[Any]], where: str = "the sweep grid") -> dict[str, list[Any]]:
+    """``grid`` if every name is an identifier and every value a plain scalar (text, number, true/false).
+
+    Values become Python source in the notebooks' injected parameters cell, so nothing else passes.
+
+    >>> check_grid({"model": ["decision-tree"], "records": [300], "rate": [0.5]})
+    {'model': ['decision-tree'], 'records': [300], 'rate': [0.5]}
+    >>> check_grid({"model": [b"x"]})
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: the sweep grid: parameter 'model' has a bytes value; values must be text, numbers or true/false
+    """
+    for name, values in grid.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{where}: {name!r} is not a parameter name")
+        for value in values:
+            if type(value) not in (str, int, float, bool) or (type(value) is float and value != value):
+                raise ConfigError(f"{where}: parameter {name!r} has a {type(value).__name__} value; values must be "
+                                  "text, numbers or true/false")
+    return {name: list(values) for name, values in grid.items()}
+
+
 def parse_pairs(pairs: list[str] | None) -> dict[str, list[Any]]:
     """``name=v1,v2`` strings into a grid; values are JSON when they parse (numbers, true), else text."""
     raw = parse_assignments(pairs, "sweep parameter", "name=value[,value...]")
-    return {name: [parse_value(v) for v in values.split(",")] for name, values in raw.items()}
+    return check_grid({name: [parse_value(v) for v in values.split(",")] for name, values in raw.items()},
+                      "a -p sweep parameter")
 
 
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
@@ -63,7 +86,7 @@ def load_grid(path: str | Path) -> dict[str, list[Any]]:
         raise ConfigError(f"cannot read the sweep grid {path}: {err}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"the sweep grid {path} must be a mapping of parameter name -> list of values")
-    return {str(k): (list(v) if isinstance(v, list) else [v]) for k, v in data.items()}
+    return check_grid({k: (list(v) if isinstance(v, list) else [v]) for k, v in data.items()}, str(path))
 
 
 def expand(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
@@ -107,6 +130,7 @@ def run_sweep(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    grid = check_grid(grid)
     out = (Path(out_dir) if out_dir else RUNS_DIR / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     models = Path(models_dir).resolve() if models_dir else out / "models"  # notebooks run in their run folder

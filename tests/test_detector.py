@@ -23,22 +23,25 @@ class FakeConsumer:
     def poll(self, max_records, timeout_ms):
         return self.batches.pop(0) if self.batches else []
 
-    def commit(self):
+    def commit(self, offsets, deadline_s=None):
+        self.committed = dict(offsets)
         self.journal.append("commit")
+        return True
 
     def assigned(self):
         return True
+
+    def caught_up(self):
+        return not self.batches
 
 
 class FakeProducer:
     def __init__(self, journal):
         self.sent, self.journal = [], journal
 
-    def send(self, topic, value, key=None, headers=None):
-        self.sent.append((topic, value, key, headers or {}))
-
-    def flush(self, timeout_s=None):
-        self.journal.append("flush")
+    def publish(self, records, deadline_s=None):
+        self.sent.extend((r.topic, r.value, r.key, dict(r.headers)) for r in records)
+        self.journal.append("publish")
 
 
 class FakeStore:
@@ -79,7 +82,8 @@ def test_batch_is_scored_like_offline_and_committed_after_writes(model, test_row
     batch = _messages([encode_flow(names, row) for row in x])
     det, journal = _detector(model, [batch])
     assert det.step() == 200
-    assert journal == ["store", "flush", "commit"]
+    assert journal == ["store", "publish", "commit"]
+    assert det.consumer.committed == {("flows", 0): 200}  # the next offset to read, explicitly
     stored = det.store.rows
     assert [r["predicted_label"] for r in stored] == list(model.pipeline.predict(x))
     assert [r["offset"] for r in stored] == list(range(200))

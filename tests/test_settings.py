@@ -73,3 +73,34 @@ def test_without_a_level_the_model_follows_the_data():
     assert s.model_ref(grouped_only).directory.name == "random-forest"
     assert s.model_ref(grouped_only).directory.parent.name == "multi_class-grouped"
     assert Settings(task="multi_class", level="label").model_ref(grouped_only).level == "label"  # asked for
+
+
+@pytest.mark.parametrize("option", ["enable_auto_commit", "group_id", "auto_offset_reset", "acks", "isolation_level",
+                                    "value_deserializer", "bootstrap_servers"])
+def test_options_the_delivery_guarantee_rests_on_cannot_be_overridden(option):
+    with pytest.raises(ConfigError, match=f"Kafka option '{option}' cannot be set: "):
+        Settings.resolve({}, env={f"KSTREAM_KAFKA_{option.upper()}": "x"})
+    with pytest.raises(ConfigError, match=f"Kafka option '{option}' cannot be set: "):
+        Settings(kafka_options={option: "x"})
+
+
+def test_option_values_keep_the_type_the_client_expects():
+    env = {"KSTREAM_KAFKA_SASL_PLAIN_PASSWORD": "123456", "KSTREAM_KAFKA_SASL_PLAIN_USERNAME": "null",
+           "KSTREAM_KAFKA_REQUEST_TIMEOUT_MS": "40000", "KSTREAM_KAFKA_CHECK_CRCS": "false"}
+    s = Settings.resolve({"kafka_options": parse_kafka_options(["ssl_password=0.50"])}, env=env)
+    assert s.kafka_options == {"sasl_plain_password": "123456", "sasl_plain_username": "null",
+                               "request_timeout_ms": 40000, "check_crcs": False, "ssl_password": "0.50"}
+    with pytest.raises(ConfigError, match="'linger_ms' takes a whole number, not 'soon'"):
+        parse_kafka_options(["linger_ms=soon"])
+
+
+@pytest.mark.parametrize("cli, words", [
+    ({"dlq_topic": "flows"}, "dead-letter topic must differ from the flows topic 'flows'"),
+    ({"predictions_topic": "flows"}, "predictions topic must differ"),
+    ({"store_table": "select"}, "is an SQL keyword"),
+    ({"store_table": "prédictions"}, "must be an ASCII identifier"),
+    ({"store_table": "p; DROP TABLE x"}, "must be an ASCII identifier"),
+])
+def test_loops_and_unsafe_table_names_are_refused(cli, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.resolve(cli, env={})
