@@ -93,6 +93,7 @@ def _go_for_build(go: str, cwd: Path, env: dict[str, str]) -> str:
     root = _module_dir(go, f"golang.org/toolchain@v0.0.1-go{GO_TOOLCHAIN}.linux-{arch}", cwd, env)
     for tool in [*(root / "bin").iterdir(), *(root / "pkg" / "tool").glob("*/*")]:
         tool.chmod(tool.stat().st_mode | 0o111)  # module zips carry no exec bits
+    env.pop("GOROOT", None)  # the fetched go must find its own standard library, not the old Go's
     log.info("using Go %s fetched as a module (the machine's Go %d.%d is too old)", GO_TOOLCHAIN, *version)
     return str(root / "bin" / "go")
 
