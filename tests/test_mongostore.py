@@ -1,0 +1,226 @@
+"""The MongoDB results store against a real MongoDB-wire server (FerretDB on SQLite, built once with Go)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import uuid
+
+import pytest
+
+from kstream import ferretdb
+from kstream.errors import BrokerError, ConfigError, DataError
+from kstream.ferretdb import LocalMongo, mongo_url
+from kstream.mongostore import STORE_FIELDS, MongoStore
+
+# the first test builds FerretDB when it is not cached yet: a few minutes on a busy 2-core machine
+pytestmark = [pytest.mark.mongodb, pytest.mark.timeout(1800)]
+
+PASSWORD = "s3cret p@ss:w/rd"  # every character that needs escaping in a URL
+
+
+@pytest.fixture(scope="session")
+def mongo_server():
+    """One FerretDB without authentication for the session."""
+    with LocalMongo() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mongo_auth_server():
+    """One FerretDB that requires a login (user ``kstream`` in database ``kstream``)."""
+    with LocalMongo(username="kstream", password=PASSWORD, database="kstream") as server:
+        yield server
+
+
+@pytest.fixture
+def store(mongo_server):
+    """A store on this test's own collection."""
+    with MongoStore(mongo_server.url, "kstream_test", collection=f"p_{uuid.uuid4().hex[:10]}") as s:
+        yield s
+
+
+def rows(offsets, topic="flows", topic_id="Zm9vYmFyYmF6cXV4cXV1eA", label="BENIGN", predicted_ns=2_000, partition=0):
+    return [
+        {
+            "record_id": f"{topic}-{o}",
+            "predicted_label": label,
+            "score": 0.5 + (o % 50) / 100,
+            "model_id": "cicids2017/binary_class/decision-tree",
+            "send_ns": 1_700_000_000_000_000_000 + o,
+            "predicted_ns": 1_700_000_000_000_000_000 + o + predicted_ns,
+            "topic": topic,
+            "partition": partition,
+            "offset": o,
+            "topic_id": topic_id,
+        }
+        for o in offsets
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_redelivered_batch_is_stored_exactly_once_and_the_first_write_stands(store):
+    first = rows(range(500))
+    store.write(first)
+    store.write(rows(range(500), predicted_ns=9_999))  # the same records, scored again after a restart
+    store.write(rows(range(250, 750), predicted_ns=9_999))  # half old, half new
+    assert store.count() == 750
+    frame = store.frame()
+    assert len(frame) == 750 and not frame.duplicated(["topic_id", "partition", "offset"]).any()
+    old = frame[frame["offset"] < 500].sort_values("offset")
+    assert old["predicted_ns"].tolist() == [r["predicted_ns"] for r in first]
+    assert (frame[frame["offset"] >= 500]["latency_ms"] == 9_999 / 1e6).all()
+
+
+def test_count_and_frame_are_per_source_topic(store):
+    store.write(rows(range(30), topic="flows-a", topic_id="aaaaaaaaaaaaaaaaaaaaaa"))
+    store.write(rows(range(12), topic="flows-b", topic_id="bbbbbbbbbbbbbbbbbbbbbb", partition=3))
+    missing_send = rows([99], topic="flows-b", topic_id="bbbbbbbbbbbbbbbbbbbbbb")
+    missing_send[0]["send_ns"] = None
+    store.write(missing_send)
+    assert (store.count(), store.count("flows-a"), store.count("flows-b"), store.count("nope")) == (43, 30, 13, 0)
+    frame = store.frame("flows-b")
+    assert list(frame.columns) == [*STORE_FIELDS, "latency_ms"]
+    assert set(frame["topic"]) == {"flows-b"} and len(frame) == 13
+    by_offset = frame.set_index("offset")
+    assert math.isnan(by_offset.loc[99, "latency_ms"])
+    assert by_offset.loc[5, "latency_ms"] == 2_000 / 1e6 and by_offset.loc[5, "partition"] == 3
+    assert store.frame("nope").empty and list(store.frame("nope").columns) == [*STORE_FIELDS, "latency_ms"]
+
+
+def test_a_recreated_topic_is_a_new_identity_and_keeps_the_earlier_rows(store):
+    store.write(rows(range(10), topic_id="incarnation1xxxxxxxxxx", label="BENIGN"))
+    store.write(rows(range(10), topic_id="incarnation2xxxxxxxxxx", label="DDoS"))  # same name, same offsets
+    assert store.count("flows") == 20
+    frame = store.frame("flows")
+    assert frame.groupby("topic_id")["predicted_label"].agg(set).to_dict() == {
+        "incarnation1xxxxxxxxxx": {"BENIGN"},
+        "incarnation2xxxxxxxxxx": {"DDoS"},
+    }
+
+
+def test_without_a_topic_id_the_topic_name_is_the_identity(store):
+    unnamed = rows(range(5), topic_id="")
+    for row in unnamed[:2]:
+        del row["topic_id"]  # rows shaped like SQLiteStore's
+    store.write(unnamed)
+    store.write(rows(range(5), topic_id=""))
+    assert store.count() == 5 and set(store.frame()["topic_id"]) == {""}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("score", float("nan"), "score is nan"),
+        ("score", float("inf"), "score is inf"),
+        ("score", "0.5", "score must be a number"),
+        ("record_id", "bad\ud800", "record_id is not valid Unicode"),
+        ("record_id", b"r1", "record_id must be text, not bytes"),
+        ("offset", 2**63, "offset 9223372036854775808 does not fit in 64 bits"),
+        ("predicted_ns", None, "predicted_ns must be a whole number, not NoneType"),
+        ("model_id", "m" * (17 * 1024 * 1024), "exceed the 16 MiB document limit"),
+    ],
+    ids=["nan", "inf", "text-score", "surrogate", "bytes", "int-overflow", "none", "oversized"],
+)
+def test_a_value_that_cannot_be_stored_fails_clearly_and_writes_nothing(store, field, value, says):
+    batch = rows(range(3))
+    batch[1][field] = value
+    with pytest.raises(DataError, match=r"^prediction for flows/0/\d+ cannot be stored: ") as err:
+        store.write(batch)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert store.count() == 0
+    store.write(rows(range(3)))  # the connection survived
+    assert store.count() == 3
+
+
+def test_numpy_values_are_stored_as_plain_numbers(store):
+    np = pytest.importorskip("numpy")
+    row = rows([np.int64(4)])[0]
+    row.update(score=np.float32(0.25), partition=np.int32(1), predicted_ns=np.int64(row["predicted_ns"]))
+    store.write([row])
+    got = store.frame().iloc[0]
+    assert (got["offset"], got["partition"], got["score"]) == (4, 1, 0.25)
+
+
+def test_an_unreachable_server_fails_at_start_in_one_line():
+    url = mongo_url(f"127.0.0.1:{_free_port()}", "kstream", "hunter2")
+    with pytest.raises(ConfigError) as err:
+        MongoStore(url, "kstream", timeout_ms=500)
+    message = str(err.value)
+    assert message.startswith("cannot reach the MongoDB results store at mongodb://kstream:***@127.0.0.1:")
+    assert "KSTREAM_STORE_URL" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_a_malformed_url_fails_without_showing_the_password():
+    with pytest.raises(ConfigError, match="is not usable") as err:
+        MongoStore("mongodb://kstream:hunter2@127.0.0.1:notaport/", "kstream")
+    assert "hunter2" not in str(err.value)
+
+
+def test_the_right_login_can_write(mongo_auth_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert mongo_auth_server.url.startswith("mongodb://kstream:s3cret%20p%40ss%3Aw%2Frd@")
+    with MongoStore(mongo_auth_server.url, "kstream", collection=f"p_{uuid.uuid4().hex[:10]}") as s:
+        s.write(rows(range(4)))
+        s.write(rows(range(4)))
+        assert s.count() == 4
+        assert PASSWORD not in repr(s)
+    assert PASSWORD not in caplog.text and "s3cret" not in caplog.text
+    assert "s3cret" not in mongo_auth_server.log_path.read_text()
+
+
+def test_a_wrong_password_fails_at_start_in_one_line(mongo_auth_server):
+    url = mongo_url(mongo_auth_server.address, "kstream", "not-the-password", "kstream")
+    with pytest.raises(ConfigError) as err:
+        MongoStore(url, "kstream")
+    message = str(err.value)
+    assert message.startswith(f"the MongoDB results store at mongodb://kstream:***@{mongo_auth_server.address}/")
+    assert "refused the login" in message and "not-the-password" not in message and "\n" not in message
+
+
+def test_an_anonymous_client_is_told_to_log_in(mongo_auth_server):
+    with pytest.raises(ConfigError, match="requires a login; put user:password@"):
+        MongoStore(mongo_url(mongo_auth_server.address), "kstream")
+
+
+def test_acknowledged_writes_survive_a_killed_server(tmp_path):
+    data = tmp_path / "ferretdb"
+    with LocalMongo(data_dir=data) as server:
+        with MongoStore(server.url, "kstream", timeout_ms=2000) as s:
+            s.write(rows(range(200)))
+        os.kill(server.process.pid, signal.SIGKILL)  # no clean shutdown: only what SQLite committed remains
+        server.process.wait()
+    with LocalMongo(data_dir=data) as again, MongoStore(again.url, "kstream") as s:
+        assert s.count() == 200
+
+
+def test_stop_ends_the_server_and_removes_its_temporary_folder():
+    server = LocalMongo().start()
+    data_dir, process, url = server.data_dir, server.process, server.url
+    assert data_dir.exists() and (data_dir / "data").is_dir()
+    server.stop()
+    assert process.poll() is not None and not data_dir.exists()
+    with pytest.raises(ConfigError, match="cannot reach"):
+        MongoStore(url, "kstream", timeout_ms=500)
+
+
+def test_half_a_login_is_refused():
+    with pytest.raises(BrokerError, match="both a username and a password"):
+        LocalMongo(username="kstream")
+
+
+def test_missing_go_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no go on it
+    with pytest.raises(BrokerError) as err:
+        ferretdb.provision(root=tmp_path / "cache")
+    assert str(err.value) == (
+        "Go is needed once to build FerretDB (the local MongoDB-wire server); install Go (e.g. apt-get install golang-go)"
+    )
