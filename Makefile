@@ -24,8 +24,13 @@ run: venv ## the main job: notebooks train -> stream -> report via papermill (lo
 stream: venv ## the same job without notebooks: train if missing, stream the test split, print a summary
 	$(BIN)/kstream run
 
-lab: venv ## open JupyterLab on notebooks/ with the project's environment as the kernel
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+# Jupyter refuses to run as root without --allow-root (the usual case in a container); LAB_ARGS adds
+# options of your own, e.g. make lab LAB_ARGS="--port=8890 --no-browser"
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
+
+lab: venv ## open JupyterLab on notebooks/ with the project's environment as the kernel (as root too)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
 test: venv ## run the tests (doctests, unit, and integration against a real Kafka broker)
 	$(BIN)/kstream broker provision

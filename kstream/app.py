@@ -39,7 +39,7 @@ from kstream.generator import GenerateStats, generate
 from kstream.pool import DetectorPool
 from kstream.scoring import score
 from kstream.settings import Settings
-from kstream.sinks import SQLiteStore, open_store
+from kstream.sinks import Store
 
 __all__ = [
     "kafka_cluster",
@@ -151,7 +151,7 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     return result, frame
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: SQLiteStore) -> Detector:
+def build_detector(settings: Settings, model: TrainedModel, store: Store) -> Detector:
     """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``."""
     consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
     producer = Producer(settings.bootstrap, settings.kafka_options)
@@ -170,7 +170,7 @@ def detect(
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
     ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with open_store(settings.store, settings.store_url, settings.store_table, settings.outage_timeout_s) as store:
+    with settings.open_store() as store:
         detector = build_detector(settings, model, store)
         with detector.consumer.connect(), detector.producer.connect():
             with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
@@ -203,10 +203,10 @@ def send(
 
 @dataclass
 class RunResult:
-    """What :func:`run` leaves behind: the run folder, its store and the summary."""
+    """What :func:`run` leaves behind: the run folder, where its predictions are, and the summary."""
 
     run_dir: Path
-    store_path: Path
+    store: str  # the store's location (a SQLite file, or a MongoDB URL with the password masked)
     summary: dict[str, Any]
 
 
@@ -247,13 +247,13 @@ def run(
         predictions_topic=f"{settings.predictions_topic}.{suffix}",
         dlq_topic=f"{settings.dlq_topic}.{suffix}",
         group=f"{settings.group}.{suffix}",
-        store_url=settings.store_url or str(run_dir / "predictions.sqlite"),
+        store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
     rows = unseen_rows(model, ds)
     # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
     expected = min(limit, len(rows)) if limit is not None else len(rows)
-    with kafka_cluster(settings) as settings, open_store(settings.store, settings.store_url, settings.store_table, settings.outage_timeout_s) as store:
+    with kafka_cluster(settings) as settings, settings.open_store() as store:
         ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with DetectorPool(lambda: build_detector(settings, model, store), detectors) as pool:
             pool.wait_ready(ready_timeout_s)
@@ -262,7 +262,7 @@ def run(
             # wait for distinct stored records, not handled ones: a rebalance redelivers some records
             pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)
         frame = store.frame(settings.topic)
-        store_path = Path(store.path)
+        location = store.location
     summary = metrics.summarize(frame, rows.truth(settings.task), settings.task)
     summary.update(
         sent=sent.records,
@@ -279,7 +279,7 @@ def run(
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if summary["records"] != expected:
         raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
-    return RunResult(run_dir, store_path, summary)
+    return RunResult(run_dir, location, summary)
 
 
 def _topics(settings: Settings) -> dict[str, int]:

@@ -20,7 +20,6 @@ from kstream.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.scoring import format_scores
 from kstream.settings import Settings, parse_assignments, parse_kafka_options, parse_value
-from kstream.sinks import open_store
 from kstream.tables import markdown_table, text_table
 
 log = logging.getLogger("kstream")
@@ -311,7 +310,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
         if ds is not None:
-            with open_store(settings.store, settings.store_url, settings.store_table) as store:
+            with settings.open_store() as store:
                 frame = store.frame(settings.topic)
             print(metrics.format_summary(metrics.summarize(frame, ds.truth(settings.task), settings.task)))
         return 0
@@ -321,7 +320,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary, indent=2, default=str))
     else:
         print(metrics.format_summary(result.summary))
-        print(f"predictions    {result.store_path}")
+        print(f"predictions    {result.store}")
     return 0
 
 

@@ -164,10 +164,16 @@ def coerce_options(options: Mapping[str, str]) -> dict[str, Any]:
     return {name: coerce_option(name, value) for name, value in options.items()}
 
 
-def _unreachable(bootstrap: str, err: Exception) -> BrokerError:
+def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
+    if str((options or {}).get("security_protocol", "")).upper().startswith("SASL"):
+        # kafka-python reports a refused SASL login as a bootstrap timeout: say both causes
+        return BrokerError(
+            f"cannot connect to Kafka at {bootstrap} with SASL ({type(err).__name__}): check the SASL user name and "
+            "password (a refused login looks like a timeout) and that the cluster is up"
+        )
     return BrokerError(
         f"cannot reach Kafka at {bootstrap} ({type(err).__name__}); start one with `kstream broker start` "
-        "or pass --bootstrap / KSTREAM_BOOTSTRAP with a reachable cluster (with SASL: check the login)"
+        "or pass --bootstrap / KSTREAM_BOOTSTRAP with a reachable cluster"
     )
 
 
@@ -205,7 +211,7 @@ class _Client:
         except kafka.errors.KafkaConfigurationError as err:
             raise ConfigError(f"bad Kafka client option: {err}; see the kafka-python docs for valid names") from err
         except (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError) as err:
-            raise _unreachable(self.bootstrap, err) from err
+            raise _unreachable(self.bootstrap, err, self.options) from err
 
     def close(self) -> None:
         raise NotImplementedError

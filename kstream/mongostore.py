@@ -3,7 +3,7 @@
 :class:`MongoStore` has the interface of :class:`kstream.sinks.SQLiteStore`:
 ``write(rows)``, ``count(topic)``, ``frame(topic)``, ``close()``, and it is a
 context manager. A row is a prediction (the fields of
-:data:`kstream.sinks.PREDICTION_FIELDS`) plus ``topic_id``, the Kafka topic's
+:data:`kstream.sinks.PREDICTION_FIELDS`), whose ``topic_id`` is the Kafka topic's
 id: a topic deleted and created again under the same name gets a new id, so
 its records are new records and never overwrite the earlier ones.
 
@@ -31,6 +31,7 @@ import logging
 import math
 import numbers
 import operator
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,15 +42,15 @@ import pymongo
 import pymongo.errors
 from pymongo.write_concern import WriteConcern
 
-from kstream.errors import ConfigError, DataError, KstreamError
-from kstream.sinks import PREDICTION_FIELDS
+from kstream.errors import ConfigError, DataError, StoreError
+from kstream.predictions import PREDICTION_FIELDS
 
 __all__ = ["STORE_FIELDS", "MongoStore", "document_id", "to_document", "mask_url"]
 
 log = logging.getLogger(__name__)
 
 #: The fields of one stored prediction, in the order of :meth:`MongoStore.frame`'s columns.
-STORE_FIELDS = (*PREDICTION_FIELDS, "topic_id")
+STORE_FIELDS = PREDICTION_FIELDS
 
 _TEXT = ("record_id", "predicted_label", "model_id", "topic", "topic_id")
 _INT64 = range(-(2**63), 2**63)
@@ -178,8 +179,10 @@ class MongoStore:
     and on each operation.
     """
 
-    def __init__(self, url: str, database: str, collection: str = "predictions", timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str, database: str, collection: str = "predictions", timeout_ms: int = 5000,
+                 deadline_s: float = 300) -> None:
         self.url = mask_url(url)
+        self.deadline_s = deadline_s
         self.database = database
         self.collection = collection
         if not database or not collection:
@@ -239,6 +242,19 @@ class MongoStore:
         if not rows:
             return
         docs = [to_document(r) for r in rows]
+        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
+        while True:
+            try:
+                self._insert(docs)
+                return
+            except StoreError as err:
+                if not isinstance(err.__cause__, pymongo.errors.ConnectionFailure) or time.monotonic() >= deadline:
+                    raise
+                log.warning("%s; retrying in %.1fs", err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _insert(self, docs: list[dict[str, Any]]) -> None:
         try:
             self._coll.insert_many(docs, ordered=False)
         except pymongo.errors.BulkWriteError as err:
@@ -247,7 +263,7 @@ class MongoStore:
             if refused or details.get("writeConcernErrors"):
                 first = (refused or details["writeConcernErrors"])[0]
                 where = _where(docs[first["index"]]) if "index" in first else "the batch"
-                raise DataError(
+                raise StoreError(
                     f"the MongoDB results store refused {len(refused) or 'the write of'} of {len(docs)} predictions "
                     f"(first: {where}, code {first.get('code')}: {str(first.get('errmsg'))[:200]})"
                 ) from err
@@ -255,10 +271,16 @@ class MongoStore:
         except pymongo.errors.PyMongoError as err:
             raise self._operation_error("write", err) from err
 
-    def _operation_error(self, what: str, err: Exception) -> KstreamError:
+    def _operation_error(self, what: str, err: Exception) -> StoreError:
         if isinstance(err, pymongo.errors.ConnectionFailure):
-            return KstreamError(f"lost the MongoDB results store at {self.url} during a {what}; is the server running?")
-        return KstreamError(f"the MongoDB results store at {self.url} failed a {what}: {str(err).splitlines()[0][:200]}")
+            return StoreError(f"lost the MongoDB results store at {self.url} during a {what}; nothing was committed: "
+                              "start the server and restart")
+        return StoreError(f"the MongoDB results store at {self.url} failed a {what}: {str(err).splitlines()[0][:200]}")
+
+    @property
+    def location(self) -> str:
+        """Where the rows are, for messages (password masked)."""
+        return f"{self.url} {self.database}.{self.collection}"
 
     def _filter(self, topic: str | None) -> dict[str, Any]:
         return {} if topic is None else {"topic": topic}

@@ -18,12 +18,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kstream import datasets, plots
+from kstream import datasets, plots, sinks
 from kstream.config import RUNS_DIR
-from kstream.errors import DataError
+from kstream.errors import ConfigError, DataError
 from kstream.metrics import join_truth
 from kstream.scoring import score
-from kstream.sinks import open_store
+from kstream.settings import Settings
+from kstream.sinks import Store
 from kstream.tables import markdown_table
 
 __all__ = ["Run", "latest_run", "load_run", "figures", "write_report"]
@@ -67,12 +68,12 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     ``summary["training_rows_streamed"]``; a held-out run has none.
     """
     run_dir = Path(run_dir)
-    summary_path, store_path = run_dir / "summary.json", run_dir / "predictions.sqlite"
-    if not summary_path.exists() or not store_path.exists():
-        raise DataError(f"{run_dir} is not a run folder (no summary.json / predictions.sqlite); run a stream first")
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise DataError(f"{run_dir} is not a run folder (no summary.json); run a stream first")
     summary = json.loads(summary_path.read_text())
     settings = summary.get("settings", {})
-    with open_store(settings.get("store", "sqlite"), str(store_path), settings.get("store_table", "predictions")) as store:
+    with _open_store(run_dir, settings) as store:
         frame = store.frame(settings.get("topic"))
     ds = datasets.load(settings.get("dataset", "cicids2017"), data or settings.get("data"),
                        level=settings.get("level") or None)
@@ -83,6 +84,25 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
         base = frame["record_id"].astype(str).str.split("#", n=1).str[0]
         summary["training_rows_streamed"] = int(base.isin(train_ids).sum())
     return Run(run_dir, summary, frame.reset_index(drop=True))
+
+
+def _open_store(run_dir: Path, settings: dict[str, Any]) -> Store:
+    """The store a run wrote to: its folder's SQLite file, or the MongoDB database it names (the
+    password, masked in summary.json, comes from DB_URL / KSTREAM_STORE_URL)."""
+    kind, table = settings.get("store", "sqlite"), settings.get("store_table", "predictions")
+    if kind == "sqlite":
+        here = run_dir / "predictions.sqlite"
+        url = str(here) if here.exists() else settings.get("store_url", "")
+        if not url or not sinks.sqlite_path_from_url(url).exists():
+            raise DataError(f"{run_dir} has no predictions.sqlite (and its store {url or '?'} is gone)")
+        return sinks.open_store("sqlite", url, table)
+    url = settings.get("store_url", "")
+    if ":***@" in url:
+        url = Settings.resolve({}).store_url
+        if not url:
+            raise ConfigError("the run's MongoDB store URL holds a password kstream never saves; set DB_URL (or "
+                              "KSTREAM_STORE_URL) to the store's URL to read the run")
+    return sinks.open_store(kind, url, table, database=settings.get("store_database", "kstream"))
 
 
 def figures(run: Run) -> dict[str, plt.Figure]:

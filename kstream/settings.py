@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,8 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "partitions": ("KSTREAM_PARTITIONS",),
     "store": ("KSTREAM_STORE", "DATABASE"),
     "store_url": ("KSTREAM_STORE_URL", "DB_URL"),
-    "store_table": ("KSTREAM_STORE_TABLE", "DB_NAME"),
+    "store_table": ("KSTREAM_STORE_TABLE",),
+    "store_database": ("KSTREAM_STORE_DATABASE", "DB_NAME"),
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
@@ -86,7 +88,8 @@ class Settings:
     partitions: int = 1
     store: str = "sqlite"
     store_url: str = ""
-    store_table: str = "predictions"
+    store_table: str = "predictions"  # the SQLite table or the MongoDB collection
+    store_database: str = "kstream"  # the MongoDB database (DB_NAME); SQLite keeps one file per store URL
     batch_size: int = 500
     poll_timeout_ms: int = 500
     outage_timeout_s: int = 300
@@ -110,6 +113,9 @@ class Settings:
                 raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
                                   "(the detector would read its own output)")
         sinks.check_table_name(self.store_table)
+        if self.store == "mongodb" and not self.store_database.strip():
+            raise ConfigError("the MongoDB results store needs a database name (DB_NAME / KSTREAM_STORE_DATABASE)")
+        logs.register_secret(_url_password(self.store_url))
         clients.check_options(self.kafka_options)
         for name, value in self.kafka_options.items():
             if _secret(name):
@@ -181,7 +187,14 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["models_dir"] = str(self.models_dir)
         out["kafka_options"] = redact(self.kafka_options)
+        password = _url_password(self.store_url)
+        if password:
+            out["store_url"] = self.store_url.replace(f":{password}@", ":***@")
         return out
+
+    def open_store(self) -> sinks.Store:
+        """The results store these settings name (retrying failures until ``outage_timeout_s``)."""
+        return sinks.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s, self.store_database)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -191,6 +204,13 @@ class Settings:
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with the values of secret-looking names (password, secret, token, key) masked."""
     return {k: ("***" if _secret(k) else v) for k, v in options.items()}
+
+
+def _url_password(url: str) -> str:
+    """The password in a ``scheme://user:password@host`` URL ('' when there is none)."""
+    netloc = urllib.parse.urlsplit(url).netloc if "://" in url else ""
+    userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
+    return userinfo.partition(":")[2]
 
 
 def _secret(name: str) -> bool:

@@ -1,11 +1,12 @@
-"""Where predictions go: the results store (SQLite here).
+"""Where predictions go: the results store, SQLite (the default) or MongoDB (:mod:`kstream.mongostore`).
 
 A prediction row holds the record id, the predicted label, its score (the probability of the
 predicted class), the model id, the send and prediction times (ns since the epoch) and where the
 flow was read: topic, topic id, partition and offset. That source identity is the store's key:
 writing the same batch twice, as a restarted detector does with records whose offsets it had not
-committed, leaves exactly one row per record; a topic deleted and created again under the same
-name has a new topic id, so its records never overwrite the earlier ones.
+committed, leaves exactly one row per record, the one first written; a topic deleted and created again
+under the same name has a new topic id, so its records never overwrite the earlier ones. Both
+stores have the interface of :class:`Store`; :func:`open_store` opens the one the settings name.
 
 A write is durable when it returns. A store that cannot be written (locked by another
 connection, a full disk) is retried with backoff until the deadline, then
@@ -23,7 +24,6 @@ connection, a full disk) is retried with backoff until the deadline, then
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -35,59 +35,14 @@ import pandas as pd
 
 from kstream.config import RUNS_DIR
 from kstream.errors import ConfigError, StoreError
+from kstream.predictions import IDENTITY, PREDICTION_FIELDS, Store, check_table_name
 
-__all__ = ["PREDICTION_FIELDS", "STORES", "SQLiteStore", "open_store", "sqlite_path_from_url", "check_table_name"]
+__all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "sqlite_path_from_url",
+           "check_table_name"]  # the first, Store and check_table_name re-exported from kstream.predictions
 
 log = logging.getLogger(__name__)
 
-STORES = ("sqlite",)
-
-PREDICTION_FIELDS = (
-    "record_id",
-    "predicted_label",
-    "score",
-    "model_id",
-    "send_ns",
-    "predicted_ns",
-    "topic",
-    "topic_id",
-    "partition",
-    "offset",
-)
-#: The source identity of a row: the store's key, and the dedup key of the predictions topic.
-IDENTITY = ("topic", "topic_id", "partition", "offset")
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_SQL_WORDS = frozenset(
-    "abort action add after all alter analyze and as asc attach autoincrement before begin between by cascade case "
-    "cast check collate column commit conflict constraint create cross current default deferrable deferred delete "
-    "desc detach distinct drop each else end escape except exclusive exists explain fail for foreign from full glob "
-    "group having if ignore immediate in index indexed initially inner insert instead intersect into is isnull join "
-    "key left like limit match natural no not notnull null of offset on or order outer plan pragma primary query "
-    "raise recursive references regexp reindex release rename replace restrict right rollback row rows savepoint "
-    "select set table temp temporary then to transaction trigger union unique update using vacuum values view "
-    "virtual when where with without".split()
-)
-
-
-def check_table_name(name: str) -> str:
-    """``name`` if it is a plain ASCII identifier (letter or _, then letters, digits, _; at most 63) and
-    not an SQL keyword; else a ConfigError. Every place that puts a table name into SQL calls this.
-
-    >>> check_table_name("predictions")
-    'predictions'
-    >>> check_table_name("select")
-    Traceback (most recent call last):
-    ...
-    kstream.errors.ConfigError: results table name 'select' is an SQL keyword; choose another (e.g. predictions)
-    """
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-        raise ConfigError(f"results table name {name!r} must be an ASCII identifier: a letter or '_', then letters, "
-                          "digits or '_' (at most 63)")
-    if name.lower() in _SQL_WORDS:
-        raise ConfigError(f"results table name {name!r} is an SQL keyword; choose another (e.g. predictions)")
-    return name
-
+STORES = ("sqlite", "mongodb")
 
 def sqlite_path_from_url(url: str) -> Path:
     """The file behind a store URL: ``sqlite:///abs/path``, ``sqlite:///rel/path`` or a plain path.
@@ -139,11 +94,16 @@ class SQLiteStore:
         cols = ", ".join(f'"{c}"' for c in PREDICTION_FIELDS)
         marks = ", ".join("?" for _ in PREDICTION_FIELDS)
         keys = ", ".join(f'"{c}"' for c in IDENTITY)
-        updates = ", ".join(f'"{c}"=excluded."{c}"' for c in PREDICTION_FIELDS if c not in IDENTITY)
-        self._upsert = f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) ON CONFLICT({keys}) DO UPDATE SET {updates}"
+        # a redelivered record keeps its first row (and so the latency it was first predicted with)
+        self._upsert = f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) ON CONFLICT({keys}) DO NOTHING"
 
     def __enter__(self) -> SQLiteStore:
         return self
+
+    @property
+    def location(self) -> str:
+        """Where the rows are, for messages."""
+        return f"{self.path} (table {self.table})"
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -190,8 +150,17 @@ class SQLiteStore:
         self._db.close()
 
 
-def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions", deadline_s: float = 300) -> SQLiteStore:
-    """Open the results store of ``kind`` named by ``url`` (see :func:`sqlite_path_from_url`)."""
+def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions", deadline_s: float = 300,
+               database: str = "kstream") -> Store:
+    """Open the results store of ``kind``: SQLite at ``url`` (see :func:`sqlite_path_from_url`), or the
+    MongoDB ``database`` at the ``mongodb://`` ``url``; ``table`` is the table or collection."""
     if kind not in STORES:
         raise ConfigError(f"unknown results store {kind!r}; choose one of: {', '.join(STORES)}")
+    if kind == "mongodb":
+        from kstream.mongostore import MongoStore  # pymongo only when MongoDB is asked for
+
+        if not url.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError("the MongoDB results store needs a mongodb:// URL in DB_URL / --store-url "
+                              "(e.g. mongodb://user:password@host:27017/?authSource=admin)")
+        return MongoStore(url, database, check_table_name(table), deadline_s=deadline_s)
     return SQLiteStore(sqlite_path_from_url(url), table, deadline_s)

@@ -37,11 +37,12 @@ TRAINED = [
 
 
 def pytest_collection_modifyitems(items):
-    """Refuse a test that starts or uses the broker without the ``kafka`` mark."""
-    unmarked = [i.nodeid for i in items if "kafka_bootstrap" in getattr(i, "fixturenames", ())
-                and i.get_closest_marker("kafka") is None]
-    if unmarked:
-        raise pytest.UsageError(f"tests using the broker must be marked kafka: {', '.join(unmarked)}")
+    """Refuse a test that starts or uses a server (the broker, FerretDB) without its mark."""
+    for fixture, mark in (("kafka_bootstrap", "kafka"), ("mongo_server", "mongodb")):
+        unmarked = [i.nodeid for i in items if fixture in getattr(i, "fixturenames", ())
+                    and i.get_closest_marker(mark) is None]
+        if unmarked:
+            raise pytest.UsageError(f"tests using {fixture} must be marked {mark}: {', '.join(unmarked)}")
 
 
 # --- the broker and the models ---------------------------------------------------------------------
@@ -56,6 +57,16 @@ def kafka_bootstrap():
         return
     with broker.LocalBroker() as local:
         yield local.bootstrap
+
+
+@pytest.fixture(scope="session")
+def mongo_server():
+    """One FerretDB (MongoDB wire protocol, SQLite backend) without authentication for the session;
+    built with Go into the cache on first use."""
+    from kstream.ferretdb import LocalMongo
+
+    with LocalMongo() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

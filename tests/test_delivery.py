@@ -36,7 +36,7 @@ def test_split(model, cicids):
 
 
 def store_frame(settings):
-    with open_store(settings.store, settings.store_url, settings.store_table) as store:
+    with settings.open_store() as store:
         return store.frame()
 
 

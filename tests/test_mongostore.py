@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -20,13 +21,6 @@ from kstream.mongostore import STORE_FIELDS, MongoStore
 pytestmark = [pytest.mark.mongodb, pytest.mark.timeout(1800)]
 
 PASSWORD = "s3cret p@ss:w/rd"  # every character that needs escaping in a URL
-
-
-@pytest.fixture(scope="session")
-def mongo_server():
-    """One FerretDB without authentication for the session."""
-    with LocalMongo() as server:
-        yield server
 
 
 @pytest.fixture(scope="session")
@@ -224,3 +218,23 @@ def test_missing_go_says_what_to_install(tmp_path, monkeypatch):
     assert str(err.value) == (
         "Go is needed once to build FerretDB (the local MongoDB-wire server); install Go (e.g. apt-get install golang-go)"
     )
+
+
+@pytest.mark.kafka
+def test_the_seed_configuration_streams_into_mongodb_and_reports_read_it_back(mongo_server, kafka_bootstrap, models_dir,
+                                                                              tmp_path, cli):
+    env = {"DATABASE": "mongodb", "DB_URL": mongo_server.url, "DB_NAME": "ost", "MODEL": "decision-tree",
+           "MODELS_CHECKPOINT": str(models_dir), "KAFKA_BROKER_URL": kafka_bootstrap}
+    proc = cli("-q", "run", "--limit", "2000", "--run-dir", str(tmp_path / "run"), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["records"] == summary["evaluated"] == 2000 and summary["accuracy"] > 0.9
+    topic = summary["settings"]["topic"]
+    with MongoStore(mongo_server.url, "ost") as store:
+        assert store.count(topic) == 2000
+        assert store.frame(topic)["record_id"].is_unique
+    assert not (tmp_path / "run" / "predictions.sqlite").exists()
+    from kstream import report
+
+    run = report.load_run(tmp_path / "run")  # through the same interface as a SQLite run
+    assert len(run.predictions) == 2000 and run.predictions["true_label"].notna().all()

@@ -35,7 +35,7 @@ def test_original_dataset_alias_resolves():
         ({"dataset": "kdd99"}, "cicids2017"),
         ({"model": "svm"}, "logistic-regressor, decision-tree, random-forest"),
         ({"task": "regression"}, "binary_class, multi_class"),
-        ({"store": "mongodb"}, "sqlite"),
+        ({"store": "redis"}, "sqlite, mongodb"),
         ({"batch_size": "many"}, "whole number"),
         ({"partitions": 0}, "positive"),
     ],
