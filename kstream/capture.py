@@ -62,74 +62,81 @@ log = logging.getLogger(__name__)
 #: CICFlowMeter's flow timeout: a flow ends this many seconds after its first packet.
 FLOW_TIMEOUT_S = 120
 
-_T = "Times are µs, exact from a pcap (see the module notes); live, whole ms x 1000."
-_SAMPLE_STD = "Std is the sample standard deviation (n-1), as the Apache Commons Math statistics of CICFlowMeter."
+_T = " Times are µs, exact from a file (see the module notes); live, whole ms x 1000."
+_STD = " Std is the sample standard deviation (n-1), as the Apache Commons Math statistics of CICFlowMeter."
 _PAYLOAD = (
-    "NFStream with accounting_mode=3 measures transport payload bytes: the IP total length minus the IP and "
-    "TCP/UDP headers (ICMP: minus its 8-byte header), so Ethernet padding is not counted. CICFlowMeter: TCP/UDP "
-    "payload bytes, padding excluded in the improved release (the 2017 release counted padding: its 6-byte minimums)."
+    " NFStream with accounting_mode=3 counts transport payload bytes: IP total length minus the IP and TCP/UDP "
+    "headers (ICMP: minus its 8-byte header), so Ethernet padding is left out. CICFlowMeter: TCP/UDP payload bytes, "
+    "padding left out in the improved release (the 2017 release counted it: its 6-byte minimums)."
 )
+_STATS = (("Max", "max"), ("Min", "min"), ("Mean", "mean"), ("Std", "stddev"))
 
 
 def _dir(side: str) -> tuple[str, str]:
-    return ("src2dst", "initiator (the first packet's sender)") if side == "Fwd" else ("dst2src", "responder")
+    """NFStream's prefix and our word for a CICFlowMeter side: Fwd is the first packet's sender."""
+    return ("src2dst", "initiator") if side == "Fwd" else ("dst2src", "responder")
 
 
 def _definitions() -> dict[str, str]:
     d = {
         "Dst Port": "dst_port: destination port of the first packet (0 for ICMP). CICFlowMeter: the same.",
         "Protocol": "protocol: IP protocol number (6 TCP, 17 UDP, 1 ICMP). CICFlowMeter: the same.",
-        "Flow Duration": "bidirectional_duration_ms: last minus first packet time. CICFlowMeter: the same. " + _T,
-        "Total Fwd Packet": "src2dst_packets: packets sent by the initiator. CICFlowMeter: the same.",
+        "Flow Duration": "bidirectional_duration_ms: last minus first packet time. CICFlowMeter: the same." + _T,
+        "Total Fwd Packet": "src2dst_packets: packets sent by the initiator, the first packet's sender "
+        "(CICFlowMeter's forward side). CICFlowMeter: the same.",
         "Total Bwd packets": "dst2src_packets: packets sent by the responder. CICFlowMeter: the same.",
         "Flow Bytes/s": "(src2dst_bytes + dst2src_bytes) / (Flow Duration in s): payload bytes per second. "
         "CICFlowMeter: the same, a double division: inf when the duration is 0 (NaN if no byte either).",
         "Flow Packets/s": "bidirectional_packets / (Flow Duration in s); inf when the duration is 0, as CICFlowMeter.",
-        "Packet Length Variance": "bidirectional_stddev_ps squared: the sample variance of payload sizes. "
-        "CICFlowMeter: the same. " + _PAYLOAD,
+        "Packet Length Variance": "bidirectional_stddev_ps squared: the sample variance of the payload sizes. "
+        "CICFlowMeter: the same." + _PAYLOAD,
         "Down/Up Ratio": "dst2src_packets / src2dst_packets, a real number as in the improved release "
         "(the 2017 release truncated it to an integer).",
         "Average Packet Size": "(src2dst_bytes + dst2src_bytes) / bidirectional_packets, equal to Packet Length "
-        "Mean. CICFlowMeter (improved release): the same (the 2017 one counted the first packet twice).",
+        "Mean. CICFlowMeter (improved release): the same (the 2017 release counted the first packet twice).",
     }
     for side in ("Fwd", "Bwd"):
         nf, who = _dir(side)
-        total = "Total Length of Fwd Packet" if side == "Fwd" else "Total Length of Bwd Packet"
-        d[total] = f"{nf}_bytes: sum of payload bytes sent by the {who}. CICFlowMeter: the same. " + _PAYLOAD
-        for stat, key in (("Max", "max"), ("Min", "min"), ("Mean", "mean"), ("Std", "stddev")):
+        d[f"Total Length of {side} Packet"] = (
+            f"{nf}_bytes: sum of the payload bytes sent by the {who}. CICFlowMeter: the same." + _PAYLOAD
+        )
+        for stat, key in _STATS:
             d[f"{side} Packet Length {stat}"] = (
-                f"{nf}_{key}_ps: {stat.lower()} of the payload sizes of the {who}'s packets; 0 when it sent none, "
-                "as CICFlowMeter. " + _SAMPLE_STD + " " + _PAYLOAD
+                f"{nf}_{key}_ps: {stat.lower()} of the payload sizes of the packets sent by the {who}; 0 when it "
+                "sent none, as CICFlowMeter." + (_STD if stat == "Std" else "") + _PAYLOAD
             )
         d[f"{side} IAT Total"] = (
             f"{nf}_duration_ms: last minus first packet time of the {who}, the sum of its gaps; 0 with one packet. "
-            "CICFlowMeter: the same. " + _T
+            "CICFlowMeter: the same." + _T
         )
-        for stat, key in (("Mean", "mean"), ("Std", "stddev"), ("Max", "max"), ("Min", "min")):
+        for stat, key in _STATS:
             d[f"{side} IAT {stat}"] = (
                 f"{nf}_{key}_piat_ms: {stat.lower()} of the gaps between consecutive packets of the {who}; 0 with "
-                "fewer than two, as CICFlowMeter. " + _SAMPLE_STD + " " + _T
+                "fewer than two, as CICFlowMeter." + (_STD if stat == "Std" else "") + _T
             )
-        for flag in ("PSH", "URG", "RST"):
+        for flag in ("PSH", "URG"):
             d[f"{side} {flag} Flags"] = (
-                f"{nf}_{flag.lower()}_packets: the {who}'s packets with {flag} set. CICFlowMeter (improved release): "
-                "the same (the 2017 release looked at the first packet only: 0 or 1)."
+                f"{nf}_{flag.lower()}_packets: packets of the {who} with {flag} set. CICFlowMeter (improved release): "
+                "the same (the 2017 release counted it in the first packet only: 0 or 1)."
             )
+        d[f"{side} RST Flags"] = (
+            f"{nf}_rst_packets: packets of the {who} with RST set. CICFlowMeter (improved release, which added "
+            "the feature): the same."
+        )
         d[f"{side} Packets/s"] = f"{nf}_packets / (Flow Duration in s); 0 when the duration is 0, as CICFlowMeter."
         d[f"{side} Segment Size Avg"] = (
             f"{nf}_bytes / {nf}_packets, equal to {side} Packet Length Mean (0 with no packet). CICFlowMeter: the same."
         )
-    for stat, key in (("Min", "min"), ("Max", "max"), ("Mean", "mean"), ("Std", "stddev")):
+    for stat, key in _STATS:
         d[f"Packet Length {stat}"] = (
-            f"bidirectional_{key}_ps: {stat.lower()} of the payload sizes of all packets. CICFlowMeter: the same. "
-            + _SAMPLE_STD
-            + " "
+            f"bidirectional_{key}_ps: {stat.lower()} of the payload sizes of all packets. CICFlowMeter (improved "
+            "release): the same (the 2017 release counted the first packet twice)."
+            + (_STD if stat == "Std" else "")
             + _PAYLOAD
         )
-    for stat, key in (("Mean", "mean"), ("Std", "stddev"), ("Max", "max"), ("Min", "min")):
         d[f"Flow IAT {stat}"] = (
             f"bidirectional_{key}_piat_ms: {stat.lower()} of the gaps between consecutive packets, either "
-            "direction. CICFlowMeter: the same. " + _SAMPLE_STD + " " + _T
+            "direction. CICFlowMeter: the same." + (_STD if stat == "Std" else "") + _T
         )
     for flag in ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "CWR", "ECE"):
         d[f"{flag} Flag Count"] = (
@@ -212,11 +219,11 @@ def flow_frame(raw: dict[str, list[Any]], micros_per_tick: float) -> pd.DataFram
         for side in ("Fwd", "Bwd"):
             nf, _ = _dir(side)
             count = col[f"{nf}_packets"]
-            for stat, key in (("Max", "max"), ("Min", "min"), ("Mean", "mean"), ("Std", "stddev")):
+            for stat, key in _STATS:
                 out[f"{side} Packet Length {stat}"] = np.where(count > 0, col[f"{nf}_{key}_ps"], 0.0)
             several = count > 1
             out[f"{side} IAT Total"] = np.where(several, col[f"{nf}_duration_ms"] * micros_per_tick, 0.0)
-            for stat, key in (("Mean", "mean"), ("Std", "stddev"), ("Max", "max"), ("Min", "min")):
+            for stat, key in _STATS:
                 out[f"{side} IAT {stat}"] = np.where(several, col[f"{nf}_{key}_piat_ms"] * micros_per_tick, 0.0)
             for flag in ("PSH", "URG", "RST"):
                 out[f"{side} {flag} Flags"] = col[f"{nf}_{flag.lower()}_packets"]
@@ -224,9 +231,8 @@ def flow_frame(raw: dict[str, list[Any]], micros_per_tick: float) -> pd.DataFram
             out[f"{side} Segment Size Avg"] = np.where(count > 0, col[f"{nf}_bytes"] / count, 0.0)
         out["Flow Bytes/s"] = payload / seconds  # inf (or NaN for 0/0) at zero duration, as CICFlowMeter
         out["Flow Packets/s"] = packets / seconds
-        for stat, key in (("Mean", "mean"), ("Std", "stddev"), ("Max", "max"), ("Min", "min")):
+        for stat, key in _STATS:
             out[f"Flow IAT {stat}"] = col[f"bidirectional_{key}_piat_ms"] * micros_per_tick
-        for stat, key in (("Min", "min"), ("Max", "max"), ("Mean", "mean"), ("Std", "stddev")):
             out[f"Packet Length {stat}"] = col[f"bidirectional_{key}_ps"]
         out["Packet Length Variance"] = col["bidirectional_stddev_ps"] ** 2
         for flag in ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "CWR", "ECE"):
