@@ -19,7 +19,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,12 @@ __all__ = [
     "model_for",
     "unseen_rows",
     "train",
+    "features_of",
     "evaluate",
     "build_detector",
     "detect",
     "send",
+    "capture",
     "run",
     "RunResult",
 ]
@@ -83,36 +86,47 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Sett
 def load_data(settings: Settings, data: str | Path | None = None) -> Dataset:
     """``settings.dataset`` from the bundled sample or ``data``, labels at ``settings.level``
     (or, without one, at the data's own default level)."""
-    return datasets.load(settings.dataset, data or None, level=settings.level or None)
+    return datasets.load(settings.dataset, data or None, level=settings.level or None,
+                         label_column=settings.label_column or None)
 
 
 def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool = False,
-              retrain: bool = False) -> TrainedModel:
+              retrain: bool = False, allow_missing: bool = False) -> TrainedModel:
     """The model ``ref`` names, checked against ``ds`` when given.
 
     With ``train_missing`` a model that does not exist yet is trained on ``ds``; with
     ``retrain`` it is trained again. A model that does not match the data (features it needs
     that the data lacks, another label level, no class in common, another split seed than
     ``ref.seed``) stops the job with one line naming the model, what is wrong and the fix.
+    With ``allow_missing`` features the data lacks are imputed instead (but not all of them).
     """
     if retrain or (train_missing and not ref.trained):
         if ds is None:
             raise ConfigError(f"training {ref.name} needs its data")
         log.info("%s %s on %s", "retraining" if ref.trained else "training", ref.name, ds.source)
-        return training.train(ref, ds)
+        return training.train(ref, trainable(ds))
     if ds is None:
         return artifacts.load(ref)
     train_it = " ".join(filter(None, (ref.train_command(), ds.data_option)))
     if not ref.trained:
         raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; train it with `{train_it}`")
     card = ModelCard.read(ref.directory / "model.json")  # checked before unpickling anything
-    problems = artifacts.mismatches(card, ds)
+    problems = artifacts.mismatches(card, ds, allow_missing)
     if ref.seed is not None and ref.seed != card.seed:
         problems.append(f"it was trained on the split of seed {card.seed}, not {ref.seed}")
     if problems:
         fix = "retrain it with --retrain" if train_missing else f"train one with `{train_it}`"
         raise ModelError(f"model {ref.name} does not fit {ds.source}: {'; '.join(problems)}; {fix}")
     return artifacts.load(ref)
+
+
+def trainable(ds: Dataset) -> Dataset:
+    """``ds``, or for unlabelled flows (a packet capture) the bundled sample restricted to their features."""
+    if ds.labelled:
+        return ds
+    log.info("%s has no labels: training on the bundled sample, restricted to its %d features", ds.source,
+             len(ds.feature_names))
+    return datasets.load(ds.name, level=ds.level).restrict(ds.feature_names, f"the flows of {ds.source}")
 
 
 def unseen_rows(model: TrainedModel, ds: Dataset) -> Dataset:
@@ -122,22 +136,42 @@ def unseen_rows(model: TrainedModel, ds: Dataset) -> Dataset:
 
 
 def train(settings: Settings, data: str | Path | None = None, params: dict[str, Any] | None = None,
-          class_weight: str = "balanced") -> TrainedModel:
-    """Train the model ``settings`` name on ``data`` (default: the bundled sample) and save it."""
+          class_weight: str = "balanced", features: Sequence[str] | None = None,
+          features_from: str = "") -> TrainedModel:
+    """Train the model ``settings`` name on ``data`` (default: the bundled sample) and save it.
+
+    ``features`` restricts training to those features (canonical names, or any spelling the
+    dataset's format knows), e.g. the ones another source has (:func:`features_of`), so the model
+    can score that source; ``features_from`` says where they came from, for the card.
+    """
     zoo.build_pipeline(settings.model, params, class_weight=class_weight)  # bad hyperparameters fail before any read
-    ds = load_data(settings, data)
+    ds = trainable(load_data(settings, data))
+    if features is not None:
+        ds = ds.restrict(features, features_from or "the --features list")
     return training.train(settings.model_ref(ds), ds, params, class_weight)
 
 
-def evaluate(settings: Settings, data: str | Path | None = None, split: str | None = None) -> tuple[dict, pd.DataFrame]:
+def features_of(settings: Settings, source: str) -> list[str]:
+    """The features a source offers: ``capture`` (what packets give, :data:`kstream.capture.CAPTURE_FEATURES`),
+    or a data file of ``settings.dataset``'s format (its columns, read from its header where it can)."""
+    if source == "capture":
+        from kstream.capture import CAPTURE_FEATURES  # NFStream only when captures are asked for
+
+        return list(CAPTURE_FEATURES)
+    return datasets.spec(settings.dataset).feature_names_of(source, settings.label_column or None)
+
+
+def evaluate(settings: Settings, data: str | Path | None = None, split: str | None = None,
+             allow_missing: bool = False) -> tuple[dict, pd.DataFrame]:
     """Score the model ``settings`` name offline on ``data`` (default: the bundled sample).
 
     ``split`` ``test`` is the model's held-out split (the card's seed); ``all`` every row; the
-    default is the rows the model was not trained on (:func:`unseen_rows`). Returns the
-    scores and a frame ``record_id, true_label, predicted_label, score``.
+    default is the rows the model was not trained on (:func:`unseen_rows`). With
+    ``allow_missing``, features the data lacks are imputed and listed in ``missing_features``.
+    Returns the scores and a frame ``record_id, true_label, predicted_label, score``.
     """
     ds = load_data(settings, data)
-    model = model_for(settings.model_ref(ds), ds)
+    model = model_for(settings.model_ref(ds), ds, allow_missing=allow_missing)
     if split is None:
         rows = unseen_rows(model, ds)
     else:
@@ -146,6 +180,8 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     labels, scores = model.predict(x)
     truth = rows.target(settings.task).to_numpy()
     result = score(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task)
+    result["missing_features"] = artifacts.missing_features(model.card, ds)
+    result["model_features"] = len(model.features)
     frame = pd.DataFrame({"record_id": rows.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
                           "score": scores})
     return result, frame
@@ -201,6 +237,46 @@ def send(
         return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
 
 
+def capture(
+    settings: Settings,
+    pcap: str | Path | None = None,
+    interface: str | None = None,
+    rate: float = 0.0,
+    limit: int | None = None,
+    idle_timeout_s: int = 5,
+    progress: bool = True,
+) -> GenerateStats:
+    """Meter flows from packets and stream them into ``settings.topic`` (the generator's contract).
+
+    From a capture file ``pcap`` (all its flows), or live from ``interface`` (flows are sent as they
+    end: after ``idle_timeout_s`` without a packet, or 120 s from their first; Ctrl-C stops,
+    or ``limit`` flows).
+    """
+    spec = datasets.spec(settings.dataset)
+    if not spec.captures:
+        raise ConfigError(f"{spec.name} has no packet-capture features; capture with -d cicids2017")
+    if (pcap is None) == (interface is None):
+        raise ConfigError("give a capture file (kstream capture FILE) or --interface, not both and not neither")
+    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+        if pcap is not None:
+            flows = datasets.load(spec.name, pcap)
+            return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+        from kstream.capture import flows_from_interface  # NFStream only when a capture is asked for
+
+        sent, start = 0, time.perf_counter()
+        batches = flows_from_interface(interface, batch_size=64, max_flows=limit or 0, idle_timeout=idle_timeout_s)
+        try:
+            for ids, features in batches:
+                batch = spec.flows(ids, features, f"interface {interface}")
+                sent += generate(batch, producer, settings.topic, rate=rate, progress=False).records
+        except KeyboardInterrupt:
+            log.info("capture on %s stopped", interface)
+        finally:
+            batches.close()
+        return GenerateStats(sent, time.perf_counter() - start)
+
+
 @dataclass
 class RunResult:
     """What :func:`run` leaves behind: the run folder, where its predictions are, and the summary."""
@@ -221,6 +297,7 @@ def run(
     detectors: int = 1,
     ready_timeout_s: float = 60,
     drain_timeout_s: float = 120,
+    allow_missing: bool = False,
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
@@ -237,7 +314,7 @@ def run(
         )
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
-    model = model_for(ref, ds, train_missing=True, retrain=retrain)
+    model = model_for(ref, ds, train_missing=True, retrain=retrain, allow_missing=allow_missing)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / f"{stamp[:15]}-{ref.dataset}-{ref.task_dir}-{ref.model}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,6 +349,7 @@ def run(
         per_detector=[s.records for s in pool.stats],
         model_id=model.card.model_id,
         model_data_source=model.card.data_source,
+        missing_features=artifacts.missing_features(model.card, ds),
         bootstrap=settings.bootstrap,
         settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed, "rate": rate, "limit": limit,
                   "detectors": detectors, "data": str(data) if data else None},

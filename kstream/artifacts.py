@@ -36,6 +36,7 @@ from kstream.errors import ModelError
 from kstream.trust import Trust
 
 __all__ = ["ModelRef", "ModelCard", "TrainedModel", "save", "load", "load_dir", "list_cards", "mismatches",
+           "missing_features",
            "sha256_file"]
 
 log = logging.getLogger(__name__)
@@ -228,22 +229,30 @@ def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
     return TrainedModel(joblib.load(artifact), card, directory)
 
 
-def mismatches(card: ModelCard, ds: Dataset) -> list[str]:
+def missing_features(card: ModelCard, ds: Dataset) -> list[str]:
+    """The features the model of ``card`` needs that ``ds`` has no column for, in the card's order."""
+    have = set(ds.feature_names)
+    return [f for f in card.features if f not in have]
+
+
+def mismatches(card: ModelCard, ds: Dataset, allow_missing: bool = False) -> list[str]:
     """Why the model of ``card`` must not score ``ds`` (empty when it may).
 
     Checked: the dataset, the features the model needs (all of them must be columns of the
-    data), the label level of a multi-class model, and that the data's classes are ones the
-    model learnt (some unknown ones are logged; none known at all is a mismatch).
+    data; with ``allow_missing`` some may be absent and are imputed, but not all), the label
+    level of a multi-class model, and that the data's classes are ones the model learnt (some
+    unknown ones are logged; none known at all is a mismatch).
     """
     problems: list[str] = []
     if card.dataset != ds.name:
         return [f"it was trained on {card.dataset}, the data is {ds.name}"]
-    have = set(ds.feature_names)
-    missing = [f for f in card.features if f not in have]
-    if missing:
+    missing = missing_features(card, ds)
+    if missing and allow_missing and len(missing) == len(card.features):
+        problems.append("the data has none of its features")
+    elif missing and not allow_missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        problems.append(f"it needs {len(missing)} feature(s) the data lacks: {shown}")
-    if card.task == "multi_class":
+        problems.append(f"it needs {len(missing)} feature(s) the data lacks: {shown} (--allow-missing imputes them)")
+    if card.task == "multi_class" and ds.labelled:
         if card.level and card.level != ds.level:
             problems.append(f"its classes are at label level {card.level!r}, the data's labels at {ds.level!r}")
         else:

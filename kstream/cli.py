@@ -110,12 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: kstream train -d SELECTED_CICIDS -t multi_class -m decision-tree --param max_depth=12")
     _model_options(p)
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
+    p.add_argument("--label-column",
+                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="classifier hyperparameter, repeatable")
     p.add_argument("--class-weight", default="balanced", choices=zoo.CLASS_WEIGHTS,
                    help="class weighting against imbalance: balanced (n/(k*n_c)), sqrt (its square root), none")
     p.add_argument("--all", action="store_true",
                    help="train the grid: every dataset x task x model (narrowed by -d/-t/-m when given)")
     p.add_argument("--markdown", help="with --all: also write the grid's results table to this Markdown file")
+    f = p.add_mutually_exclusive_group()
+    f.add_argument("--features-from", metavar="FILE",
+                   help="train only on the features FILE has (to score that source: cross-source evaluation)")
+    f.add_argument("--features", metavar="A,B,...|capture",
+                   help="train only on these features (any spelling), or on those packets give ('capture')")
 
     # models
     p = sub.add_parser("models", help="list trained models with their scores", formatter_class=fmt,
@@ -123,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "features (input/kept), classes, held-out accuracy, macro-F1, NetML score, size, date.")
     p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
     p.add_argument("--json", action="store_true", help="print the cards' rows as JSON")
+    p.add_argument("--features", action="store_true", help="also list the features each model needs, in order")
 
     # evaluate
     p = sub.add_parser("evaluate", help="score a trained model on a dataset file offline", formatter_class=fmt,
@@ -132,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: kstream evaluate -d cicids2017 -m random-forest --data ~/MachineLearningCVE/")
     _model_options(p)
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
+    p.add_argument("--label-column",
+                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--split", choices=datasets.SPLITS,
                    help="rows to score (default: test for the bundled sample, all for --data)")
     p.add_argument("--predictions", help="also write record_id,true_label,predicted_label,score to this CSV")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     # generate
@@ -143,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: kstream generate --rate 1000 --limit 5000")
     p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
+    p.add_argument("--label-column",
+                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--split", default="test", choices=datasets.SPLITS,
                    help="which rows to send (default test: the held-out split of the model -t/-m name, if trained)")
     p.add_argument("-t", "--task", help=f"task whose model's split 'test' means: {', '.join(TASKS)}")
@@ -152,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
     p.add_argument("--limit", type=int, help="stop after this many records")
     p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
+    _kafka_options(p)
+
+    # capture
+    p = sub.add_parser("capture", help="meter flows from packets (a capture file or an interface) into the flows topic",
+                       formatter_class=fmt,
+                       description="Turn packets into flows with the CICFlowMeter features packets give (NFStream,\n"
+                       "microsecond times) and send them like `generate` does: key = record id, JSON features,\n"
+                       "send-time header. Score them with a model trained on those features:\n"
+                       "  kstream train --features capture",
+                       epilog="examples:\n  kstream capture traffic.pcap\n"
+                       "  kstream capture --interface eth0 --idle-timeout 5      # live (needs capture rights)")
+    p.add_argument("pcap", nargs="?", help="capture file (.pcap, .pcapng; gzipped too)")
+    p.add_argument("--interface", help="capture live on this network interface instead (as root or with CAP_NET_RAW)")
+    p.add_argument("-d", "--dataset", help="dataset whose features to meter (default cicids2017)")
+    p.add_argument("--rate", type=float, default=0.0, help="flows per second, 0 = as fast as possible (default 0)")
+    p.add_argument("--limit", type=int, help="stop after this many flows")
+    p.add_argument("--idle-timeout", type=int, default=5,
+                   help="live: a flow ends after this many seconds without a packet (default 5)")
     _kafka_options(p)
 
     # detect
@@ -173,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
                    help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
     g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
+    g.add_argument("--allow-missing", action="store_true",
+                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
+    g.add_argument("--label-column",
+                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
 
     # sweep
     p = sub.add_parser("sweep", help="run the notebooks through papermill over a parameter grid",
@@ -200,12 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     _kafka_options(p)
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
+    p.add_argument("--label-column",
+                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible")
     p.add_argument("--limit", type=int, help="send only this many test records")
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
                    help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
     p.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
     p.add_argument("--detectors", type=int, default=1,
                    help="detector threads in one consumer group (needs --partitions >= this; default 1)")
     p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
@@ -272,6 +312,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "accuracy",
                                     "macro_f1", "netml_overall", "size_kb", "created"]))
+            if args.features:
+                for row in rows:
+                    card = artifacts.ModelCard.read(Path(row["path"]) / "model.json")
+                    print(f"\n{row['dataset']}/{row['task']}/{row['model']} needs {len(card.features)} features:\n  "
+                          + "\n  ".join(card.features))
         return 0
     if args.command == "train" and args.all:
         refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
@@ -285,13 +330,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"skipped: {reason}")
         return 0
     if args.command == "train":
-        trained = app.train(settings, args.data, _params(args.param), args.class_weight)
+        features, source = None, ""
+        if args.features_from:
+            features, source = app.features_of(settings, args.features_from), args.features_from
+        elif args.features:
+            features = app.features_of(settings, "capture") if args.features == "capture" else args.features.split(",")
+            source = "what packets give (kstream capture)" if args.features == "capture" else "the --features list"
+        trained = app.train(settings, args.data, _params(args.param), args.class_weight, features, source)
         m = trained.card.metrics
         print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-              f"NetML overall {m['netml_overall']:.4f}")
+              f"NetML overall {m['netml_overall']:.4f}"
+              + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
         return 0
     if args.command == "evaluate":
-        scores, frame = app.evaluate(settings, args.data, args.split)
+        scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)
         if args.predictions:
             frame.to_csv(args.predictions, index=False)
         print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
@@ -301,10 +353,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             stats = app.send(settings, args.split, args.data, args.rate, args.limit, args.loop, progress)
         print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
         return 0
+    if args.command == "capture":
+        with app.kafka_cluster(settings, start_local=False) as settings:
+            stats = app.capture(settings, args.pcap, args.interface, args.rate, args.limit, args.idle_timeout, progress)
+        print(f"sent {stats.records} flows to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} flows/s)")
+        return 0
     if args.command == "detect":
         # fail fast, before touching Kafka: the model, checked against the data when given
         ds = app.load_data(settings, args.data) if args.data else None
-        model = app.model_for(settings.model_ref(ds), ds)
+        model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
         with app.kafka_cluster(settings, start_local=False) as settings:
             stats = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
         reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
@@ -315,7 +372,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(metrics.format_summary(metrics.summarize(frame, ds.truth(settings.task), settings.task)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
-                     run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors)
+                     run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors,
+                     allow_missing=args.allow_missing)
     if args.json:
         print(json.dumps(result.summary, indent=2, default=str))
     else:

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,9 @@ from sklearn.model_selection import train_test_split
 from kstream.config import DATASETS_DIR, PROJECT_ROOT
 from kstream.errors import ConfigError, DataError
 from kstream.formats import CHUNK_ROWS, Table, read_cicflowmeter, read_netml, read_nsl_kdd
-from kstream.formats.cicflowmeter import CICIDS_DROPPED
+from kstream.formats.cicflowmeter import CICIDS_DROPPED, read_feature_names
+from kstream.formats.vocabulary import LEAKY, canonical_name, is_leaky
+from kstream.pcapfile import is_capture
 from kstream.formats.kdd import NSL_KDD_DROPPED
 from kstream.formats.netml import NETML_DROPPED
 
@@ -53,6 +54,7 @@ __all__ = [
     "available",
     "resolve_name",
     "spec",
+    "is_capture",
     "load",
 ]
 
@@ -62,27 +64,6 @@ TASKS = ("binary_class", "multi_class")
 BENIGN, ATTACK = "benign", "attack"
 SPLITS = ("train", "test", "all")
 DEFAULT_SEED = 42  # the split's (and the models') seed unless one is given
-
-#: Column names (normalised: lower case, runs of other characters -> "_") that identify a flow,
-#: a host or a moment, or come from the ground truth. No dataset may offer them as features.
-LEAKY = frozenset(
-    {
-        "id", "record_id", "flow_id", "sa", "da", "src_ip", "dst_ip", "source_ip", "destination_ip",
-        "src_port", "source_port", "timestamp", "time_start", "time_end", "label", "attempted_category",
-        "attack", "category", "difficulty", "class",
-    }
-)  # fmt: skip
-
-
-def is_leaky(name: str) -> bool:
-    """True for a column name that must never be a feature (see :data:`LEAKY`).
-
-    >>> is_leaky(" Flow ID"), is_leaky("Src IP"), is_leaky("Dst Port"), is_leaky("dns_answer_ip_count")
-    (True, True, False, False)
-    """
-    key = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
-    return key in LEAKY or key.endswith(("_ip", "_id")) or "timestamp" in key or key.startswith("label")
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -105,6 +86,7 @@ class Dataset:
     feature_notes: dict[str, str] = field(default_factory=dict)  # column group -> what was done and why
     source: str = ""
     test_mask: np.ndarray | None = None
+    labelled: bool = True  # False for flows from a packet capture: features, no ground truth
 
     def __post_init__(self) -> None:
         if not self.level:
@@ -155,6 +137,9 @@ class Dataset:
     def target(self, task: str) -> pd.Series:
         """Class per row for ``task``: benign/attack, or the class at the current level."""
         self.spec.check_task(task)
+        if not self.labelled:
+            raise DataError(f"{self.source or self.name} holds flows from packets: it has no labels to train or "
+                            "score with (a model for it trains on the bundled sample, restricted to its features)")
         if task == "binary_class":
             strata = self.levels[self.default_level]
             binary = np.where(strata.isin(self.spec.benign_labels), BENIGN, ATTACK)
@@ -199,6 +184,27 @@ class Dataset:
         train, test = self.split_index(seed=seed, test_size=test_size)
         return self.take(train if split == "train" else test)
 
+    def restrict(self, features: Sequence[str], source: str = "") -> Dataset:
+        """The same rows with only ``features`` (any spelling the format knows, kept in canonical order).
+
+        A name the data has no column for is a DataError listing them; ``source`` (where the list
+        came from) is noted in ``feature_notes`` and so on the model card.
+
+        >>> ds = load("cicids2017").restrict(["Flow Duration", "tot_fwd_pkts", "Dst Port"], "a test")
+        >>> ds.feature_names
+        ['Dst Port', 'Flow Duration', 'Total Fwd Packet']
+        """
+        wanted = {self.spec.feature_name(f) for f in features}
+        unknown = sorted(wanted - set(self.feature_names))
+        if unknown:
+            raise DataError(f"{len(unknown)} of the features asked for are not columns of {self.source or self.name}: "
+                            f"{', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
+        if not wanted:
+            raise DataError("no features left to train on: the list of features is empty")
+        kept = [f for f in self.feature_names if f in wanted]
+        notes = {**self.feature_notes, "restricted": f"restricted to the {len(kept)} features of {source or 'a list'}"}
+        return dataclasses.replace(self, features=self.features[kept], feature_notes=notes)
+
     def take(self, rows: np.ndarray) -> Dataset:
         """The rows at positions ``rows``, every level and mask kept aligned."""
 
@@ -215,7 +221,9 @@ class Dataset:
         )
 
     def truth(self, task: str) -> pd.DataFrame:
-        """Ground truth as a frame ``record_id, true_label`` for joining to predictions."""
+        """Ground truth as a frame ``record_id, true_label`` for joining to predictions (empty when unlabelled)."""
+        if not self.labelled:
+            return pd.DataFrame({"record_id": pd.Series(dtype="str"), "true_label": pd.Series(dtype="str")})
         return pd.DataFrame({"record_id": self.ids.to_numpy(), "true_label": self.target(task).to_numpy()})
 
 
@@ -233,7 +241,23 @@ class DatasetSpec:
     samples: Mapping[str, Path]  # every bundled sample, by name (also accepted as --data)
     citation: str  # whom to cite for the data (copied onto model cards and reports)
     dropped: Mapping[str, tuple[str, ...]]  # source columns that never become features, by reason
-    reader: Callable[[Path, int], Table]
+    reader: Callable[..., Table]  # reader(path, chunksize, label_column=None)
+    names_reader: Callable[[Path], list[str]] | None = None  # the features a file holds, from its header only
+    captures: bool = False  # packet captures (.pcap, .pcapng) read as flows of this dataset's features
+    canonical: Callable[[str], str | None] | None = None  # another spelling of a feature -> its canonical name
+
+    def feature_name(self, name: str) -> str:
+        """The canonical name of a feature written any way this format knows (else ``name`` as given)."""
+        return (self.canonical(name) if self.canonical else None) or str(name).strip()
+
+    def feature_names_of(self, path: str | Path, label_column: str | None = None) -> list[str]:
+        """The features the data at ``path`` holds (from file headers where the format allows)."""
+        source = self.resolve_source(path)
+        if not source.exists():
+            raise DataError(f"no data at {source}; pass a file or folder of {self.description}")
+        if self.names_reader is not None:
+            return self.names_reader(source)
+        return self.load(source, label_column=label_column).feature_names
 
     @property
     def default_level(self) -> str:
@@ -282,8 +306,10 @@ class DatasetSpec:
             return self.samples[str(path)]
         return Path(path).expanduser()
 
-    def load(self, path: str | Path | None = None, level: str | None = None, chunksize: int | None = None) -> Dataset:
-        """Read the dataset from ``path`` (default: the bundled sample), labels at ``level``.
+    def load(self, path: str | Path | None = None, level: str | None = None, chunksize: int | None = None,
+             label_column: str | None = None) -> Dataset:
+        """Read the dataset from ``path`` (default: the bundled sample), labels at ``level``
+        (``label_column``: the column holding the class, for CSVs that do not call it Label).
 
         Without ``level`` the labels are at the dataset's default level if the source has it,
         else at the first level it has (a file of grouped labels only loads at ``grouped``).
@@ -293,7 +319,9 @@ class DatasetSpec:
         source = self.resolve_source(path)
         if not source.exists():
             raise DataError(f"no data at {source}; pass --data with a file or folder of {self.description}")
-        table = self.reader(source, chunksize or CHUNK_ROWS)
+        if self.captures and is_capture(source):
+            return self._load_capture(source)
+        table = self.reader(source, chunksize or CHUNK_ROWS, label_column or None)
         if not len(table.ids):
             raise DataError(f"{source} holds no {self.name} rows")
         if not table.ids.is_unique:
@@ -316,6 +344,27 @@ class DatasetSpec:
         )
         log.info("loaded %d %s rows with %d features from %s", len(ds), self.name, ds.features.shape[1], ds.source)
         return ds.with_level(level) if level else ds
+
+    def _load_capture(self, source: Path) -> Dataset:
+        """The flows of a packet capture as an unlabelled dataset of this dataset's features."""
+        from kstream.capture import flows_from_pcap  # NFStream only when a capture is read
+
+        ids, features = flows_from_pcap(source)
+        if not len(ids):
+            raise DataError(f"{source} holds no flow of two packets or more")
+        return self.flows(ids, features, _describe_source(source))
+
+    def flows(self, ids: pd.Series, features: pd.DataFrame, source: str) -> Dataset:
+        """Flows metered from packets (:mod:`kstream.capture`) as an unlabelled dataset of this dataset's features."""
+        unknown = pd.Series("unlabelled", index=ids.index, dtype="str", name="label")
+        return Dataset(
+            name=self.name, ids=ids.rename("record_id").reset_index(drop=True), features=features.reset_index(drop=True),
+            labels=unknown.reset_index(drop=True), levels={self.default_level: unknown.reset_index(drop=True)},
+            level=self.default_level, default_level=self.default_level,
+            feature_notes={"capture": f"flows metered from the packets of {source} (kstream.capture): "
+                           f"{features.shape[1]} CICFlowMeter features, no labels"},
+            source=source, labelled=False,
+        )
 
 
 def _describe_source(source: Path) -> str:
@@ -345,6 +394,9 @@ REGISTRY: dict[str, DatasetSpec] = {
         "on CIC-IDS-2017 and CSE-CIC-IDS-2018\", IEEE CNS 2022",
         dropped=CICIDS_DROPPED,
         reader=read_cicflowmeter,
+        names_reader=read_feature_names,
+        canonical=canonical_name,
+        captures=True,
     ),
     "netml": DatasetSpec(
         name="netml",
@@ -415,7 +467,8 @@ def spec(name: str) -> DatasetSpec:
 
 
 def load(
-    name: str, path: str | Path | None = None, level: str | None = None, *, chunksize: int | None = None
+    name: str, path: str | Path | None = None, level: str | None = None, *, chunksize: int | None = None,
+    label_column: str | None = None,
 ) -> Dataset:
     """Load a registered dataset from its bundled sample, or from ``path``, labels at ``level``.
 
@@ -425,4 +478,4 @@ def load(
     >>> ds.level, ds.spec.tasks, len(ds)
     ('top', ('multi_class',), 18179)
     """
-    return REGISTRY[resolve_name(name)].load(path, level, chunksize)
+    return REGISTRY[resolve_name(name)].load(path, level, chunksize, label_column)

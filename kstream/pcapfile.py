@@ -35,7 +35,7 @@ import dpkt
 
 from kstream.errors import DataError
 
-__all__ = ["SUFFIXES", "TIME_SCALE", "Retimed", "retime", "retime_file"]
+__all__ = ["is_capture", "SUFFIXES", "TIME_SCALE", "Retimed", "retime", "retime_file"]
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +178,12 @@ def retime_file(path: Path, out: BinaryIO) -> Retimed:
             return retime(raw, out, str(path))
     except (OSError, EOFError) as err:  # missing file, bad gzip stream, full disk
         raise DataError(f"cannot read {path}: {err}") from err
+
+
+def is_capture(path: str | Path) -> bool:
+    """Whether ``path`` names a packet capture file (.pcap, .pcapng, .cap, .dmp, gzipped or not).
+
+    >>> is_capture("day1.pcap.gz"), is_capture("flows.csv")
+    (True, False)
+    """
+    return Path(path).name.lower().removesuffix(".gz").endswith(SUFFIXES)

@@ -106,17 +106,21 @@ def _open_store(run_dir: Path, settings: dict[str, Any]) -> Store:
 
 
 def figures(run: Run) -> dict[str, plt.Figure]:
-    """The report's figures by file name."""
+    """The report's figures by file name (a run without ground truth, such as flows from packets,
+    has no confusion matrix, and its class counts are the predicted ones only)."""
     scored = run.predictions.dropna(subset=["true_label"])
-    classes = sorted(set(scored["true_label"]) | set(scored["predicted_label"]))
-    return {
-        "class_counts": plots.class_counts(scored, title=f"Predicted vs true classes: {run.title}"),
+    out = {
+        "class_counts": plots.class_counts(scored if len(scored) else run.predictions,
+                                           title=f"Predicted vs true classes: {run.title}"),
         "latency": plots.latency_histogram(run.predictions, title=f"Produce-to-prediction latency: {run.title}"),
-        "confusion_matrix": plots.confusion_matrix(scored, classes, title=f"Confusion matrix (streamed): {run.title}"),
-        "throughput": plots.throughput_over_time(
-            run.predictions, bin_s=_bin_seconds(run.predictions), title=f"Throughput: {run.title}"
-        ),
     }
+    if len(scored):
+        classes = sorted(set(scored["true_label"]) | set(scored["predicted_label"]))
+        out["confusion_matrix"] = plots.confusion_matrix(scored, classes,
+                                                         title=f"Confusion matrix (streamed): {run.title}")
+    out["throughput"] = plots.throughput_over_time(run.predictions, bin_s=_bin_seconds(run.predictions),
+                                                   title=f"Throughput: {run.title}")
+    return out
 
 
 def _bin_seconds(frame: pd.DataFrame, bins: int = 40) -> float:

@@ -89,6 +89,10 @@ def format_scores(scores: dict[str, Any]) -> str:
     else:
         lines.append(f"NetML F1 {scores['netml_f1']:.4f}   mAP {scores['netml_map']:.4f}   overall "
                      f"{scores['netml_overall']:.4f}")
+    missing = scores.get("missing_features") or []
+    if missing:
+        lines.append(f"imputed: {len(missing)} of the model's {scores.get('model_features', '?')} features are not in "
+                     f"the data ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''})")
     rows = [{"class": c, **v} for c, v in scores["per_class"].items()]
     lines.append(text_table(rows, ["class", "precision", "recall", "f1-score", "support"]))
     return "\n".join(lines)

@@ -47,6 +47,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "level": ("KSTREAM_LEVEL",),
     "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
     "seed": ("KSTREAM_SEED",),
+    "label_column": ("KSTREAM_LABEL_COLUMN",),
     "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
     "topic": ("KSTREAM_TOPIC",),
     "predictions_topic": ("KSTREAM_PREDICTIONS_TOPIC",),
@@ -80,6 +81,7 @@ class Settings:
     level: str = ""
     models_dir: Path = MODELS_DIR
     seed: int | None = None
+    label_column: str = ""  # the CSV column holding the class when it is not called Label
     bootstrap: str = ""
     topic: str = "flows"
     predictions_topic: str = "flows.predictions"

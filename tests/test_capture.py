@@ -404,3 +404,38 @@ def test_live_capture_without_the_right_to_capture_is_a_one_line_config_error():
     )
     message = out.stdout.strip()
     assert message.startswith("cannot capture on lo:") and "CAP_NET_RAW" in message and "\n" not in message
+
+
+@pytest.mark.kafka
+def test_packets_to_kafka_to_predictions_through_the_cli(sample, flows, tmp_path, kafka_bootstrap, names, cli):
+    models, store = str(tmp_path / "models"), tmp_path / "p.sqlite"
+    trained = cli("-q", "train", "-m", "decision-tree", "--features", "capture", "--models-dir", models)
+    assert trained.returncode == 0 and f"({len(CAPTURE_FEATURES)} features of what packets give" in trained.stdout
+    common = ["--bootstrap", kafka_bootstrap, "--topic", names["topic"]]
+    sent = cli("-q", "capture", str(sample), *common)
+    ids, _ = flows
+    assert sent.returncode == 0 and f"sent {len(ids)} flows" in sent.stdout, sent.stderr
+    detected = cli("-q", "detect", "-m", "decision-tree", "--models-dir", models, "--group", names["group"],
+                   "--store-url", str(store), "--max-records", str(len(ids)), *common)
+    assert detected.returncode == 0 and f"handled {len(ids)} records: {len(ids)} predicted" in detected.stdout
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        stored = {r[0] for r in db.execute("SELECT record_id FROM predictions")}
+    assert stored == set(ids)  # the capture's record ids, one prediction each
+
+
+@pytest.mark.kafka
+def test_a_run_on_a_capture_trains_on_the_bundled_features_it_has_and_reports_without_truth(sample, flows, tmp_path,
+                                                                                            kafka_bootstrap):
+    from kstream import app, report
+    from kstream.settings import Settings
+
+    settings = Settings(model="decision-tree", models_dir=tmp_path / "models", bootstrap=kafka_bootstrap)
+    result = app.run(settings, data=str(sample), run_dir=tmp_path / "run", progress=False)
+    ids, _ = flows
+    assert result.summary["records"] == len(ids) and "accuracy" not in result.summary
+    card = app.artifacts.load(settings.model_ref()).card
+    assert set(card.features) <= set(CAPTURE_FEATURES) and "restricted" in card.feature_selection["excluded_by_loader"]
+    path = report.write_report(tmp_path / "run")
+    assert "confusion_matrix" not in path.read_text() and (tmp_path / "run" / "figures" / "latency.png").exists()

@@ -155,3 +155,32 @@ def test_binary_on_netml_and_an_unknown_level_fail_with_one_line(tmp_path, cli, 
                           "no benign/attack split", "use -t multi_class")
     one_line_error(cli("train", "-d", "netml", "-t", "multi_class", "--level", "finest",
                                   "--models-dir", str(tmp_path)), "top, mid, fine")
+
+
+def test_a_cross_source_score_is_two_commands(tmp_path, models_dir, improved_rows, cli, one_line_error):
+    rows = improved_rows(40)
+    columns = {"Flow Duration": "Flow Duration", "Total Fwd Packets": "Total Fwd Packet",
+               "Total Length of Fwd Packets": "Total Length of Fwd Packet", "Min Packet Length": "Packet Length Min",
+               "Init_Win_bytes_forward": "FWD Init Win Bytes", "min_seg_size_forward": "Fwd Seg Size Min",
+               "Flow IAT Mean": "Flow IAT Mean", "Average Packet Size": "Average Packet Size"}
+    selected = pd.DataFrame({name: rows[canon] for name, canon in columns.items()})
+    selected["Label"] = (rows["Label"] != "BENIGN").astype(int)
+    csv = tmp_path / "selected.csv"
+    selected.to_csv(csv, index=False)
+    common = ["-q", "evaluate", "-m", "decision-tree", "--data", str(csv)]
+    refused = cli(*common, "--models-dir", str(models_dir))  # the full-feature model: 75 features missing
+    line = one_line_error(refused, "needs 75 feature(s) the data lacks: Dst Port", "--allow-missing")
+    assert "does not fit" in line
+    imputed = cli(*common, "--models-dir", str(models_dir), "--allow-missing", "--json")
+    assert imputed.returncode == 0, imputed.stderr
+    scores = json.loads(imputed.stdout)
+    assert scores["rows"] == len(rows) and len(scores["missing_features"]) == 75 and scores["model_features"] == 83
+    models = str(tmp_path / "restricted")
+    trained = cli("-q", "train", "-m", "decision-tree", "--features-from", str(csv), "--models-dir", models)
+    assert trained.returncode == 0 and f"(8 features of {csv})" in trained.stdout, trained.stderr
+    restricted = cli(*common, "--models-dir", models, "--json")
+    assert restricted.returncode == 0, restricted.stderr
+    scores = json.loads(restricted.stdout)
+    assert scores["missing_features"] == [] and scores["rows"] == len(rows) and {"tpr", "far"} <= set(scores)
+    listed = cli("models", "--models-dir", models, "--features")
+    assert "needs 8 features:" in listed.stdout and "  FWD Init Win Bytes" in listed.stdout

@@ -125,12 +125,6 @@ def test_every_canonical_class_has_a_group():
                                                    "WebAttack"}
 
 
-def test_a_csv_that_is_not_cicflowmeter_is_refused(tmp_path):
-    (tmp_path / "x.csv").write_text("a,b,Label\n1,2,BENIGN\n")
-    with pytest.raises(DataError, match="not a CICIDS2017 CICFlowMeter CSV"):
-        datasets.load("cicids2017", tmp_path / "x.csv")
-
-
 # --- NetML ---------------------------------------------------------------------------------------
 
 
@@ -311,3 +305,63 @@ def test_leaky_names_are_recognised():
         assert datasets.is_leaky(name), name
     for name in ["Dst Port", "dst_port", "Protocol", "land", "dns_answer_ip_count", "Total TCP Flow Time"]:
         assert not datasets.is_leaky(name), name
+
+
+# --- any CICFlowMeter output: other spellings, subsets of the columns, other label columns -------------
+
+#: 19 columns of a feature-selected CICIDS2017 CSV as papers publish them (2017 spelling), with their
+#: improved-release (canonical) names.
+SELECTED_2017 = {
+    "Destination Port": "Dst Port", "Flow Duration": "Flow Duration", "Total Fwd Packets": "Total Fwd Packet",
+    "Total Length of Fwd Packets": "Total Length of Fwd Packet", "Fwd Packet Length Max": "Fwd Packet Length Max",
+    "Bwd Packet Length Min": "Bwd Packet Length Min", "Flow IAT Mean": "Flow IAT Mean",
+    "Flow IAT Max": "Flow IAT Max", "Fwd IAT Total": "Fwd IAT Total", "Bwd IAT Mean": "Bwd IAT Mean",
+    "Fwd PSH Flags": "Fwd PSH Flags", "Min Packet Length": "Packet Length Min",
+    "Max Packet Length": "Packet Length Max", "PSH Flag Count": "PSH Flag Count",
+    "Average Packet Size": "Average Packet Size", "Init_Win_bytes_forward": "FWD Init Win Bytes",
+    "Init_Win_bytes_backward": "Bwd Init Win Bytes", "min_seg_size_forward": "Fwd Seg Size Min",
+    "Active Mean": "Active Mean",
+}  # fmt: skip
+#: The same features as CICFlowMeter-V3 (CSE-CIC-IDS2018) abbreviates them.
+SELECTED_2018 = {
+    "Dst Port": "Dst Port", "Flow Duration": "Flow Duration", "Tot Fwd Pkts": "Total Fwd Packet",
+    "TotLen Fwd Pkts": "Total Length of Fwd Packet", "Fwd Pkt Len Max": "Fwd Packet Length Max",
+    "Bwd Pkt Len Min": "Bwd Packet Length Min", "Flow IAT Mean": "Flow IAT Mean", "Flow IAT Max": "Flow IAT Max",
+    "Fwd IAT Tot": "Fwd IAT Total", "Bwd IAT Mean": "Bwd IAT Mean", "Fwd PSH Flags": "Fwd PSH Flags",
+    "Pkt Len Min": "Packet Length Min", "Pkt Len Max": "Packet Length Max", "PSH Flag Cnt": "PSH Flag Count",
+    "Pkt Size Avg": "Average Packet Size", "Init Fwd Win Byts": "FWD Init Win Bytes",
+    "Init Bwd Win Byts": "Bwd Init Win Bytes", "Fwd Seg Size Min": "Fwd Seg Size Min", "Active Mean": "Active Mean",
+}  # fmt: skip
+
+
+def write_selected(path, rows: pd.DataFrame, names: dict[str, str], label="Label", numeric=True, snake=False):
+    """Write improved rows under other column names, the class as 0/1 (0 = benign) or as names."""
+    out = pd.DataFrame({(n.lower().replace(" ", "_").replace("/", "_") if snake else n): rows[canon]
+                        for n, canon in names.items()})
+    out[label] = (rows["Label"] != "BENIGN").astype(int) if numeric else rows["Label"]
+    out.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("names, snake", [(SELECTED_2017, False), (SELECTED_2018, False), (SELECTED_2018, True)])
+def test_a_feature_selected_file_in_any_spelling_reads_onto_canonical_names(tmp_path, five_per_class, names, snake):
+    ds = datasets.load("cicids2017", write_selected(tmp_path / "selected.csv", five_per_class, names, snake=snake))
+    canonical = list(names.values())
+    assert ds.feature_names == [c for c in cicflowmeter.CICIDS_FEATURES if c in canonical]  # canonical order
+    assert np.allclose(ds.features[canonical].to_numpy(), five_per_class[canonical].to_numpy(dtype=float))
+    assert set(ds.labels) == {"BENIGN", "Attack"}
+    assert (ds.target("binary_class") == "attack").tolist() == (five_per_class["Label"] != "BENIGN").tolist()
+
+
+def test_another_label_column_with_class_names(tmp_path, five_per_class):
+    file = write_selected(tmp_path / "s.csv", five_per_class, SELECTED_2017, label="Class", numeric=False)
+    with pytest.raises(DataError, match="has no 'Label' column; pass --label-column NAME"):
+        datasets.load("cicids2017", file)
+    ds = datasets.load("cicids2017", file, label_column="Class")
+    assert list(ds.labels) == list(five_per_class["Label"])
+
+
+def test_a_csv_with_too_few_flow_features_is_not_cicflowmeter_output(tmp_path):
+    (tmp_path / "x.csv").write_text("Flow Duration,colour,Label\n1,red,BENIGN\n")
+    with pytest.raises(DataError, match="is not CICFlowMeter output: 1 of its columns are CICFlowMeter features"):
+        datasets.load("cicids2017", tmp_path / "x.csv")

@@ -9,8 +9,8 @@ levels, ``label`` and ``grouped``.
 
 >>> fold_cicids_label("Web Attack \\x96 Sql Injection")
 ('Web Attack - SQL Injection', 'WebAttack')
->>> fold_cicids_label("PortScan"), fold_cicids_label("DoS")
-(('Portscan', 'PortScan'), (None, 'DoS'))
+>>> fold_cicids_label("PortScan"), fold_cicids_label("DoS"), fold_cicids_label("1")
+(('Portscan', 'PortScan'), (None, 'DoS'), ('Attack', 'Attack'))
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ from kstream.formats.reading import (
     stack_blocks,
     warn_once,
 )
+from kstream.formats.vocabulary import (  # noqa: F401 - the feature names are re-exported
+    CICIDS_DROPPED,
+    CICIDS_FEATURES,
+    CICIDS_RENAMES,
+    canonical_name,
+    dropped_name,
+    name_key,
+)
 
 __all__ = [
     "CICIDS_FEATURES",
@@ -46,68 +54,11 @@ __all__ = [
     "label_key",
     "fold_cicids_label",
     "read_cicflowmeter",
+    "read_feature_names",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The canonical CICIDS2017 features: the corrected ("improved") release's names and order.
-CICIDS_FEATURES = (
-    "Dst Port", "Protocol", "Flow Duration", "Total Fwd Packet", "Total Bwd packets",
-    "Total Length of Fwd Packet", "Total Length of Bwd Packet", "Fwd Packet Length Max",
-    "Fwd Packet Length Min", "Fwd Packet Length Mean", "Fwd Packet Length Std", "Bwd Packet Length Max",
-    "Bwd Packet Length Min", "Bwd Packet Length Mean", "Bwd Packet Length Std", "Flow Bytes/s",
-    "Flow Packets/s", "Flow IAT Mean", "Flow IAT Std", "Flow IAT Max", "Flow IAT Min", "Fwd IAT Total",
-    "Fwd IAT Mean", "Fwd IAT Std", "Fwd IAT Max", "Fwd IAT Min", "Bwd IAT Total", "Bwd IAT Mean",
-    "Bwd IAT Std", "Bwd IAT Max", "Bwd IAT Min", "Fwd PSH Flags", "Bwd PSH Flags", "Fwd URG Flags",
-    "Bwd URG Flags", "Fwd RST Flags", "Bwd RST Flags", "Fwd Header Length", "Bwd Header Length",
-    "Fwd Packets/s", "Bwd Packets/s", "Packet Length Min", "Packet Length Max", "Packet Length Mean",
-    "Packet Length Std", "Packet Length Variance", "FIN Flag Count", "SYN Flag Count", "RST Flag Count",
-    "PSH Flag Count", "ACK Flag Count", "URG Flag Count", "CWR Flag Count", "ECE Flag Count",
-    "Down/Up Ratio", "Average Packet Size", "Fwd Segment Size Avg", "Bwd Segment Size Avg",
-    "Fwd Bytes/Bulk Avg", "Fwd Packet/Bulk Avg", "Fwd Bulk Rate Avg", "Bwd Bytes/Bulk Avg",
-    "Bwd Packet/Bulk Avg", "Bwd Bulk Rate Avg", "Subflow Fwd Packets", "Subflow Fwd Bytes",
-    "Subflow Bwd Packets", "Subflow Bwd Bytes", "FWD Init Win Bytes", "Bwd Init Win Bytes",
-    "Fwd Act Data Pkts", "Fwd Seg Size Min", "Active Mean", "Active Std", "Active Max", "Active Min",
-    "Idle Mean", "Idle Std", "Idle Max", "Idle Min", "ICMP Code", "ICMP Type", "Total TCP Flow Time",
-)  # fmt: skip
-
-#: 2017 (MachineLearningCVE / GeneratedLabelledFlows) name -> canonical name, built by comparing the
-#: headers; the 62 other shared features are spelled alike. CWE is the 2017 typo for the CWR flag.
-CICIDS_RENAMES = {
-    "Source IP": "Src IP",
-    "Source Port": "Src Port",
-    "Destination IP": "Dst IP",
-    "Destination Port": "Dst Port",
-    "Total Fwd Packets": "Total Fwd Packet",
-    "Total Backward Packets": "Total Bwd packets",
-    "Total Length of Fwd Packets": "Total Length of Fwd Packet",
-    "Total Length of Bwd Packets": "Total Length of Bwd Packet",
-    "Min Packet Length": "Packet Length Min",
-    "Max Packet Length": "Packet Length Max",
-    "CWE Flag Count": "CWR Flag Count",
-    "Avg Fwd Segment Size": "Fwd Segment Size Avg",
-    "Avg Bwd Segment Size": "Bwd Segment Size Avg",
-    "Fwd Avg Bytes/Bulk": "Fwd Bytes/Bulk Avg",
-    "Fwd Avg Packets/Bulk": "Fwd Packet/Bulk Avg",
-    "Fwd Avg Bulk Rate": "Fwd Bulk Rate Avg",
-    "Bwd Avg Bytes/Bulk": "Bwd Bytes/Bulk Avg",
-    "Bwd Avg Packets/Bulk": "Bwd Packet/Bulk Avg",
-    "Bwd Avg Bulk Rate": "Bwd Bulk Rate Avg",
-    "Init_Win_bytes_forward": "FWD Init Win Bytes",
-    "Init_Win_bytes_backward": "Bwd Init Win Bytes",
-    "act_data_pkt_fwd": "Fwd Act Data Pkts",
-    "min_seg_size_forward": "Fwd Seg Size Min",
-}
-
-#: Source columns that never become features, by reason (canonical spelling).
-CICIDS_DROPPED = {
-    "identifiers": ("id", "Flow ID"),
-    "addresses": ("Src IP", "Dst IP"),
-    "ports": ("Src Port",),
-    "timestamps": ("Timestamp",),
-    "label-derived": ("Label", "Attempted Category"),
-    "duplicates": ("Fwd Header Length.1",),
-}
 CICIDS_NOTES = {
     "identifiers": "id, Flow ID dropped: unique per flow, no signal (id and the capture day make the record id)",
     "addresses": "Src IP, Dst IP (Source IP, Destination IP in the 2017 CSVs) dropped: hosts of one testbed, "
@@ -163,6 +114,8 @@ CICIDS_GROUPS = {
 }
 #: Labels that only exist at the grouped level (a file holding them has no fine labels).
 CICIDS_GROUP_ONLY = {"dos": "DoS", "bruteforce": "BruteForce", "webattack": "WebAttack", "webattacks": "WebAttack"}
+#: Numeric binary labels (0 = benign, 1 = attack), as feature-selected releases often write them.
+BINARY_LABELS = {"0": "BENIGN", "00": "BENIGN", "1": "Attack", "10": "Attack"}
 _ATTEMPTED = "attempted"
 _DASHES = re.compile("[\u0096\u2010-\u2015\ufffd]")
 
@@ -183,6 +136,8 @@ def fold_cicids_label(raw: str) -> tuple[str | None, str]:
     An unknown label is kept (dashes normalised) at both levels, with a warning.
     """
     key = label_key(raw)
+    if key in BINARY_LABELS and str(raw).strip().replace(".0", "") in ("0", "1"):
+        return BINARY_LABELS[key], BINARY_LABELS[key]
     if key in CICIDS_LABELS:
         fine = CICIDS_LABELS[key]
         return fine, CICIDS_GROUPS[fine]
@@ -197,33 +152,41 @@ def fold_cicids_label(raw: str) -> tuple[str | None, str]:
     return kept, kept
 
 
-def _cicids_dialect(columns: list[str], file: Path) -> str:
-    lower = {c.lower() for c in columns}
-    if "label" not in lower:
-        raise DataError(f"{file} has no Label column; is it a labelled CICFlowMeter CSV?")
-    if "total fwd packet" in lower:
+#: Fewer recognised feature columns than this and a CSV is not taken for CICFlowMeter output.
+MIN_FEATURES = 3
+
+
+def _cicids_dialect(columns: list[str], file: Path, label: str) -> str:
+    """Which CICFlowMeter output wrote ``columns``; a clear DataError when none did, or the label is missing."""
+    keys = {name_key(c) for c in columns}
+    if name_key(label) not in keys:
+        hint = "" if label != "Label" else "; pass --label-column NAME for the column that holds the class"
+        raise DataError(f"{file} has no {label!r} column{hint}")
+    features = [c for c in columns if canonical_name(c)]
+    if len(features) < MIN_FEATURES:
+        raise DataError(f"{file} is not CICFlowMeter output: {len(features)} of its columns are CICFlowMeter features "
+                        f"(at least {MIN_FEATURES}, e.g. Flow Duration, Total Fwd Packets, Flow IAT Mean)")
+    if "total_fwd_packet" in keys:
         return "improved"
-    if "total fwd packets" in lower:
-        if "flow id" in lower:
+    if "total_fwd_packets" in keys:
+        if "flow_id" in keys:
             return "GeneratedLabelledFlows"
-        return "MachineLearningCVE" if "destination port" in lower else "csv-sample"
-    raise DataError(
-        f"{file} is not a CICIDS2017 CICFlowMeter CSV (no 'Total Fwd Packet' or 'Total Fwd Packets' column)"
-    )
+        return "MachineLearningCVE" if "destination_port" in keys else "csv-sample"
+    if "tot_fwd_pkts" in keys:
+        return "CICFlowMeter-V3"
+    return "feature subset"
 
 
-def _canonical_columns(columns: list[str]) -> list[str]:
-    """Strip spaces, map 2017 names onto canonical ones (case-insensitively), keep names unique."""
-    lookup = {name.lower(): name for name in CICIDS_FEATURES}
-    lookup.update({old.lower(): new for old, new in CICIDS_RENAMES.items()})
-    for dropped in CICIDS_DROPPED.values():
-        lookup.update({name.lower(): name for name in dropped})
+def _canonical_columns(columns: list[str], label: str) -> list[str]:
+    """Every column under its canonical name (features, then never-features, then ``Label``); names kept unique."""
+    label_key = name_key(label)
     out: list[str] = []
     for column in columns:
         name = str(column).strip()
-        base = name = lookup.get(name.lower(), name)
+        key = name_key(name)
+        base = name = canonical_name(name) or dropped_name(name) or ("Label" if key == label_key else name)
         n = 0
-        while name in out:  # names that only differ in surrounding spaces
+        while name in out:  # names that only differ in surrounding spaces or spelling
             n += 1
             name = f"{base}.{n}"
         out.append(name)
@@ -247,15 +210,20 @@ def _cicids_chunk(
     return rid.reset_index(drop=True), raw.reset_index(drop=True), float_block(chunk, CICIDS_FEATURES)
 
 
-def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
-    """Read CICIDS2017 CICFlowMeter CSVs of any dialect (detected per file from its header).
+def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str | None = None) -> Table:
+    """Read CICFlowMeter CSVs of any dialect, or any subset of their columns (detected per file).
 
     Dialects: ``improved`` (corrected re-extraction: id, Timestamp, 83 features), ``MachineLearningCVE``
     (2017 names with leading spaces, Destination Port, no id), ``GeneratedLabelledFlows`` (the same
-    plus Flow ID, addresses and Timestamp) and ``csv-sample`` (the 2017 features without Destination
-    Port, grouped labels). Record id: capture day + "-" + id in the improved dialect, else
-    "<file stem>-<row>" (row counted from 0 after the header). Rows with an empty Label are skipped.
+    plus Flow ID, addresses and Timestamp), ``csv-sample`` (the 2017 features without Destination
+    Port, grouped labels), ``CICFlowMeter-V3`` (the abbreviations of CSE-CIC-IDS2018 and, in
+    snake_case, of the Python CICFlowMeter) and ``feature subset`` (a file holding some features
+    under any of those spellings). Columns map onto :data:`CICIDS_FEATURES` names
+    (:mod:`kstream.formats.vocabulary`). The class is in ``Label`` or ``label_column``: class names,
+    or 0/1 (0 = benign, 1 = attack). Record id: capture day + "-" + id in the improved dialect, else
+    "<file stem>-<row>" (row counted from 0 after the header). Rows with an empty label are skipped.
     """
+    label = label_column or "Label"
     files = list_files(path, (".csv", ".csv.gz"), "CICFlowMeter CSV files")
     ids: list[pd.Series] = []
     fine: list[pd.Series] = []
@@ -275,8 +243,8 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
                 row, file_fine = 0, []
                 for chunk in csv_chunks(stream, chunksize, low_memory=False):
                     if columns is None:
-                        dialect = _cicids_dialect([str(c).strip() for c in chunk.columns], file)
-                        columns = _canonical_columns(list(chunk.columns))
+                        dialect = _cicids_dialect([str(c).strip() for c in chunk.columns], file, label)
+                        columns = _canonical_columns(list(chunk.columns), label)
                         dialects.setdefault(dialect, []).append(file.name)
                         absent.setdefault(dialect, set()).update(set(CICIDS_FEATURES) - set(columns))
                         extra.update(set(columns) - known)
@@ -316,9 +284,9 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
     notes["dialects"] = "; ".join(f"{d}: {len(names)} file(s)" for d, names in dialects.items())
     if set(dialects) - {"improved"}:
         notes["renamed"] = (
-            "2017 column names mapped onto the improved release's (leading spaces stripped; e.g. Destination "
-            "Port -> Dst Port, Total Fwd Packets -> Total Fwd Packet, Init_Win_bytes_forward -> FWD Init Win "
-            "Bytes; the 23 renames are CICIDS_RENAMES in kstream/formats/cicflowmeter.py)"
+            "column names mapped onto the improved release's (case, spaces and punctuation folded; e.g. "
+            "Destination Port -> Dst Port, Total Fwd Packets / Tot Fwd Pkts / tot_fwd_pkts -> Total Fwd Packet, "
+            "Init_Win_bytes_forward -> FWD Init Win Bytes; the tables are in kstream/formats/vocabulary.py)"
         )
     missing = {d: sorted(cols, key=CICIDS_FEATURES.index) for d, cols in absent.items() if cols}
     if missing:
@@ -329,3 +297,18 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
     return Table(concat_labels(ids, "record_id"), features, levels, notes)
 
 
+def read_feature_names(path: Path) -> list[str]:
+    """The canonical features the CSV files at ``path`` hold, from their headers only (canonical order).
+
+    >>> from kstream.config import DATASETS_DIR
+    >>> len(read_feature_names(DATASETS_DIR / "cicids2017-csv-sample"))
+    76
+    """
+    present: set[str] = set()
+    for file in list_files(path, (".csv", ".csv.gz"), "CICFlowMeter CSV files"):
+        try:
+            header = pd.read_csv(file, nrows=0, encoding="utf-8", encoding_errors="replace").columns
+        except (OSError, EOFError, UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise DataError(f"cannot read the header of {file}: {err}") from err
+        present.update(name for name in map(canonical_name, header) if name)
+    return [name for name in CICIDS_FEATURES if name in present]

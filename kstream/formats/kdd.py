@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kstream.config import DATASETS_DIR
-from kstream.errors import DataError
+from kstream.errors import ConfigError, DataError
 from kstream.formats.reading import (
     CHUNK_ROWS,
     Table,
@@ -127,7 +127,7 @@ def _nsl_attack_types(folder: Path) -> dict[str, str]:
     return {attack.strip(): category.strip() for attack, category, *_ in pairs}
 
 
-def read_nsl_kdd(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
+def read_nsl_kdd(path: Path, chunksize: int = CHUNK_ROWS, label_column: str | None = None) -> Table:
     """Read NSL-KDD files (KDD format: 41 features, attack name, difficulty; no header).
 
     ``path`` is a ``.txt``/``.txt.gz`` file or a folder of them; a subset file is skipped when its
@@ -135,6 +135,8 @@ def read_nsl_kdd(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
     When both a KDDTrain* and a KDDTest* file are read, ``test_mask`` marks the KDDTest* rows, and
     the split follows the official files. KDD Cup 99 rows (no difficulty, "normal.") read too.
     """
+    if label_column:
+        raise ConfigError("--label-column applies to CICFlowMeter CSVs; NSL-KDD files have a fixed layout")
     files = list_files(path, (".txt", ".txt.gz"), "NSL-KDD .txt files")
     stems = {file_stem(f) for f in files}
     files = [f for f in files if _NSL_SUBSETS.get(file_stem(f)) not in stems]

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from kstream.errors import DataError
+from kstream.errors import ConfigError, DataError
 from kstream.formats.reading import CHUNK_ROWS, JSON_BLOCK_ROWS, Table, file_stem, list_files, open_bytes, progress, stack_blocks
 
 __all__ = [
@@ -135,12 +135,14 @@ def _read_json(file: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def read_netml(path: Path, chunksize: int = CHUNK_ROWS) -> Table:
+def read_netml(path: Path, chunksize: int = CHUNK_ROWS, label_column: str | None = None) -> Table:
     """Read a NetML-challenge set (JSON lines, one flow per line) and its annotation files.
 
     ``path`` is the set file, or a folder with one set file and its ``*_anno_<level>`` files.
     Record id = ``str(id)``. Flows without a label in some annotation file are skipped (logged).
     """
+    if label_column:
+        raise ConfigError("--label-column applies to CICFlowMeter CSVs; NetML labels live in its annotation files")
     set_file = _netml_set_file(path)
     annotations = _netml_annotations(set_file)
     column = {name: j for j, name in enumerate(NETML_FEATURES)}
