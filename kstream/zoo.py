@@ -1,10 +1,10 @@
 """The model zoo: which classifiers kstream trains, each built as a whole scikit-learn Pipeline.
 
 What was trained is exactly what streams: the Pipeline holds the feature selection, the clean-up
-of real CICFlowMeter rows (inf -> NaN, median imputation) and, where the classifier needs it,
-scaling, so the detector feeds it raw feature values in the model card's order. Every
-classifier has a fixed ``random_state`` and weighs classes against the heavy imbalance of flow
-data (:data:`CLASS_WEIGHTS`).
+of real CICFlowMeter rows (inf -> NaN, finite values beyond float32 clipped, median imputation)
+and, where the classifier needs it, scaling, so the detector feeds it raw feature values in the
+model card's order. Every classifier has a fixed ``random_state`` and weighs classes against the
+heavy imbalance of flow data (:data:`CLASS_WEIGHTS`).
 
 >>> build_pipeline("decision-tree").steps[-1][0]
 'classifier'
@@ -36,6 +36,7 @@ __all__ = ["MODELS", "CLASS_WEIGHTS", "MISSING_POLICY", "check_model", "check_cl
 MODELS = ("logistic-regressor", "decision-tree", "random-forest", "hist-gradient-boosting")
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 MISSING_POLICY = "null, NaN, +inf and -inf are imputed with the training median of the feature"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # trees cast to float32: larger finite values are clipped to this
 
 
 def check_model(name: str) -> str:
@@ -53,13 +54,20 @@ def check_class_weight(name: str) -> str:
 
 
 def finite_or_nan(x: np.ndarray) -> np.ndarray:
-    """Replace +/-inf by NaN so the imputer treats them as missing.
+    """Replace +/-inf by NaN so the imputer treats them as missing, and clip finite values to float32's range.
+
+    scikit-learn's trees cast their input to float32 and refuse values beyond its range, so a
+    flow holding 1e300 would fail to score; clipped to float32's largest value, it is scored
+    as the extreme value it is (for every split it lies on the same side as 1e300 would).
 
     >>> finite_or_nan(np.array([[1.0, np.inf, -np.inf]])).tolist()
     [[1.0, nan, nan]]
+    >>> finite_or_nan(np.array([[1e300, -1e39, np.nan]])).tolist()
+    [[3.4028234663852886e+38, -3.4028234663852886e+38, nan]]
     """
     x = np.array(x, dtype=np.float64)  # copy: never modify the caller's batch
     x[~np.isfinite(x)] = np.nan
+    np.clip(x, -_FLOAT32_MAX, _FLOAT32_MAX, out=x)  # NaN stays NaN
     return x
 
 
