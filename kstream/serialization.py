@@ -7,6 +7,12 @@ no infinity; the model imputes both the same way).
 
 Decoding works on a whole poll at once: it returns one float matrix in the
 model's feature order plus the rows that could not be decoded, with a reason.
+Any bytes are safe to decode: a row is decoded or gets a bounded reason, never an
+exception. Numbers orjson will not read (beyond the float64 range, and in some
+versions integers beyond 64 bits) are read again by the json module, for that record
+only, as floats; those beyond the float64 range count as missing, like infinities.
+Duplicate keys keep the last value (as both parsers do); NaN and Infinity, which
+JSON does not have, are rejected.
 
 >>> value = encode_flow(["a", "b"], np.array([1.5, np.inf]))
 >>> value
@@ -18,11 +24,16 @@ b'{"a":1.5,"b":null}'
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson  # 6x faster decoding than the json module on flow records (benchmarks/)
+
+from kstream.deadletter import MAX_KEY_BYTES, REASON_HEADER, bounded_text, describe
 
 __all__ = [
     "SEND_TIME_HEADER",
@@ -31,10 +42,12 @@ __all__ = [
     "encode_flow",
     "decode_flows",
     "encode_prediction",
+    "record_id",
+    "send_time",
 ]
 
 SEND_TIME_HEADER = "kstream-send-ns"
-REASON_HEADER = "kstream-dlq-reason"
+_MAX_SEND_NS = 2**63  # send times must fit a signed 64-bit integer (SQLite's INTEGER)
 _NUMERIC_TYPES = frozenset({int, float, type(None)})  # bool is its own type: rejected
 
 
@@ -73,17 +86,17 @@ def decode_flows(values: Sequence[bytes | None], features: Sequence[str], max_mi
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
-            reason = getattr(err, "msg", None) or str(err)
-            pos = getattr(err, "pos", None)
-            errors.append((i, f"value is not valid JSON: {reason}" + (f" at char {pos}" if pos is not None else "")))
-            continue
+            obj = _decode_rejected(raw, err)  # a dict, or why the value cannot be one
+            if type(obj) is str:
+                errors.append((i, obj))
+                continue
         if not isinstance(obj, dict):
-            errors.append((i, f"value is a JSON {type(obj).__name__}, not an object of feature -> number"))
+            errors.append((i, f"value is {_json_kind(obj)}, not an object of feature -> number"))
             continue
         row = list(map(obj.get, features))
         if not _NUMERIC_TYPES.issuperset(map(type, row)):  # C-speed check; names the culprit only when needed
             bad = next(f for f, v in zip(features, row) if type(v) not in _NUMERIC_TYPES)
-            errors.append((i, f"non-numeric value for feature {bad!r}: {obj[bad]!r}"))
+            errors.append((i, f"non-numeric value for feature {bounded_text(repr(bad), 200)}: {describe(obj[bad])}"))
             continue
         absent = row.count(None)
         if absent == n_features or absent > max_missing * n_features:
@@ -94,6 +107,87 @@ def decode_flows(values: Sequence[bytes | None], features: Sequence[str], max_mi
         missing.append(absent)
     matrix = np.array(table, dtype=np.float64) if table else np.empty((0, n_features))
     return DecodedBatch(matrix.reshape(len(rows), n_features), rows, errors, missing)
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", dict: "object"}
+
+
+def _json_kind(obj: object) -> str:
+    """``a JSON array``, ``JSON null``...: what a decoded value is, for reasons."""
+    if obj is None:
+        return "JSON null"
+    noun = _JSON_KINDS.get(type(obj))
+    return f"a JSON {noun}" if noun else f"a {type(obj).__name__}"
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _decode_rejected(raw: object, err: orjson.JSONDecodeError) -> dict | str:
+    """The object in a value orjson rejected, if it is one the json module reads, else the reason.
+
+    Only number errors are read again (orjson rejects values beyond the float64 range and,
+    in some versions, integers beyond 64 bits); integers come back as floats and values beyond
+    the float64 range as None (missing), so every number fits the float64 matrix.
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview, str)):
+        return f"value is of type {type(raw).__name__}, not bytes"
+    if len(raw) == 0:
+        return "value is empty (0 bytes)"
+    message = getattr(err, "msg", None) or str(err)
+    pos = getattr(err, "pos", None)
+    reason = f"value is not valid JSON: {bounded_text(message, 200)}" + (f" at char {pos}" if pos is not None else "")
+    if "number" not in message.lower() and "integer" not in message.lower():
+        return reason
+    try:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        obj = json.loads(text, parse_int=float, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return reason
+    if type(obj) is not dict:
+        return f"value is {_json_kind(obj)}, not an object of feature -> number"
+    return {k: None if type(v) is float and not math.isfinite(v) else v for k, v in obj.items()}
+
+
+def record_id(key: bytes | None, topic: str, partition: int, offset: int) -> str:
+    """The id of a prediction: the key as UTF-8 text (invalid bytes replaced), at most 512 bytes of it.
+
+    No key (or an empty one) gives ``<topic>-<partition>-<offset>``. A key whose text is longer
+    than :data:`~kstream.deadletter.MAX_KEY_BYTES` keeps its start and ends with
+    ``#sha256=`` and the hash of the whole key, so distinct keys keep distinct ids and the
+    record is still scored (a long key must not be a way around the detector).
+
+    >>> record_id(b"flow-1", "flows", 0, 7), record_id(None, "flows", 0, 7), record_id(b"\\xffa", "f", 0, 1)
+    ('flow-1', 'flows-0-7', '\ufffda')
+    >>> long = record_id(b"x" * 10_000, "flows", 0, 7)
+    >>> len(long.encode()), long[-72:-64]
+    (512, '#sha256=')
+    """
+    if not key:
+        return f"{topic}-{partition}-{offset}"
+    if type(key) is not bytes:
+        key = bytes(key)
+    text = key.decode("utf-8", "replace")
+    if len(key) <= MAX_KEY_BYTES // 3:  # a replaced byte takes 3 bytes at most: short keys need no check
+        return text
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_KEY_BYTES:
+        return text
+    suffix = "#sha256=" + hashlib.sha256(key).hexdigest()
+    return raw[: MAX_KEY_BYTES - len(suffix)].decode("utf-8", "ignore") + suffix
+
+
+def send_time(raw: object) -> int | None:
+    """The send time in a ``kstream-send-ns`` header value: ASCII digits of a value below 2**63, else None.
+
+    >>> send_time(b"1700000000000000000"), send_time(b"-5"), send_time(b"1" * 20), send_time("\u0661".encode())
+    (1700000000000000000, None, None, None)
+    """
+    if type(raw) is not bytes or not 0 < len(raw) <= 19 or not raw.isdigit():  # bytes.isdigit: ASCII only
+        return None
+    value = int(raw)
+    return value if value < _MAX_SEND_NS else None
 
 
 def encode_prediction(prediction: dict[str, object]) -> bytes:
