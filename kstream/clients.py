@@ -36,6 +36,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.errors import BrokerError, ConfigError
+from kstream.unreadable import UnreadableRecords, is_record_error
 
 __all__ = ["Message", "Record", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options",
            "coerce_option", "coerce_options", "topic_max_message_bytes", "PROTECTED"]
@@ -78,7 +79,9 @@ class Message:
     """One consumed record, independent of the client library.
 
     ``topic_id`` is the topic's id in the cluster's metadata (empty when the cluster does not say):
-    a topic deleted and created again under the same name gets a new one.
+    a topic deleted and created again under the same name gets a new one. ``error`` is set on a
+    placeholder for a record the client library could not read (its key and value are then
+    None): the detector dead-letters it by its topic, partition and offset.
     """
 
     topic: str
@@ -88,6 +91,7 @@ class Message:
     value: bytes | None
     headers: dict[str, bytes]
     topic_id: str = ""
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,10 @@ class Consumer(_Client):
         super().__init__(bootstrap, options)
         self.topics = list(topics)
         self.group = group
+        # reads a partition alone, with the same options, to find a record the client cannot parse
+        self._unreadable = UnreadableRecords(
+            lambda: self._make(kafka.KafkaConsumer, group_id=None, enable_auto_commit=False)
+        )
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -361,8 +369,20 @@ class Consumer(_Client):
         return str(found) if found else ""
 
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
-        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
-        batches = self._consumer().poll(timeout_ms=timeout_ms, max_records=max_records)
+        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first.
+
+        A record the client library cannot parse comes back as a placeholder :class:`Message`
+        with ``error`` set, and its partition moves past it (:mod:`kstream.unreadable`), so one
+        bad record never stalls a partition.
+        """
+        consumer = self._consumer()
+        try:
+            batches = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except Exception as err:  # noqa: BLE001 - kafka-python raises parser errors as they come
+            if not is_record_error(err):
+                raise
+            return [Message(tp.topic, tp.partition, offset, None, None, {}, self.topic_id(tp.topic), error=problem)
+                    for tp, offset, problem in self._unreadable.skip(consumer, err, max_records)]
         out: list[Message] = []
         for tp, records in batches.items():
             topic_id = self.topic_id(tp.topic)
@@ -416,6 +436,7 @@ class Consumer(_Client):
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def close(self) -> None:
+        self._unreadable.close()
         if self._client is not None:
             self._client.close(autocommit=False)
             self._client = None
