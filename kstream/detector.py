@@ -16,6 +16,10 @@ and commits nothing. A commit refused after a rebalance is not an error: the
 batch goes to the partition's new owner. SIGINT and SIGTERM finish the batch in
 hand, commit and close.
 
+Bad input never stops it: :meth:`Detector.process` turns every message, whatever its
+bytes, key or headers, into exactly one prediction row or exactly one dead letter
+(:mod:`kstream.deadletter`), which always fits the DLQ's record size.
+
 For fault-injection tests, ``KSTREAM_CRASH_AT=<point>:<batch>`` (points
 ``after-store``, ``after-publish``, ``after-commit``) makes the detector kill
 itself with SIGKILL at that step of that batch (1 = the first).
@@ -24,6 +28,7 @@ itself with SIGKILL at that step of that batch (1 = the first).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -37,7 +42,8 @@ import numpy as np
 from kstream.clients import Consumer, Message, Producer, Record
 from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
-from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction
+from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
+from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.sinks import SQLiteStore
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "crash_point_from_env"]
@@ -62,10 +68,10 @@ class DetectorStats:
 
 @dataclass
 class BatchResult:
-    """What one poll produced: prediction rows and (message, reason) pairs for the DLQ."""
+    """What one poll produced: prediction rows and dead letters, one of them per message."""
 
     predictions: list[dict[str, Any]]
-    dead: list[tuple[Message, str]]
+    dead: list[DeadLetter]
     imputed: int = 0
 
 
@@ -74,6 +80,9 @@ class Detector:
 
     ``consumer``, ``producer`` and ``store`` are kstream's thin client and sink
     objects; tests may pass fakes with the same methods for pure logic.
+    ``dlq_budget`` is the largest record the DLQ takes (see
+    :class:`~kstream.deadletter.DeadLetterBuilder`): a budget too small for any dead
+    letter is a ConfigError here, at start.
     """
 
     def __init__(
@@ -89,7 +98,9 @@ class Detector:
         clock_ns: Callable[[], int] = time.time_ns,
         outage_timeout_s: float = 300,
         crash_at: tuple[str, int] | None = None,
+        dlq_budget: int = DEFAULT_BUDGET,
     ) -> None:
+        self.dead_letters = DeadLetterBuilder(dlq_budget)
         self.model = model
         self.consumer = consumer
         self.producer = producer
@@ -113,31 +124,61 @@ class Detector:
         self._stop.set()
 
     def process(self, messages: list[Message]) -> BatchResult:
-        """Decode, score and shape one batch (no I/O)."""
+        """Decode, score and shape one batch (no I/O); never raises.
+
+        Every message ends as exactly one prediction row or exactly one dead letter.
+        Should the batch fail in a way no record explains (a bug), each message is
+        handled alone and those that still fail are dead-lettered with the error.
+        """
+        try:
+            return self._process(messages)
+        except Exception:  # noqa: BLE001 - no record may stop the detector
+            log.exception("batch of %d failed unexpectedly; handling its messages one by one", len(messages))
+            result = BatchResult([], [])
+            for msg in messages:
+                try:
+                    one = self._process([msg])
+                except Exception as one_err:  # noqa: BLE001
+                    result.dead.append(self._dead_letter(msg, f"the detector failed on this record: {one_err!s:.300}"))
+                    continue
+                result.predictions += one.predictions
+                result.dead += one.dead
+                result.imputed += one.imputed
+            return result
+
+    def _process(self, messages: list[Message]) -> BatchResult:
         features = self.model.features
-        decoded = decode_flows([m.value for m in messages], features)
-        dead = [(messages[i], reason) for i, reason in decoded.errors]
+        # a record the Kafka client could not read is a placeholder: no value to decode
+        decoded = decode_flows([m.value if m.error is None else None for m in messages], features)
+        dead = [
+            self._dead_letter(messages[i], reason if messages[i].error is None else
+                              f"the Kafka client could not read this record: {messages[i].error}")
+            for i, reason in decoded.errors
+        ]
         predictions: list[dict[str, Any]] = []
         if decoded.rows:
             try:
                 labels, scores = self.model.predict(decoded.matrix)
             except Exception as err:  # noqa: BLE001 - one bad row must not sink the batch
                 log.warning("batch scoring failed (%s); scoring its %d rows one by one", err, len(decoded.rows))
-                labels, scores, good = self._score_rows(decoded.matrix, decoded.rows, messages, dead)
-                decoded_rows = good
+                labels, scores, decoded_rows = self._score_rows(decoded.matrix, decoded.rows, messages, dead)
             else:
                 decoded_rows = list(range(len(decoded.rows)))
             now = self.clock_ns()
             model_id = self.model.card.model_id
             for j, label, score in zip(decoded_rows, labels, scores):
                 msg = messages[decoded.rows[j]]
+                score = float(score)
+                if not math.isfinite(score):  # SQLite would store NULL; a score must be a probability
+                    dead.append(self._dead_letter(msg, f"model gave a non-finite score: {score}"))
+                    continue
                 predictions.append(
                     {
-                        "record_id": msg.key.decode("utf-8", "replace") if msg.key else f"{msg.topic}-{msg.partition}-{msg.offset}",
+                        "record_id": record_id(msg.key, msg.topic, msg.partition, msg.offset),
                         "predicted_label": str(label),
-                        "score": float(score),
+                        "score": score,
                         "model_id": model_id,
-                        "send_ns": _send_ns(msg),
+                        "send_ns": send_time(msg.headers.get(SEND_TIME_HEADER)),
                         "predicted_ns": now,
                         "topic": msg.topic,
                         "topic_id": msg.topic_id,
@@ -148,8 +189,18 @@ class Detector:
         imputed = sum(1 for n in decoded.missing if n)
         return BatchResult(predictions, dead, imputed)
 
+    def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
+        """The dead letter of ``msg``; a bare one (source and reason only) if building it fails."""
+        try:
+            return self.dead_letters.build(msg, reason)
+        except Exception as err:  # noqa: BLE001 - a bug in the builder must not lose the record
+            log.exception("could not build a dead letter for %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            bare = Message(msg.topic, msg.partition, msg.offset, None, None, {}, msg.topic_id)
+            reason = f"{bounded_text(reason, 512)} (and its dead letter failed: {err!s:.200})"
+            return self.dead_letters.build(bare, reason)
+
     def _score_rows(
-        self, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[tuple[Message, str]]
+        self, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[DeadLetter]
     ) -> tuple[list[Any], list[float], list[int]]:
         labels: list[Any] = []
         scores: list[float] = []
@@ -158,7 +209,7 @@ class Detector:
             try:
                 label, score = self.model.predict(matrix[j : j + 1])
             except Exception as err:  # noqa: BLE001
-                dead.append((messages[rows[j]], f"model could not score the record: {err}"))
+                dead.append(self._dead_letter(messages[rows[j]], f"model could not score the record: {err}"))
                 continue
             labels.append(label[0])
             scores.append(float(score[0]))
@@ -171,12 +222,7 @@ class Detector:
         self._crash_point("after-store")
         records = [Record(self.predictions_topic, encode_prediction(row), row["record_id"].encode())
                    for row in result.predictions]
-        for msg, reason in result.dead:
-            headers = dict(msg.headers)
-            headers[REASON_HEADER] = reason.encode()
-            headers["kstream-source"] = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
-            records.append(Record(self.dlq_topic, msg.value if msg.value is not None else b"", msg.key,
-                                  tuple(headers.items())))
+        records += [Record(self.dlq_topic, letter.value, letter.key, tuple(letter.headers)) for letter in result.dead]
         self.producer.publish(records, self.outage_timeout_s)
         self._crash_point("after-publish")
 
@@ -208,11 +254,11 @@ class Detector:
         s.predicted += len(result.predictions)
         s.dead_lettered += len(result.dead)
         s.imputed += result.imputed
-        for _, reason in result.dead:
-            kind = reason.split(":")[0]
+        for letter in result.dead:
+            kind = letter.reason.split(":")[0]
             s.dlq_reasons[kind] = s.dlq_reasons.get(kind, 0) + 1
         if result.dead:
-            log.warning("sent %d records to %s: %s", len(result.dead), self.dlq_topic, result.dead[0][1])
+            log.warning("sent %d records to %s: %s", len(result.dead), self.dlq_topic, result.dead[0].reason)
 
     def run(
         self,
@@ -261,14 +307,6 @@ class Detector:
             self.stats.imputed,
         )
         return self.stats
-
-
-def _send_ns(msg: Message) -> int | None:
-    raw = msg.headers.get(SEND_TIME_HEADER)
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def crash_point_from_env(environ: dict[str, str] | None = None) -> tuple[str, int] | None:

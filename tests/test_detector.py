@@ -139,3 +139,63 @@ def test_run_stops_at_max_records_and_when_idle(model, test_rows):
     assert stats.records == 30 and stats.batches == 3
     stats = det.run(idle_timeout_s=0.05)  # the fake returns nothing once drained
     assert stats.records == 50
+
+
+def test_a_record_the_client_could_not_read_is_dead_lettered_by_its_offset(model, test_rows):
+    good = encode_flow(test_rows.feature_names, test_rows.features.to_numpy()[0])
+    unreadable = Message("flows", 0, 1, None, None, {}, error="CorruptRecordError: bad header key")
+    batch = [*_messages([good]), unreadable, *_messages([good], start=2)]
+    det, _ = _detector(model, [batch])
+    det.step()
+    assert [r["offset"] for r in det.store.rows] == [0, 2]
+    (dlq,) = [(v, k, h) for t, v, k, h in det.producer.sent if t == "dlq"]
+    assert dlq[0] == b"" and dlq[1] is None
+    assert dlq[2][REASON_HEADER] == b"the Kafka client could not read this record: CorruptRecordError: bad header key"
+    assert dlq[2]["kstream-source"] == b"flows/0/1"
+    assert det.stats.dlq_reasons == {"the Kafka client could not read this record": 1}
+
+
+# scikit-learn's finiteness check first sums the batch (+3.4e38 + -3.4e38 warns), then checks exactly
+@pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
+@pytest.mark.parametrize("name", ["decision-tree", "random-forest"])
+def test_values_beyond_float32_are_scored_not_dead_lettered(models_dir, test_rows, name):
+    trained = artifacts.load(ModelRef("cicids2017", "binary_class", name, models_dir=models_dir))
+    names = test_rows.feature_names
+    huge = {n: (1e300 if i % 2 else -1.7e308) for i, n in enumerate(names)}
+    values = [json.dumps(huge).encode(), json.dumps({n: 3.5e38 for n in names}).encode()]
+    det, _ = _detector(trained, [_messages(values)])
+    det.step()
+    assert [r["offset"] for r in det.store.rows] == [0, 1] and det.stats.dead_lettered == 0
+
+
+def test_a_failure_no_record_explains_is_handled_message_by_message(model, test_rows):
+    good = encode_flow(test_rows.feature_names, test_rows.features.to_numpy()[0])
+    odd = Message("flows", 0, 1, b"r1", good, None)  # headers that are not a mapping: a caller's bug
+    det, _ = _detector(model, [[*_messages([good]), odd, *_messages([good], start=2)]])
+    det.step()
+    assert [r["offset"] for r in det.store.rows] == [0, 2]
+    (reason,) = [h[REASON_HEADER] for t, v, k, h in det.producer.sent if t == "dlq"]
+    assert reason.startswith(b"the detector failed on this record: ")
+
+
+def test_prediction_rows_are_bounded_and_a_bad_send_time_only_loses_the_latency(model, test_rows):
+    good = encode_flow(test_rows.feature_names, test_rows.features.to_numpy()[0])
+    batch = [
+        Message("flows", 0, 0, b"k" * 100_000, good, {SEND_TIME_HEADER: b"1" * 20}),
+        Message("flows", 0, 1, None, good, {SEND_TIME_HEADER: b"-1"}),
+        Message("flows", 0, 2, b"\xff\xfe", good, {SEND_TIME_HEADER: "\u0661".encode()}),
+        Message("flows", 0, 3, b"r3", good, {SEND_TIME_HEADER: b"42"}),
+    ]
+    det, _ = _detector(model, [batch])
+    det.step()
+    rows = det.store.rows
+    assert [r["send_ns"] for r in rows] == [None, None, None, 42]
+    assert [r["record_id"] for r in rows][1:] == ["flows-0-1", "\ufffd\ufffd", "r3"]
+    assert len(rows[0]["record_id"].encode()) == 512
+
+
+def test_a_dlq_too_small_for_a_dead_letter_fails_at_construction(model):
+    from kstream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max.message.bytes"):
+        Detector(model, None, None, None, "preds", "dlq", dlq_budget=1000)
