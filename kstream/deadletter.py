@@ -10,7 +10,7 @@ record the DLQ topic and the producer take, see :func:`record_size`):
 - original headers are copied while they fit a quarter of what the budget leaves after
   kstream's own headers; the others are dropped and counted in ``kstream-dropped-headers``;
   a header name that is not valid text is escaped, one that kstream uses is prefixed
-  ``original-`` (a record cannot forge its own reason or source);
+  ``original-`` (a record cannot forge its own reason or source), and names stay unique;
 - a value that does not fit is cut, and headers ``kstream-original-size`` (decimal) and
   ``kstream-original-sha256`` (hex) describe the whole one.
 
@@ -299,17 +299,18 @@ class DeadLetterBuilder:
         key = _as_bytes(message.key)
         key = None if key is None else bounded_key(key)
         value = _as_bytes(message.value) or b""
-        headers, dropped, used = [], 0, 0
+        headers, names, dropped, used = [], set(_OWN_HEADERS), 0, 0
         for pair in _header_pairs(message.headers):
             if not (isinstance(pair, tuple) and len(pair) == 2):
                 dropped += 1
                 continue
             name, data = _header_name(pair[0]), _as_bytes(pair[1]) or b""
             cost = _header_size(name, data)
-            if used + cost > self.header_share:
+            if used + cost > self.header_share or name in names:  # names stay unique once escaped
                 dropped += 1
                 continue
             headers.append((name, data))
+            names.add(name)
             used += cost
         headers += [(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source.encode())]
         if dropped:

@@ -64,12 +64,15 @@ def test_headers_beyond_their_share_are_dropped_and_counted():
 
 
 def test_a_record_cannot_forge_the_reason_or_source_and_bad_names_are_escaped():
-    headers = {REASON_HEADER: b"all fine", SOURCE_HEADER: b"elsewhere/0/0", "bad\udcff": b"1", "ok": None}
+    headers = {REASON_HEADER: b"all fine", SOURCE_HEADER: b"elsewhere/0/0", "bad\udcff": b"1", "ok": None,
+               "bad\\udcff": b"2", "original-" + SOURCE_HEADER: b"3"}
     letter = DeadLetterBuilder().build(Message("flows", 0, 9, None, None, headers), "value is empty (null message)")
     assert [n for n, _ in letter.headers].count(REASON_HEADER) == 1
     assert dict(letter.headers)[REASON_HEADER] == b"value is empty (null message)"
     assert dict(letter.headers)["original-" + REASON_HEADER] == b"all fine"
     assert dict(letter.headers)["bad\\udcff"] == b"1" and dict(letter.headers)["ok"] == b""
+    assert len({n for n, _ in letter.headers}) == len(letter.headers)  # the escaped name met its twin: one kept
+    assert dict(letter.headers)[DROPPED_HEADERS_HEADER] == b"2"
     for name, data in letter.headers:
         name.encode("utf-8")  # the producer encodes names strictly
         assert type(data) is bytes
