@@ -1,0 +1,399 @@
+"""Hostile input: whatever a record holds, it ends stored or dead-lettered exactly once, and nothing stops.
+
+Property tests drive :meth:`Detector.process` and :meth:`Detector.write` with generated records
+(values, keys and headers of any shape and size) into a real SQLite store and a fake producer that
+enforces the Kafka client's own rules (record size, header types). The last test crafts a record
+the Kafka client itself cannot read and streams it through the real broker.
+
+Hypothesis profiles: ``kstream`` (default, a few seconds) and ``kstream-thorough`` (many more
+examples); choose one with ``KSTREAM_HYPOTHESIS_PROFILE=kstream-thorough``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import kafka
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from kafka.record.default_records import DefaultRecordBatchBuilder
+
+from kstream import app, artifacts
+from kstream.artifacts import ModelRef
+from kstream.clients import Message, ensure_topics
+from kstream.deadletter import (
+    MAX_REASON_BYTES,
+    ORIGINAL_SHA256_HEADER,
+    ORIGINAL_SIZE_HEADER,
+    RECORD_OVERHEAD,
+    REASON_HEADER,
+    SOURCE_HEADER,
+    DeadLetterBuilder,
+    minimum_budget,
+)
+from kstream.detector import Detector
+from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_flow
+from kstream.sinks import SQLiteStore
+
+hypothesis_settings.register_profile(
+    "kstream", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+hypothesis_settings.register_profile(
+    "kstream-thorough", max_examples=600, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.load_profile(os.environ.get("KSTREAM_HYPOTHESIS_PROFILE", "kstream"))
+
+MB = 1_000_000
+
+
+# --- the real client's rules, the detector under test ---------------------------------------------
+
+
+class KafkaRulesProducer:
+    """A producer that refuses what kafka-python's KafkaProducer refuses, and keeps what it accepts."""
+
+    def __init__(self, max_request_size: int):
+        self.max_request_size = max_request_size
+        self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
+
+    def publish(self, records, deadline_s=None):
+        for r in records:
+            pairs = list(r.headers)
+            assert type(r.value) is bytes and (r.key is None or type(r.key) is bytes)
+            assert all(type(n) is str and type(v) is bytes for n, v in pairs), "header names str, values bytes"
+            for name, _ in pairs:
+                name.encode("utf-8")  # the client encodes names strictly: a lone surrogate would raise here
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, pairs)  # the client's estimate
+            assert size <= self.max_request_size, f"record of {size} bytes > max_request_size {self.max_request_size}"
+            self.sent.append((r.topic, r.value, r.key, pairs))
+
+
+def _detector(model, store, budget):
+    producer = KafkaRulesProducer(budget + RECORD_OVERHEAD)
+    return Detector(model, None, producer, store, "preds", "dlq", dlq_budget=budget), producer
+
+
+def _stored(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute('SELECT "offset", record_id, score, send_ns, predicted_label FROM predictions').fetchall()
+
+
+def _check_every_record_ends_once(model, messages, budget):
+    """process -> write into a real SQLite store: each message is one row or one dead letter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "p.sqlite")
+        try:
+            det, producer = _detector(model, store, budget)
+            result = det.process(messages)
+            det.write(result)
+            rows = _stored(store.path)
+        finally:
+            store.close()
+    dead = [dict(h) for t, v, k, h in producer.sent if t == "dlq"]
+    dead_offsets = [int(h[SOURCE_HEADER].rsplit(b"/", 1)[1]) for h in dead]
+    stored_offsets = [r[0] for r in rows]
+    assert sorted(stored_offsets + dead_offsets) == sorted(m.offset for m in messages)
+    assert len([t for t, *_ in producer.sent if t == "preds"]) == len(rows) == len(result.predictions)
+    for offset, rid, score, send_ns, label in rows:
+        assert len(rid.encode("utf-8")) <= 512 and 0.0 <= score <= 1.0 and label
+        assert send_ns is None or 0 <= send_ns < 2**63
+    unreadable = {m.offset for m in messages if m.error is not None}
+    for headers, offset in zip(dead, dead_offsets):
+        assert 0 < len(headers[REASON_HEADER]) <= MAX_REASON_BYTES
+        assert (offset in unreadable) == headers[REASON_HEADER].startswith(b"the Kafka client could not read")
+        # the per-message safety net is for bugs: no data may need it
+        assert not headers[REASON_HEADER].startswith(b"the detector failed"), headers[REASON_HEADER]
+    return stored_offsets, dead
+
+
+# --- strategies -------------------------------------------------------------------------------------
+# Strategies draw small recipes (a failing example stays readable); _build turns them into records.
+
+
+class Big:
+    """``unit * n`` bytes, shown by its size in Hypothesis reports."""
+
+    def __init__(self, unit: bytes, n: int):
+        self.unit, self.n = unit, n
+
+    def __repr__(self):
+        return f"Big({self.unit!r} * {self.n})"
+
+    def build(self) -> bytes:
+        return self.unit * self.n
+
+
+class Value:
+    """A record value made of pieces (bytes or Big), optionally cut to a fraction of its length."""
+
+    def __init__(self, *pieces, cut: float | None = None):
+        self.pieces, self.cut = pieces, cut
+
+    def __repr__(self):
+        return f"Value({', '.join(map(repr, self.pieces))}{'' if self.cut is None else f', cut={self.cut}'})"
+
+    def build(self) -> bytes:
+        raw = b"".join(p.build() if isinstance(p, Big) else p for p in self.pieces)
+        return raw if self.cut is None else raw[: int(len(raw) * self.cut)]
+
+
+class ManyHeaders:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __repr__(self):
+        return f"ManyHeaders({self.n})"
+
+    def build(self) -> dict[str, bytes]:
+        return {f"h{i}": b"v" * 700 for i in range(self.n)}
+
+
+def _build(data):
+    if isinstance(data, (Big, Value, ManyHeaders)):
+        return data.build()
+    if isinstance(data, dict):
+        return {name: _build(value) for name, value in data.items()}
+    return data
+
+
+def _messages(recipes) -> list[Message]:
+    return [Message("flows", 0, i, _build(k), _build(v), _build(h), error=e) for i, (k, v, h, e) in enumerate(recipes)]
+
+
+NUMBER_TOKENS = [b"1e308", b"-1e308", b"1.7976931348623157e308", b"3.5e38", b"-3.5e38", b"1e39", b"1e-400", b"1e400",
+                 b"-1e400", b"18446744073709551616", b"-9223372036854775809", b"1" + b"0" * 400, b"9" * 5000, b"-0"]
+NOT_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf", b"true", b"false", b'"12"', b'""', b"{}", b"[]",
+               b'{"a": 1}', b"null"]
+
+
+def _nested(depth: int) -> Value:
+    return Value(Big(b"[", depth), Big(b"]", depth))
+
+
+feature_values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: Value(json.dumps(x).encode())),  # to 1.8e308
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: Value(str(n).encode())),
+    st.sampled_from(NUMBER_TOKENS).map(Value),
+    st.sampled_from(NOT_NUMBERS).map(Value),
+    st.text(max_size=30).map(lambda t: Value(json.dumps(t).encode())),
+    st.integers(min_value=0, max_value=60).map(_nested),
+    st.integers(min_value=1015, max_value=1030).map(_nested),  # around orjson's depth limit of 1024
+    st.sampled_from([2 * MB, 3 * MB]).map(lambda n: Value(b'"', Big(b"x", n), b'"')),  # strings of several MB
+)
+
+
+@st.composite
+def flow_values(draw, features, base_rows):
+    """A flow object: a real row with some features changed, dropped or repeated (duplicate keys)."""
+    row = dict(zip(features, draw(st.sampled_from(base_rows))))
+    pairs = [(name, Value(b"null" if value != value else json.dumps(value).encode())) for name, value in row.items()]
+    for _ in range(draw(st.integers(0, 4))):
+        i = draw(st.integers(0, len(pairs) - 1))
+        pairs[i] = (pairs[i][0], draw(feature_values))
+    if draw(st.booleans()):
+        keep = draw(st.integers(0, len(pairs)))
+        pairs = pairs[:keep] if draw(st.booleans()) else pairs[keep:]
+    for _ in range(draw(st.integers(0, 2))):
+        pairs.insert(draw(st.integers(0, len(pairs))), (draw(st.sampled_from(features)), draw(feature_values)))
+    if draw(st.integers(0, 9)) == 9:
+        pairs.append(("padding", Value(b'"', Big(b"p", 10 * MB), b'"')))  # 10 MB the model ignores
+    pieces = [b"{"]
+    for n, (name, value) in enumerate(pairs):
+        pieces += [b"," if n else b"", json.dumps(name).encode(), b":", *value.pieces]
+    return Value(*[p for p in pieces if p != b""], b"}")
+
+
+def values(features, base_rows):
+    flows = flow_values(features, base_rows)
+    return st.one_of(
+        flows,
+        flows,
+        st.tuples(flows, st.floats(0, 1)).map(lambda t: Value(*t[0].pieces, cut=t[1])),  # truncated JSON
+        st.binary(max_size=300).map(Value),  # garbage
+        st.sampled_from([None, b"", b"null", b"[1, 2]", b'"flow"', b"1e400", b"true", b"{}", b"\xef\xbb\xbf{}"]),
+        st.integers(min_value=0, max_value=3000).map(_nested),
+        st.binary(min_size=1, max_size=50).map(lambda b: Value(b'{"Flow Duration": "', b, b'"}')),  # not UTF-8
+        st.sampled_from([b"{", b"\xff", b" "]).map(lambda unit: Value(Big(unit, 10 * MB))),  # 10 MB values
+    )
+
+
+keys = st.one_of(
+    st.none(),
+    st.just(b""),
+    st.binary(max_size=40),
+    st.binary(min_size=160, max_size=600),  # around the 512-byte record id limit
+    st.integers(min_value=1000, max_value=300_000).map(lambda n: Big(b"\xff", n)),
+)
+
+header_names = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from([REASON_HEADER, SOURCE_HEADER, ORIGINAL_SIZE_HEADER, "bad\udcff", "\udc80" * 3, "", "n" * 2000]),
+)
+header_values = st.one_of(st.none(), st.binary(max_size=40), st.just(Big(b"h", 2 * MB)))
+send_times = st.one_of(
+    st.integers(min_value=0, max_value=2**64).map(lambda n: str(n).encode()),  # 2**63 and beyond: not a time
+    st.sampled_from([b"1" * 20, b"9" * 19, b"-5", b"+5", b" 5", b"5\n", "\u0661".encode(), b"1e9", b"", b"\x00"]),
+)
+
+
+@st.composite
+def headers(draw):
+    if draw(st.integers(0, 9)) == 9:
+        return ManyHeaders(draw(st.integers(100, 3000)))  # many headers
+    found = draw(st.dictionaries(header_names, header_values, max_size=12))
+    if draw(st.booleans()):
+        found[SEND_TIME_HEADER] = draw(send_times)
+    return found
+
+
+def records(features, base_rows, max_size=10):
+    unreadable = st.sampled_from([None] * 9 + ["CorruptRecordError: x"])  # a placeholder of Consumer.poll
+    return st.lists(st.tuples(keys, values(features, base_rows), headers(), unreadable), min_size=1, max_size=max_size)
+
+
+# --- fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(models_dir):
+    return artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir))
+
+
+@pytest.fixture(scope="module")
+def base_rows(model, cicids):
+    held_out = model.held_out(cicids)
+    return [tuple(row) for row in held_out.features[model.features].to_numpy()[:50].tolist()]
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+
+@given(data=st.data(), budget=st.sampled_from([minimum_budget(), 20_000, 1_000_000 - RECORD_OVERHEAD]))
+def test_every_record_ends_stored_or_dead_lettered_exactly_once(model, base_rows, data, budget):
+    batch = _messages(data.draw(records(model.features, base_rows)))
+    _check_every_record_ends_once(model, batch, budget)
+
+
+# send-time header values, with the time a detector must read from them (None: not a time)
+timed = st.one_of(
+    st.integers(min_value=0, max_value=2**63 - 1).map(lambda n: (str(n).encode(), n)),
+    st.integers(min_value=2**63, max_value=10**30).map(lambda n: (str(n).encode(), None)),
+    st.sampled_from([b"1" * 20, b"-5", b"+5", b" 5", b"5\n", "\u0661".encode(), b"1e9", b"", b"\x00", b"0x1"]).map(
+        lambda raw: (raw, None)),
+)
+
+
+@given(data=st.data())
+@hypothesis_settings(max_examples=15)
+def test_valid_flows_mixed_with_bad_records_are_still_scored(model, base_rows, data):
+    rows = data.draw(st.lists(st.tuples(st.sampled_from(base_rows), timed), min_size=1, max_size=5))
+    good = [(b"good", encode_flow(model.features, np.array(r)), {SEND_TIME_HEADER: raw}, None) for r, (raw, _) in rows]
+    bad = data.draw(records(model.features, base_rows, max_size=6))
+    order = data.draw(st.permutations(range(len(good) + len(bad))))
+    items = good + bad
+    batch = _messages([items[j] for j in order])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "p.sqlite")
+        try:
+            det, _ = _detector(model, store, 1_000_000 - RECORD_OVERHEAD)
+            det.write(det.process(batch))
+            send_ns = {row[0]: row[3] for row in _stored(store.path)}
+        finally:
+            store.close()
+    expected = {i: rows[j][1][1] for i, j in enumerate(order) if j < len(good)}
+    assert {i: send_ns.get(i, "missing") for i in expected} == expected
+    _check_every_record_ends_once(model, batch, 1_000_000 - RECORD_OVERHEAD)
+
+
+@given(raw=st.one_of(st.binary(max_size=2000).map(Value), values(["a", "b"], [(1.0, 2.0)])))
+@hypothesis_settings(max_examples=200)
+def test_decoding_never_raises_and_accounts_for_every_value(raw):
+    batch = decode_flows([_build(raw), b'{"a": 1}'], ["a", "b"])
+    assert sorted(batch.rows + [i for i, _ in batch.errors]) == [0, 1]
+    assert all(len(reason) < 400 for _, reason in batch.errors)
+
+
+@given(key=keys, value=st.one_of(st.none(), st.binary(max_size=3000), st.just(Big(b"v", 3 * MB))),
+       hdrs=headers(), reason=st.text(max_size=3000), budget=st.integers(minimum_budget(), 50_000))
+@hypothesis_settings(max_examples=150)
+def test_a_dead_letter_always_fits_its_budget_and_keeps_what_fits(key, value, hdrs, reason, budget):
+    (msg,) = _messages([(key, value, hdrs, None)])
+    letter = DeadLetterBuilder(budget).build(msg, reason)
+    value = msg.value or b""
+    names = [n for n, _ in letter.headers]
+    assert letter.size() <= budget
+    assert names.count(REASON_HEADER) == 1 and names.count(SOURCE_HEADER) == 1 and len(set(names)) == len(names)
+    assert dict(letter.headers)[SOURCE_HEADER] == b"flows/0/0"
+    assert value.startswith(letter.value)
+    truncated = ORIGINAL_SIZE_HEADER in names
+    assert truncated == (letter.value != value)
+    if truncated:
+        assert dict(letter.headers)[ORIGINAL_SIZE_HEADER] == str(len(value)).encode()
+        assert dict(letter.headers)[ORIGINAL_SHA256_HEADER] == hashlib.sha256(value).hexdigest().encode()
+
+
+# --- the Kafka client itself cannot read a record -----------------------------------------------------
+
+
+class _NotUtf8(str):
+    """A header name kafka-python's producer writes as bytes that are not UTF-8 (the broker takes them)."""
+
+    def encode(self, *args, **kwargs):
+        return b"\xff\xfe-not-utf8"
+
+
+@pytest.mark.kafka
+def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partition_goes_on(
+    settings, kafka_bootstrap, read_topic, model, base_rows
+):
+    """kafka-python raises on a header key that is not UTF-8 and then spins on it forever; the
+    detector dead-letters exactly that record by its offset and scores the records after it.
+    Records in the same producer batch after such a record cannot be read by this client either:
+    they are dead-lettered too, each once, and the partition goes on after the batch."""
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    good = [encode_flow(model.features, np.array(r)) for r in base_rows[:8]]
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=500)
+
+    def send(key, value, headers=(), flush=True):
+        producer.send(settings.topic, key=key.encode(), value=value,
+                      headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode()), *headers])
+        if flush:
+            producer.flush()  # one record batch per record
+
+    try:
+        for i in range(3):
+            send(f"good-{i}", good[i])  # offsets 0-2
+        send("unreadable", good[3], [(_NotUtf8("x"), b"1")])  # offset 3
+        for i in range(4, 6):
+            send(f"good-{i}", good[i])  # offsets 4-5
+        send("huge", b"\x00" * 990_000, [("junk", b"j" * 50_000)])  # offset 6: garbage near Kafka's size limit
+        send("unreadable-2", good[6], [(_NotUtf8("x"), b"1")], flush=False)  # offsets 7-8: one batch
+        send("same-batch", good[7])
+        send("good-9", good[0])  # offset 9
+    finally:
+        producer.close()
+    stats = app.detect(settings, model, max_records=10, idle_timeout_s=60, progress=False, handle_signals=False)
+    assert stats.records == 10 and stats.predicted == 6 and stats.dead_lettered == 4
+    with sqlite3.connect(settings.store_url) as db:
+        stored = dict(db.execute('SELECT "offset", record_id FROM predictions').fetchall())
+    assert stored == {0: "good-0", 1: "good-1", 2: "good-2", 4: "good-4", 5: "good-5", 9: "good-9"}
+    dead = {dict(m.headers)[SOURCE_HEADER].decode(): m for m in read_topic(kafka_bootstrap, settings.dlq_topic, 4)}
+    assert sorted(dead) == [f"{settings.topic}/0/{o}" for o in (3, 6, 7, 8)]
+    reasons = {o: dict(dead[f"{settings.topic}/0/{o}"].headers)[REASON_HEADER].decode() for o in (3, 7, 8)}
+    assert all(r.startswith("the Kafka client could not read this record: CorruptRecordError") for r in reasons.values())
+    assert "batch, which ends at offset 8" in reasons[8]
+    assert all(dead[f"{settings.topic}/0/{o}"].key is None for o in (3, 7, 8))  # the client gave nothing but where
+    huge = dead[f"{settings.topic}/0/6"]  # too large for the DLQ with its reason: cut, with size and hash
+    assert huge.key == b"huge" and dict(huge.headers)["junk"] == b"j" * 50_000
+    assert dict(huge.headers)[ORIGINAL_SIZE_HEADER] == b"990000" and 900_000 < len(huge.value) < 990_000
+    assert dict(huge.headers)[ORIGINAL_SHA256_HEADER] == hashlib.sha256(b"\x00" * 990_000).hexdigest().encode()
