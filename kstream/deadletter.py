@@ -174,8 +174,8 @@ def bounded_text(text: str, limit: int = MAX_REASON_BYTES) -> str:
     raw = head.translate(_CONTROLS).encode("utf-8", "backslashreplace")  # lone surrogates become \udcxx
     if len(raw) <= limit:
         return raw.decode("utf-8")
-    keep = limit - len(_ELLIPSIS.encode())
-    return raw[:keep].decode("utf-8", "ignore") + _ELLIPSIS
+    mark = _ELLIPSIS if limit >= len(_ELLIPSIS.encode()) else ""
+    return raw[: limit - len(mark.encode())].decode("utf-8", "ignore") + mark
 
 
 def bounded_key(key: bytes) -> bytes:
