@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from kstream import artifacts, broker, daemon, datasets, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
-from kstream.clients import Consumer, Producer, check_reachable, ensure_topics
+from kstream.clients import Consumer, Producer, check_reachable, ensure_topics, topic_max_message_bytes
+from kstream.deadletter import RECORD_OVERHEAD
 from kstream.config import RUNS_DIR
 from kstream.datasets import Dataset
 from kstream.detector import Detector, DetectorStats, crash_point_from_env
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes
 
 
 @contextlib.contextmanager
@@ -187,13 +190,27 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     return result, frame
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: Store) -> Detector:
-    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``."""
+def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
+    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``.
+
+    ``dlq_budget`` (default: :func:`dlq_budget`) bounds a dead letter's size so every one fits.
+    """
     consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
     producer = Producer(settings.bootstrap, settings.kafka_options)
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
-                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env())
+                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
+                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings))
+
+
+def dead_letter_budget(settings: Settings) -> int:
+    """The largest dead letter the DLQ topic and the producer both take: the smaller of the topic's
+    ``max.message.bytes`` (the broker default when it cannot be read) and the producer's
+    ``max_request_size``, less the client's per-record overhead. A DLQ too small for any dead letter
+    stops the detector at start, in one line."""
+    topic_limit = topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
+    producer_limit = Producer(settings.bootstrap, settings.kafka_options).max_request_size
+    return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
 
 
 def detect(
@@ -332,7 +349,8 @@ def run(
     expected = min(limit, len(rows)) if limit is not None else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-        with DetectorPool(lambda: build_detector(settings, model, store), detectors) as pool:
+        budget = dead_letter_budget(settings)
+        with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
             pool.wait_ready(ready_timeout_s)
             with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
                 sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)

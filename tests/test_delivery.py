@@ -107,7 +107,7 @@ def test_run_job_streams_the_test_split_and_summarizes(settings, tmp_path):
     assert 0.5 < s["accuracy"] <= 1 and 0 < s["macro_f1"] <= 1
     assert s["latency_ms"]["p50"] <= s["latency_ms"]["p95"] <= s["latency_ms"]["p99"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["records"] == 400
-    assert result.store_path == tmp_path / "run" / "predictions.sqlite"
+    assert result.store.startswith(str(tmp_path / "run" / "predictions.sqlite"))
 
 
 def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_split, read_topic):
@@ -178,7 +178,7 @@ def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, 
     s = result.summary
     assert s["records"] == 600 and sum(s["per_detector"]) >= 600  # a rebalance may redeliver a few
     assert all(n > 0 for n in s["per_detector"]), "each detector must own a partition and handle records"
-    with open_store("sqlite", str(result.store_path)) as store:
+    with open_store("sqlite", str(tmp_path / "run" / "predictions.sqlite")) as store:
         frame = store.frame()
     assert set(frame["partition"]) == {0, 1} and frame["record_id"].is_unique
 
@@ -186,3 +186,36 @@ def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, 
 def test_more_detectors_than_partitions_fails_before_starting(settings):
     with pytest.raises(ConfigError, match="between 1 and the topic's partitions"):
         app.run(settings.replace(partitions=1), detectors=2, progress=False)
+
+
+def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every_dead_letter(settings, model,
+                                                                                            test_split, read_topic,
+                                                                                            cli, one_line_error):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    try:
+        admin.create_topics([NewTopic(settings.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "8192"}),
+                             NewTopic(settings.topic, 1, 1)])
+    finally:
+        admin.close()
+    names, good = test_split.feature_names, test_split.features.to_numpy()[:5]
+    with Producer(settings.bootstrap, {"max_request_size": 2_000_000}).connect() as producer:
+        producer.send(settings.topic, b"x" * 300_000, key=b"huge-garbage")
+        for i, row in enumerate(good):
+            producer.send(settings.topic, json.dumps(dict(zip(names, row.tolist()))).encode(), key=f"good-{i}".encode())
+    stats = app.detect(settings, model, max_records=6, idle_timeout_s=30, progress=False, handle_signals=False)
+    assert stats.records == 6 and stats.predicted == 5 and stats.dead_lettered == 1
+    [dead] = read_topic(settings.bootstrap, settings.dlq_topic, 1)
+    headers = dict(dead.headers)
+    assert len(dead.value) < 8192 and headers["kstream-original-size"] == b"300000"
+    assert headers[REASON_HEADER].startswith(b"value is not valid JSON")
+    tiny = settings.replace(dlq_topic=settings.dlq_topic + "-tiny")
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    try:
+        admin.create_topics([NewTopic(tiny.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "1000"})])
+    finally:
+        admin.close()
+    proc = cli("-q", "detect", "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
+               settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--max-records", "1")
+    one_line_error(proc, "raise the DLQ topic's max.message.bytes")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import kafka
+from kafka.admin import NewTopic
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given
@@ -361,6 +362,11 @@ def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partitio
     Records in the same producer batch after such a record cannot be read by this client either:
     they are dead-lettered too, each once, and the partition goes on after the batch."""
     ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    admin = kafka.KafkaAdminClient(bootstrap_servers=kafka_bootstrap)  # a DLQ smaller than the largest input
+    try:
+        admin.create_topics([NewTopic(settings.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "1000000"})])
+    finally:
+        admin.close()
     good = [encode_flow(model.features, np.array(r)) for r in base_rows[:8]]
     producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=500)
 
