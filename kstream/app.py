@@ -16,6 +16,7 @@ data) and passes both on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream import artifacts, broker, daemon, datasets, metrics, training, zoo
+from kstream import artifacts, broker, daemon, datasets, leakage, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.clients import Consumer, Producer, check_reachable, ensure_topics, topic_max_message_bytes
 from kstream.deadletter import RECORD_OVERHEAD
@@ -39,7 +40,7 @@ from kstream.detector import Detector, DetectorStats, crash_point_from_env
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
 from kstream.pool import DetectorPool
-from kstream.scoring import score
+from kstream.scoring import scores_with_leakage
 from kstream.settings import Settings
 from kstream.sinks import Store
 
@@ -100,7 +101,8 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
     With ``train_missing`` a model that does not exist yet is trained on ``ds``; with
     ``retrain`` it is trained again. A model that does not match the data (features it needs
     that the data lacks, another label level, no class in common, another split seed than
-    ``ref.seed``) stops the job with one line naming the model, what is wrong and the fix.
+    ``ref.seed`` or another split mode than ``ref.split_mode``) stops the job with one line naming
+    the model, what is wrong and the fix.
     With ``allow_missing`` features the data lacks are imputed instead (but not all of them).
     """
     if retrain or (train_missing and not ref.trained):
@@ -117,6 +119,8 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
     problems = artifacts.mismatches(card, ds, allow_missing)
     if ref.seed is not None and ref.seed != card.seed:
         problems.append(f"it was trained on the split of seed {card.seed}, not {ref.seed}")
+    if ref.split_mode and ref.split_mode != card.split_mode:
+        problems.append(f"it was trained on a {card.split_mode} split, not a {ref.split_mode} one")
     if problems:
         fix = "retrain it with --retrain" if train_missing else f"train one with `{train_it}`"
         raise ModelError(f"model {ref.name} does not fit {ds.source}: {'; '.join(problems)}; {fix}")
@@ -140,18 +144,19 @@ def unseen_rows(model: TrainedModel, ds: Dataset) -> Dataset:
 
 def train(settings: Settings, data: str | Path | None = None, params: dict[str, Any] | None = None,
           class_weight: str = "balanced", features: Sequence[str] | None = None,
-          features_from: str = "") -> TrainedModel:
+          features_from: str = "", learning_curve: bool = False) -> TrainedModel:
     """Train the model ``settings`` name on ``data`` (default: the bundled sample) and save it.
 
     ``features`` restricts training to those features (canonical names, or any spelling the
     dataset's format knows), e.g. the ones another source has (:func:`features_of`), so the model
-    can score that source; ``features_from`` says where they came from, for the card.
+    can score that source; ``features_from`` says where they came from, for the card. With
+    ``learning_curve`` the card also gets the held-out scores at growing training sizes.
     """
     zoo.build_pipeline(settings.model, params, class_weight=class_weight)  # bad hyperparameters fail before any read
     ds = trainable(load_data(settings, data))
     if features is not None:
         ds = ds.restrict(features, features_from or "the --features list")
-    return training.train(settings.model_ref(ds), ds, params, class_weight)
+    return training.train(settings.model_ref(ds), ds, params, class_weight, learning_curve=learning_curve)
 
 
 def features_of(settings: Settings, source: str) -> list[str]:
@@ -168,25 +173,27 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
              allow_missing: bool = False) -> tuple[dict, pd.DataFrame]:
     """Score the model ``settings`` name offline on ``data`` (default: the bundled sample).
 
-    ``split`` ``test`` is the model's held-out split (the card's seed); ``all`` every row; the
-    default is the rows the model was not trained on (:func:`unseen_rows`). With
+    ``split`` ``test`` is the model's held-out split (the card's seed and mode); ``all`` every
+    row; the default is the rows the model was not trained on (:func:`unseen_rows`). With
     ``allow_missing``, features the data lacks are imputed and listed in ``missing_features``.
-    Returns the scores and a frame ``record_id, true_label, predicted_label, score``.
+    Beside the scores: ``seen_in_training`` (scored rows whose feature vector a training row had,
+    for any data), ``unseen`` (the other rows' scores) and the ``ceiling`` label conflicts allow.
+    Returns the scores and a frame ``record_id, true_label, predicted_label, score, seen_in_training``.
     """
     ds = load_data(settings, data)
     model = model_for(settings.model_ref(ds), ds, allow_missing=allow_missing)
-    if split is None:
-        rows = unseen_rows(model, ds)
-    else:
-        rows = ds.subset(split, seed=model.card.seed, test_size=model.card.test_size)
+    rows = unseen_rows(model, ds) if split is None else model.card.rows(ds, split)
     x = rows.features.reindex(columns=model.features).to_numpy(dtype="float64")
     labels, scores = model.predict(x)
     truth = rows.target(settings.task).to_numpy()
-    result = score(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task)
+    seen = model.seen_in_training(rows, ds)
+    hashes = leakage.vector_hashes(rows.features, model.features)
+    result = scores_with_leakage(truth, labels, sorted(set(model.card.classes) | set(truth)), settings.task,
+                                 hashes, seen)
     result["missing_features"] = artifacts.missing_features(model.card, ds)
     result["model_features"] = len(model.features)
     frame = pd.DataFrame({"record_id": rows.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
-                          "score": scores})
+                          "score": scores, "seen_in_training": seen if seen is not None else pd.NA})
     return result, frame
 
 
@@ -242,13 +249,18 @@ def send(
     """Stream a split of ``settings.dataset`` into ``settings.topic``.
 
     The ``test`` split is the held-out split of the model ``settings`` name when it is trained
-    (its card's seed), else the split of ``settings.seed`` (default 42).
+    (its card's seed and split mode), else the split of ``settings.seed`` (default 42) and
+    ``settings.split_mode`` (default grouped).
     """
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
-    seed = ref.seed if ref.seed is not None else (ModelCard.read(ref.directory / "model.json").seed
-                                                  if ref.trained else datasets.DEFAULT_SEED)
-    rows = ds.subset(split, seed=seed)
+    if ref.trained:
+        card = ModelCard.read(ref.directory / "model.json")
+        card = dataclasses.replace(card, seed=card.seed if ref.seed is None else ref.seed,
+                                   split_mode=ref.split_mode or card.split_mode)
+        rows = card.rows(ds, split)
+    else:
+        rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
     ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
@@ -359,17 +371,21 @@ def run(
         frame = store.frame(settings.topic)
         location = store.location
     summary = metrics.summarize(frame, rows.truth(settings.task), settings.task)
+    seen = model.seen_in_training(rows, ds)
     summary.update(
+        seen_in_training=None if seen is None else int(seen[: sent.records].sum()),
         sent=sent.records,
         send_rate_rps=sent.rate,
         dead_lettered=sum(s.dead_lettered for s in pool.stats),
         imputed=sum(s.imputed for s in pool.stats),
         per_detector=[s.records for s in pool.stats],
         model_id=model.card.model_id,
+        model_dir=str(model.path),
         model_data_source=model.card.data_source,
         missing_features=artifacts.missing_features(model.card, ds),
         bootstrap=settings.bootstrap,
-        settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed, "rate": rate, "limit": limit,
+        settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed,
+                  "split_mode": model.card.split_mode, "rate": rate, "limit": limit,
                   "detectors": detectors, "data": str(data) if data else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -2,7 +2,9 @@
 
 A model lives in ``models/<dataset>/<task>/<model>/`` as ``model.joblib`` (the whole Pipeline)
 beside its card ``model.json`` (dataset, task, label level, features, classes, held-out scores,
-split seed, library versions, data source and citation, and the joblib file's sha256).
+split seed and mode, library versions, data source and citation, and the joblib file's sha256)
+and ``train-vectors.npy``, the distinct hashes of its training rows' feature vectors, so that any
+data it scores can be checked for vectors it was trained on (:mod:`kstream.leakage`).
 :func:`load` refuses an artifact whose hash does not match its card, because a joblib file is a
 pickle and loading an untrusted one runs code. :func:`mismatches` says why a model must not
 score a given dataset (features it lacks, another label level, classes it never learnt).
@@ -29,28 +31,30 @@ import joblib
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from kstream import datasets, zoo
+from kstream import datasets, leakage, zoo
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
-from kstream.errors import ModelError
+from kstream.errors import ConfigError, ModelError
 from kstream.trust import Trust
 
-__all__ = ["ModelRef", "ModelCard", "TrainedModel", "save", "load", "load_dir", "list_cards", "mismatches",
-           "missing_features",
-           "sha256_file"]
+__all__ = ["ModelRef", "ModelCard", "TrainedModel", "TRAIN_VECTORS", "save", "load", "load_dir", "list_cards",
+           "mismatches", "missing_features", "read_train_vectors", "sha256_file"]
 
 log = logging.getLogger(__name__)
+
+TRAIN_VECTORS = "train-vectors.npy"  # beside model.joblib: distinct hashes of the training rows' vectors
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Which model: dataset, task, label level, model name, models folder and split seed.
+    """Which model: dataset, task, label level, model name, models folder, split seed and split mode.
 
     Built once at the edge (CLI, notebook, job) and passed whole; every name is checked on
     creation by the one function that owns it. ``level`` is the multi-class label level (the
     dataset's default when empty; always empty for the binary task, whose labels do not depend
     on it). ``seed`` is the split seed to train with; None means the default for training and
-    "whatever the card says" for scoring.
+    "whatever the card says" for scoring; ``split_mode`` likewise (empty: ``grouped`` to train,
+    the card's to score).
     """
 
     dataset: str
@@ -59,8 +63,11 @@ class ModelRef:
     level: str = ""
     models_dir: Path = MODELS_DIR
     seed: int | None = None
+    split_mode: str = ""
 
     def __post_init__(self) -> None:
+        if self.split_mode:
+            leakage.check_split_mode(self.split_mode)
         spec = datasets.spec(self.dataset)
         object.__setattr__(self, "dataset", spec.name)
         spec.check_task(self.task)
@@ -96,6 +103,11 @@ class ModelRef:
         """The seed a training run splits with."""
         return datasets.DEFAULT_SEED if self.seed is None else self.seed
 
+    @property
+    def train_split_mode(self) -> str:
+        """The split mode a training run splits with."""
+        return self.split_mode or leakage.DEFAULT_SPLIT_MODE
+
     def replace(self, **changes: Any) -> ModelRef:
         """A copy with some fields changed, checked again."""
         return dataclasses.replace(self, **changes)
@@ -113,6 +125,8 @@ class ModelRef:
             parts.append(f"--models-dir {self.models_dir}")
         if self.seed is not None:
             parts.append(f"--seed {self.seed}")
+        if self.split_mode:
+            parts.append(f"--split-mode {self.split_mode}")
         return " ".join(parts)
 
 
@@ -131,6 +145,7 @@ class ModelCard:
     params: dict[str, Any]
     seed: int  # the split's seed (and the classifier's random_state)
     test_size: float = 0.2
+    split_mode: str = "random"  # grouped or random; cards written before split modes existed split at random
     level: str = ""
     feature_selection: dict[str, Any] = field(default_factory=dict)
     missing_values: str = zoo.MISSING_POLICY
@@ -139,6 +154,9 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     sha256: str = ""
+    train_vectors_sha256: str = ""  # of train-vectors.npy; empty for cards written before it existed
+    conflicts: dict[str, Any] = field(default_factory=dict)  # leakage.conflicts of all its data, at its labels
+    learning_curve: list[dict[str, Any]] = field(default_factory=list)  # scores at growing training sizes
     signature: str = ""  # HMAC of the card with KSTREAM_MODEL_KEY, when one was set at training
 
     @property
@@ -147,6 +165,19 @@ class ModelCard:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False, default=str) + "\n"
+
+    def rows(self, ds: Dataset, split: str) -> Dataset:
+        """The ``train``, ``test`` or ``all`` rows of ``ds`` in this model's split: its seed, test
+        share and mode, a grouped split hashing the model's features (those ``ds`` has)."""
+        if split == "all":
+            return ds
+        if split not in datasets.SPLITS:
+            raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(datasets.SPLITS)}")
+        have = set(ds.feature_names)
+        shared = [f for f in self.features if f in have]
+        view = ds.restrict(shared) if self.split_mode == "grouped" and shared and shared != ds.feature_names else ds
+        train, test = view.split_index(seed=self.seed, test_size=self.test_size, mode=self.split_mode)
+        return ds.take(train if split == "train" else test)
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
@@ -161,11 +192,16 @@ class ModelCard:
 
 @dataclass
 class TrainedModel:
-    """A Pipeline with its card; :meth:`predict` gives labels and scores in one call."""
+    """A Pipeline with its card; :meth:`predict` gives labels and scores in one call.
+
+    ``train_vectors`` are the distinct hashes of its training rows' feature vectors (None for a
+    model saved before kstream kept them).
+    """
 
     pipeline: Pipeline
     card: ModelCard
     path: Path
+    train_vectors: np.ndarray | None = None
 
     @property
     def features(self) -> list[str]:
@@ -180,7 +216,20 @@ class TrainedModel:
 
     def held_out(self, ds: Dataset) -> Dataset:
         """The rows of ``ds`` this model was not trained on: the test part of the card's split."""
-        return ds.subset("test", seed=self.card.seed, test_size=self.card.test_size)
+        return self.card.rows(ds, "test")
+
+    def seen_in_training(self, rows: Dataset, data: Dataset | None = None) -> np.ndarray | None:
+        """Per row of ``rows``: whether a training row had the same feature vector (over the model's
+        features). None when that cannot be known: a model saved without ``train-vectors.npy``,
+        unless ``data`` is the data it was trained on (its training rows are then re-derived).
+        """
+        training = self.train_vectors
+        if training is None and data is not None and data.source == self.card.data_source:
+            train = self.card.rows(data, "train")
+            training = leakage.distinct(leakage.vector_hashes(train.features, self.features))
+        if training is None:
+            return None
+        return leakage.seen_in(leakage.vector_hashes(rows.features, self.features), training)
 
 
 def sha256_file(path: Path) -> str:
@@ -191,15 +240,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | None = None) -> ModelCard:
-    """Write ``model.joblib`` and then ``model.json`` carrying the joblib file's sha256 (and the card's
-    signature when the trust policy has a key)."""
+def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | None = None,
+         train_vectors: np.ndarray | None = None) -> ModelCard:
+    """Write ``model.joblib``, ``train-vectors.npy`` (when given: the distinct hashes of the training
+    rows' vectors) and then ``model.json`` carrying both files' sha256 (and the card's signature when
+    the trust policy has a key)."""
     directory.mkdir(parents=True, exist_ok=True)
     artifact = directory / "model.joblib"
     tmp = directory / "model.joblib.tmp"
     joblib.dump(pipeline, tmp)
     tmp.replace(artifact)
     card.sha256 = sha256_file(artifact)
+    card.train_vectors_sha256 = ""
+    if train_vectors is not None:
+        vectors, tmp = directory / TRAIN_VECTORS, directory / "train-vectors.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, leakage.distinct(train_vectors), allow_pickle=False)
+        tmp.replace(vectors)
+        card.train_vectors_sha256 = sha256_file(vectors)
     card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     card.signature = ""
     card.signature = (trust or Trust.from_env()).sign(asdict(card))
@@ -226,7 +284,21 @@ def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
             f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
         )
     (trust or Trust.from_env()).verify(asdict(card), str(directory))
-    return TrainedModel(joblib.load(artifact), card, directory)
+    return TrainedModel(joblib.load(artifact), card, directory, read_train_vectors(directory, card))
+
+
+def read_train_vectors(directory: Path, card: ModelCard) -> np.ndarray | None:
+    """The ``train-vectors.npy`` beside ``card`` once its sha256 matches the card's (None for a card
+    written before kstream kept them); a missing or altered file is a ModelError."""
+    if not card.train_vectors_sha256:
+        return None
+    path = directory / TRAIN_VECTORS
+    if not path.exists() or sha256_file(path) != card.train_vectors_sha256:
+        raise ModelError(f"{path} is missing or does not match the sha256 in its card; retrain the model")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path} is unreadable ({err}); retrain the model") from None
 
 
 def missing_features(card: ModelCard, ds: Dataset) -> list[str]:
@@ -285,6 +357,7 @@ def list_cards(models_dir: Path | str = MODELS_DIR) -> list[dict[str, Any]]:
                 "kept": card.feature_selection.get("kept", len(card.features)),
                 "classes": len(card.classes),
                 "seed": card.seed,
+                "split": card.split_mode,
                 "accuracy": card.metrics.get("accuracy"),
                 "macro_f1": card.metrics.get("macro_f1"),
                 "netml_overall": card.metrics.get("netml_overall"),

@@ -14,11 +14,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kstream import __version__, app, artifacts, daemon, datasets, logs, metrics, provision, training, zoo
 from kstream.datasets import TASKS
 from kstream.errors import KstreamError
-from kstream.scoring import format_scores
+from kstream.scoring import format_leakage, format_scores
 from kstream.settings import Settings, parse_assignments, parse_kafka_options, parse_value
 from kstream.tables import markdown_table, text_table
 
@@ -26,7 +27,7 @@ log = logging.getLogger("kstream")
 
 _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_DATASET / DATASET, KSTREAM_TASK / TASK_TYPE, KSTREAM_MODEL / MODEL,
-  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
+  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_SPLIT_MODE, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
   KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
@@ -44,6 +45,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                    "nsl-kdd: category|attack); default: the dataset's, or the one the data has")
     g.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
     g.add_argument("--seed", type=int, help="split (and model) seed; default: 42 to train, the model card's to score")
+    _split_mode_option(g)
+
+
+def _split_mode_option(g: Any) -> None:
+    g.add_argument("--split-mode", choices=datasets.SPLIT_MODES,
+                   help="grouped: rows with the same feature vector fall on one side of the split; random: rows "
+                   "drawn at random, as before (default: grouped to train, the model card's to score)")
 
 
 def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None:
@@ -64,6 +72,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     cli = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and k != "kafka_options"}
     cli["kafka_options"] = parse_kafka_options(getattr(args, "kafka_option", None))
     return Settings.resolve(cli)
+
+
+def _conflicts_table(rows: list[dict]) -> list[dict]:
+    """One row per dataset and task of a grid: duplicate and multi-label vectors over all its rows."""
+    out: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        c = row.get("conflicts") or {}
+        if c and (row["dataset"], row["task"]) not in out:
+            out[(row["dataset"], row["task"])] = {
+                "dataset": row["dataset"], "task": row["task"], "rows": c["rows"], "vectors": c["vectors"],
+                "duplicate_rows": c["duplicate_rows"], "duplicate_share": c["duplicate_share"],
+                "multi_label_vectors": c["multi_label_vectors"], "multi_label_rows": c["multi_label_rows"],
+                "multi_label_share": c["multi_label_share"], "ceiling": c["ceiling"]}
+    return list(out.values())
 
 
 def _params(pairs: Sequence[str] | None) -> dict:
@@ -118,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true",
                    help="train the grid: every dataset x task x model (narrowed by -d/-t/-m when given)")
     p.add_argument("--markdown", help="with --all: also write the grid's results table to this Markdown file")
+    p.add_argument("--learning-curve", action="store_true",
+                   help="also score the model trained on 10, 20, 40, 60, 80%% of its training rows (stratified, "
+                   "nested) on the same held-out rows; printed and recorded on the card")
     f = p.add_mutually_exclusive_group()
     f.add_argument("--features-from", metavar="FILE",
                    help="train only on the features FILE has (to score that source: cross-source evaluation)")
@@ -163,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="model whose split 'test' means (default random-forest)")
     p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
     p.add_argument("--seed", type=int, help="split seed (default: the model card's, else 42)")
+    _split_mode_option(p)
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
     p.add_argument("--limit", type=int, help="stop after this many records")
     p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
@@ -310,8 +336,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif not rows:
             print(f"no trained models in {settings.models_dir}; train with `kstream train` or `kstream train --all`")
         else:
-            print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "accuracy",
-                                    "macro_f1", "netml_overall", "size_kb", "created"]))
+            print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "split",
+                                    "accuracy", "macro_f1", "netml_overall", "size_kb", "created"]))
             if args.features:
                 for row in rows:
                     card = artifacts.ModelCard.read(Path(row["path"]) / "model.json")
@@ -320,12 +346,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "train" and args.all:
         refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
-                                      [settings.model] if args.model else None, settings.models_dir, settings.seed)
+                                      [settings.model] if args.model else None, settings.models_dir, settings.seed,
+                                      settings.split_mode)
         rows = training.train_grid(refs, progress, args.class_weight)
-        columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seconds"]
+        columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
+                   "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
+        conflicts = _conflicts_table(rows)
         print(text_table(rows, columns))
+        print("\nfeature vectors shared by several rows, and labelled more than one way (all rows of each dataset):")
+        print(text_table(conflicts, list(conflicts[0]) if conflicts else []))
         if args.markdown:
-            Path(args.markdown).write_text(markdown_table(rows, columns[:-1]) + "\n")
+            Path(args.markdown).write_text(markdown_table(rows, columns[:-1]) + "\n\n"
+                                           + markdown_table(conflicts, list(conflicts[0]) if conflicts else []) + "\n")
         for reason in skipped:
             print(f"skipped: {reason}")
         return 0
@@ -336,11 +368,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif args.features:
             features = app.features_of(settings, "capture") if args.features == "capture" else args.features.split(",")
             source = "what packets give (kstream capture)" if args.features == "capture" else "the --features list"
-        trained = app.train(settings, args.data, _params(args.param), args.class_weight, features, source)
-        m = trained.card.metrics
+        trained = app.train(settings, args.data, _params(args.param), args.class_weight, features, source,
+                            learning_curve=args.learning_curve)
+        card = trained.card
+        m = card.metrics
         print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-              f"NetML overall {m['netml_overall']:.4f}"
+              f"NetML overall {m['netml_overall']:.4f} ({card.split_mode} split, seed {card.seed})"
               + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
+        print("\n".join(format_leakage(m)))
+        c = card.conflicts
+        print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
+              f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
+              f"vectors labelled more than one way; ceiling accuracy {c['ceiling']:.4f}")
+        if card.learning_curve:
+            print("\nlearning curve (held-out scores by training rows):")
+            print(text_table(card.learning_curve, list(card.learning_curve[0])))
         return 0
     if args.command == "evaluate":
         scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)

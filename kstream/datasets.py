@@ -22,6 +22,7 @@ lives in :mod:`kstream.formats`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
+from kstream import leakage
 from kstream.config import DATASETS_DIR, PROJECT_ROOT
 from kstream.errors import ConfigError, DataError
 from kstream.formats import CHUNK_ROWS, Table, read_cicflowmeter, read_netml, read_nsl_kdd
@@ -49,6 +50,7 @@ __all__ = [
     "DatasetSpec",
     "REGISTRY",
     "SPLITS",
+    "SPLIT_MODES",
     "LEAKY",
     "is_leaky",
     "available",
@@ -64,6 +66,7 @@ TASKS = ("binary_class", "multi_class")
 BENIGN, ATTACK = "benign", "attack"
 SPLITS = ("train", "test", "all")
 DEFAULT_SEED = 42  # the split's (and the models') seed unless one is given
+SPLIT_MODES = leakage.SPLIT_MODES
 
 @dataclass(frozen=True)
 class Dataset:
@@ -146,30 +149,31 @@ class Dataset:
             return pd.Series(binary, index=strata.index, dtype="str", name="target")
         return self.labels.rename("target")
 
-    def split_index(self, *, seed: int, test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def vector_hashes(self) -> np.ndarray:
+        """One hash per row of its feature vector (:func:`kstream.leakage.vector_hashes`), computed once."""
+        return leakage.vector_hashes(self.features)
+
+    def split_index(self, *, seed: int, test_size: float = 0.2,
+                    mode: str = leakage.DEFAULT_SPLIT_MODE) -> tuple[np.ndarray, np.ndarray]:
         """Row positions of the train and test parts for a split ``seed``.
 
-        Stratified on the default level; classes too small to stratify (one row) stay in the
-        training part. A dataset with an official split (``test_mask``) returns that one, and
-        ``test_size`` and ``seed`` do not apply.
+        Stratified on the default level. ``mode`` ``grouped`` keeps the rows of one feature vector
+        on one side (:func:`kstream.leakage.grouped_split`); ``random`` is the split of earlier
+        kstream versions, over rows. Classes too small to stratify stay in the training part. A
+        dataset with an official split (``test_mask``) returns that one, and ``test_size``,
+        ``seed`` and ``mode`` do not apply.
         """
         positions = np.arange(len(self))
         if self.test_mask is not None:
             return positions[~self.test_mask], positions[self.test_mask]
-        strata = self.levels[self.default_level]
-        counts = strata.map(strata.value_counts())
-        small = positions[(counts < 2).to_numpy()]
-        rest = positions[(counts >= 2).to_numpy()]
-        try:
-            train, test = train_test_split(
-                rest, test_size=test_size, random_state=seed, stratify=strata.to_numpy()[rest]
-            )
-        except ValueError as err:  # too few rows for the classes
-            raise DataError(f"cannot split {len(self)} {self.name} rows {test_size:.0%} stratified: {err}") from None
-        return np.sort(np.concatenate([train, small])), np.sort(test)
+        groups = self.vector_hashes if leakage.check_split_mode(mode) == "grouped" else None
+        return leakage.split(self.levels[self.default_level], seed=seed, test_size=test_size, mode=mode,
+                             groups=groups, what=self.name)
 
-    def subset(self, split: str, *, seed: int | None = None, test_size: float = 0.2) -> Dataset:
-        """The ``train``, ``test`` or ``all`` rows as a dataset of their own (``seed`` names the split).
+    def subset(self, split: str, *, seed: int | None = None, test_size: float = 0.2,
+               mode: str = leakage.DEFAULT_SPLIT_MODE) -> Dataset:
+        """The ``train``, ``test`` or ``all`` rows as a dataset of their own (``seed`` and ``mode`` name the split).
 
         >>> ds = load("cicids2017")
         >>> len(ds.subset("test", seed=7)) == len(ds.subset("test", seed=42)), len(ds.subset("all")) == len(ds)
@@ -181,7 +185,7 @@ class Dataset:
             raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         if seed is None:
             raise ConfigError(f"the {split} split needs the split seed (the model card's `seed`)")
-        train, test = self.split_index(seed=seed, test_size=test_size)
+        train, test = self.split_index(seed=seed, test_size=test_size, mode=mode)
         return self.take(train if split == "train" else test)
 
     def restrict(self, features: Sequence[str], source: str = "") -> Dataset:

@@ -85,6 +85,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"(on {summary['evaluated']} records)")
     if "tpr" in summary:
         lines.append(f"TPR / FAR      {summary['tpr']:.4f} / {summary['far']:.4f}")
+    if summary.get("seen_in_training") is not None:
+        lines.append(f"{'seen':<15}{summary['seen_in_training']} records had the feature vector of a training row")
     for key in ("dead_lettered", "imputed"):
         if key in summary:
             lines.append(f"{key:<15}{summary[key]}")

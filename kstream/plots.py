@@ -9,6 +9,7 @@ it needs and returns a :class:`matplotlib.figure.Figure`:
 - :func:`confusion_matrix`: row-normalised true vs predicted classes (``true_label``, ``predicted_label``);
   :func:`confusion_matrix_from_counts` draws the same from counts (a model card's held-out matrix)
 - :func:`throughput_over_time`: records/s predicted, and sent, over the run (``predicted_ns``, ``send_ns``)
+- :func:`learning_curve`: held-out scores by training rows (a model card's ``learning_curve``)
 - :func:`save_figures`: write figures as ``<name>.png`` files
 
 The figures are pyplot figures, as with pandas or seaborn plots: nothing calls ``show`` and no
@@ -39,7 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 __all__ = ["class_counts", "latency_histogram", "confusion_matrix", "confusion_matrix_from_counts",
-           "throughput_over_time", "save_figures"]
+           "throughput_over_time", "learning_curve", "save_figures"]
 
 #: Okabe-Ito palette (Okabe & Ito 2008), distinguishable with the common colour-vision deficiencies.
 BLUE, ORANGE, VERMILLION, SKY, BLACK = "#0072B2", "#E69F00", "#D55E00", "#56B4E9", "#000000"
@@ -308,6 +309,53 @@ def throughput_over_time(frame: pd.DataFrame, bin_s: float = 1.0, title: str = "
     ax.grid(alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(title=f"{bin_s:g} s bins", loc="best")
+    return fig
+
+
+#: The scores a learning curve draws when they are there, with their colours and legend names.
+CURVE_SCORES = {"accuracy": (BLUE, "accuracy"), "macro_f1": (ORANGE, "macro-F1"),
+                "netml_overall": (VERMILLION, "NetML overall")}
+
+
+def learning_curve(
+    curve: pd.DataFrame | Sequence[Mapping[str, object]],
+    ceiling: float | None = None,
+    title: str = "Held-out scores by training rows",
+) -> Figure:
+    """Held-out scores (accuracy, macro-F1, NetML overall: those present) against ``train_rows``,
+    one line with markers each, on a 0-1 axis; ``ceiling`` (the best accuracy the held-out rows'
+    label conflicts allow) is drawn as a dashed line.
+
+    >>> fig = learning_curve([{"train_rows": 100, "accuracy": 0.5, "macro_f1": 0.4},
+    ...                       {"train_rows": 200, "accuracy": 0.6, "macro_f1": 0.45}], ceiling=0.9)
+    >>> ax = fig.axes[0]
+    >>> ax.get_xlabel(), [line.get_label() for line in ax.get_lines()]
+    ('training rows', ['accuracy', 'macro-F1', 'ceiling 0.900'])
+    >>> ax.get_lines()[0].get_xydata().tolist()
+    [[100.0, 0.5], [200.0, 0.6]]
+    """
+    frame = curve if isinstance(curve, pd.DataFrame) else pd.DataFrame(list(curve))
+    _require(frame, ["train_rows"], "learning_curve")
+    shown = [k for k in CURVE_SCORES if k in frame.columns and frame[k].notna().any()]
+    if not len(frame) or not shown:
+        raise ValueError(f"learning_curve: no points with any of {', '.join(CURVE_SCORES)}")
+    frame = frame.sort_values("train_rows")
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    for key in shown:
+        colour, name = CURVE_SCORES[key]
+        ax.plot(frame["train_rows"], frame[key], marker="o", color=colour, label=name)
+    if ceiling is not None and np.isfinite(ceiling):
+        ax.axhline(ceiling, color=BLACK, linestyle="--", linewidth=1, label=f"ceiling {ceiling:.3f}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, frame["train_rows"].max() * 1.05)
+    ax.xaxis.set_major_formatter(_PLAIN)
+    ax.set_xlabel("training rows")
+    ax.set_ylabel("held-out score")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

@@ -9,6 +9,7 @@ A run folder (written by :func:`kstream.app.run`, the ``2.0-stream`` notebook or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from kstream import datasets, plots, sinks
+from kstream import datasets, leakage, plots, sinks
+from kstream.artifacts import ModelCard, read_train_vectors
 from kstream.config import RUNS_DIR
-from kstream.errors import ConfigError, DataError
+from kstream.errors import ConfigError, DataError, ModelError
 from kstream.metrics import join_truth
-from kstream.scoring import score
+from kstream.scoring import score, scores_with_leakage
 from kstream.settings import Settings
 from kstream.sinks import Store
 from kstream.tables import markdown_table
@@ -34,11 +36,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Run:
-    """A finished run: its folder, summary and predictions (with ``true_label``)."""
+    """A finished run: its folder, summary, predictions (with ``true_label``, and
+    ``seen_in_training`` when the model's training vectors are known) and the model's card (None
+    when its folder is gone)."""
 
     run_dir: Path
     summary: dict[str, Any]
     predictions: pd.DataFrame
+    card: ModelCard | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -65,7 +70,9 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     ``data`` is the data file the run streamed when it has moved (default: as the run recorded
     it). When the run streamed the data its model was trained on, the records that were
     training rows of the split ``seed`` (default: the run's) are counted in
-    ``summary["training_rows_streamed"]``; a held-out run has none.
+    ``summary["training_rows_streamed"]``; a held-out run has none. When the model's folder is
+    still there, each prediction says whether its record's feature vector was a training row's
+    (``seen_in_training``), for any data.
     """
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
@@ -78,12 +85,36 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     ds = datasets.load(settings.get("dataset", "cicids2017"), data or settings.get("data"),
                        level=settings.get("level") or None)
     frame = join_truth(frame, ds.truth(settings.get("task", "binary_class")))
+    card, vectors = _model_card(summary)
     seed = seed if seed is not None else settings.get("seed")
+    base = frame["record_id"].astype(str).str.split("#", n=1).str[0]
     if seed is not None and ds.source == summary.get("model_data_source"):
-        train_ids = set(ds.subset("train", seed=int(seed)).ids)
-        base = frame["record_id"].astype(str).str.split("#", n=1).str[0]
-        summary["training_rows_streamed"] = int(base.isin(train_ids).sum())
-    return Run(run_dir, summary, frame.reset_index(drop=True))
+        if card is not None:
+            train = dataclasses.replace(card, seed=int(seed)).rows(ds, "train")
+        else:  # the model is gone: the run's split (a run from before split modes split at random)
+            train = ds.subset("train", seed=int(seed), mode=settings.get("split_mode") or "random")
+        summary["training_rows_streamed"] = int(base.isin(set(train.ids)).sum())
+        if vectors is None and card is not None:  # a model saved before train-vectors.npy: re-derive them
+            vectors = leakage.distinct(leakage.vector_hashes(train.features, card.features))
+    if vectors is not None and card is not None:
+        hashes = pd.Series(leakage.vector_hashes(ds.features, card.features), index=ds.ids.to_numpy())
+        known = base.isin(hashes.index).to_numpy()
+        frame["vector_hash"] = base.map(hashes).where(known, 0).to_numpy(dtype="uint64")
+        frame["seen_in_training"] = leakage.seen_in(frame["vector_hash"].to_numpy(), vectors) & known
+    return Run(run_dir, summary, frame.reset_index(drop=True), card)
+
+
+def _model_card(summary: dict[str, Any]) -> tuple[ModelCard | None, Any]:
+    """The card of the run's model and its training vectors, if its folder is still there."""
+    folder = Path(summary.get("model_dir") or "")
+    if not summary.get("model_dir") or not (folder / "model.json").exists():
+        return None, None
+    try:
+        card = ModelCard.read(folder / "model.json")
+        return card, read_train_vectors(folder, card)
+    except ModelError as err:
+        log.warning("leaving the model's training vectors out of the report: %s", err)
+        return None, None
 
 
 def _open_store(run_dir: Path, settings: dict[str, Any]) -> Store:
@@ -120,6 +151,9 @@ def figures(run: Run) -> dict[str, plt.Figure]:
                                                          title=f"Confusion matrix (streamed): {run.title}")
     out["throughput"] = plots.throughput_over_time(run.predictions, bin_s=_bin_seconds(run.predictions),
                                                    title=f"Throughput: {run.title}")
+    if run.card is not None and run.card.learning_curve:
+        out["learning_curve"] = plots.learning_curve(run.card.learning_curve, run.card.metrics.get("ceiling"),
+                                                     title=f"Held-out scores by training rows: {run.title}")
     return out
 
 
@@ -132,6 +166,24 @@ def _bin_seconds(frame: pd.DataFrame, bins: int = 40) -> float:
     span = (frame["predicted_ns"].max() - frame["send_ns"].min()) / 1e9
     steps = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0]
     return next((s for s in steps if span / s <= bins), steps[-1])
+
+
+def _leakage_lines(scores: dict[str, Any]) -> list[str]:
+    """Report table rows: records whose vector was a training row's, the unseen ones' scores, the ceiling.
+
+    >>> _leakage_lines({"seen_in_training": None})
+    ["| records whose feature vector a training row had | unknown (the model's folder is gone) |"]
+    """
+    if scores.get("seen_in_training") is None:
+        return ["| records whose feature vector a training row had | unknown (the model's folder is gone) |"]
+    lines = [f"| records whose feature vector a training row had | {scores['seen_in_training']} |"]
+    unseen = scores.get("unseen") or {}
+    if unseen.get("rows") and scores["seen_in_training"]:
+        lines.append(f"| accuracy / macro-F1 on the {unseen['rows']} records of unseen vectors | "
+                     f"{unseen['accuracy']:.4f} / {unseen['macro_f1']:.4f} |")
+    lines.append(f"| ceiling: the best accuracy these labels allow | {scores['ceiling']:.4f} "
+                 f"({scores['multi_label_rows']} records on vectors labelled more than one way) |")
+    return lines
 
 
 def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = None) -> Path:
@@ -149,14 +201,21 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
             plt.close(fig)
     s, lat = run.summary, run.summary["latency_ms"]
     scored = run.predictions.dropna(subset=["true_label"])
-    scores = score(scored["true_label"], scored["predicted_label"], task=run.settings.get("task", "multi_class"))
+    task = run.settings.get("task", "multi_class")
+    if "seen_in_training" in scored:
+        scores = scores_with_leakage(scored["true_label"], scored["predicted_label"], None, task,
+                                     scored["vector_hash"].to_numpy(dtype="uint64"),
+                                     scored["seen_in_training"].to_numpy(dtype=bool))
+    else:
+        scores = score(scored["true_label"], scored["predicted_label"], task=task)
     per_class = pd.DataFrame(scores.get("per_class", {})).T
     lines = [
         f"# Run report: {run.title}",
         "",
         f"Run folder `{run.run_dir}`; model `{s.get('model_id', '?')}`; "
         f"{run.settings.get('detectors', 1)} detector(s) on {run.settings.get('partitions', 1)} partition(s); "
-        f"data `{run.settings.get('data') or 'bundled sample'}`, split seed {run.settings.get('seed', '?')}.",
+        f"data `{run.settings.get('data') or 'bundled sample'}`, split seed {run.settings.get('seed', '?')} "
+        f"({run.settings.get('split_mode') or 'random'} split).",
         "",
         "| measure | value |",
         "|---|---|",
@@ -171,6 +230,7 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
         if "tpr" in scores:
             lines.append(f"| TPR / FAR | {scores['tpr']:.4f} / {scores['far']:.4f} |")
         lines.append(f"| NetML overall score | {scores['netml_overall']:.4f} |")
+        lines += _leakage_lines(scores)
     lines += ["", "## Per class", "", markdown_table(per_class, index="class"), "", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
     citation = datasets.spec(run.settings.get("dataset", "cicids2017")).citation

@@ -10,6 +10,10 @@ NetML challenge's F1 (support-weighted), mAP (mean over classes of the average p
 one-hot predictions) and overall score F1 x mAP, computed as the challenge's evaluation defined
 them (Barut et al. 2020, arXiv:2004.13006).
 
+Beside any score, :func:`unseen_scores` says how many scored rows carry a feature vector the
+model saw in training (``seen_in_training``) and gives the headline scores of the other rows
+(``unseen``): a row whose vector was a training row's measures recall, not generalisation.
+
 >>> m = score(["attack", "attack", "benign", "benign"], ["attack", "benign", "benign", "attack"], task="binary_class")
 >>> m["accuracy"], m["tpr"], m["far"], m["netml_overall"]
 (0.5, 0.5, 0.5, 0.25)
@@ -29,10 +33,11 @@ from sklearn.metrics import (
     f1_score,
 )
 
+from kstream import leakage
 from kstream.datasets import ATTACK, BENIGN
 from kstream.tables import text_table
 
-__all__ = ["HEADLINE", "score", "format_scores"]
+__all__ = ["HEADLINE", "score", "unseen_scores", "scores_with_leakage", "format_leakage", "format_scores"]
 
 #: The scalar scores a table of runs or models shows, in order.
 HEADLINE = ("accuracy", "macro_f1", "tpr", "far", "netml_f1", "netml_map", "netml_overall")
@@ -74,6 +79,87 @@ def score(
     return out
 
 
+def unseen_scores(
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    seen: Sequence[bool] | np.ndarray | None,
+    task: str = "multi_class",
+) -> dict[str, Any]:
+    """``seen_in_training`` (rows whose vector a training row had) and ``unseen``: the row count and
+    headline scores (:data:`HEADLINE`) of the other rows, macro-averaged over the classes those rows
+    have or are predicted as. ``seen`` None means unknown: both are None.
+
+    >>> u = unseen_scores(["a", "a", "b"], ["a", "b", "b"], [True, False, False])
+    >>> u["seen_in_training"], u["unseen"]["rows"], u["unseen"]["accuracy"]
+    (1, 2, 0.5)
+    """
+    if seen is None:
+        return {"seen_in_training": None, "unseen": None}
+    seen = np.asarray(seen, dtype=bool)
+    y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
+    if not (len(seen) == len(y_true) == len(y_pred)):
+        raise ValueError(f"seen has {len(seen)} rows for {len(y_true)} labels and {len(y_pred)} predictions")
+    full = score(y_true[~seen], y_pred[~seen], None, task)
+    return {"seen_in_training": int(seen.sum()),
+            "unseen": {k: full[k] for k in ("rows", *HEADLINE) if k in full}}
+
+
+def scores_with_leakage(
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    classes: Sequence[str] | None,
+    task: str,
+    hashes: np.ndarray,
+    seen: Sequence[bool] | np.ndarray | None,
+) -> dict[str, Any]:
+    """:func:`score`, :func:`unseen_scores`, and the ``ceiling`` (best accuracy any model can reach
+    on these rows) with ``multi_label_rows`` (rows whose vector carries two labels or more among
+    them); ``hashes`` are the rows' vector hashes (:func:`kstream.leakage.vector_hashes`).
+
+    >>> s = scores_with_leakage(["a", "b", "a"], ["a", "a", "a"], None, "multi_class",
+    ...                         np.array([1, 1, 2], dtype=np.uint64), [False, False, True])
+    >>> s["accuracy"], s["seen_in_training"], s["unseen"]["accuracy"], s["ceiling"], s["multi_label_rows"]
+    (0.6666666666666666, 1, 0.5, 0.6666666666666666, 2)
+    """
+    out = score(y_true, y_pred, classes, task)
+    out.update(unseen_scores(y_true, y_pred, seen, task))
+    found = leakage.conflicts(hashes, y_true)
+    out.update(ceiling=found["ceiling"], multi_label_rows=found["multi_label_rows"])
+    return out
+
+
+def format_leakage(scores: dict[str, Any]) -> list[str]:
+    """The lines that say how many scored rows were seen in training, the unseen rows' scores and
+    the accuracy ceiling, as far as ``scores`` holds them.
+
+    >>> s = {"rows": 4, "seen_in_training": 1, "ceiling": 0.75, "multi_label_rows": 2,
+    ...      "unseen": {"rows": 3, "accuracy": 0.5, "macro_f1": 0.4}}
+    >>> print("\\n".join(format_leakage(s)))
+    seen in training: 1 of 4 rows (25.0%) have a feature vector the model was trained on
+    unseen vectors: rows 3   accuracy 0.5000   macro-F1 0.4000
+    ceiling: accuracy 0.7500 at best (2 rows on vectors labelled more than one way)
+    """
+    lines = []
+    seen, rows = scores.get("seen_in_training", "absent"), scores.get("rows") or 0
+    if seen is None:
+        lines.append("seen in training: unknown (the model was saved without train-vectors.npy; retrain it)")
+    elif seen == 0:
+        lines.append(f"seen in training: none of the {rows} rows has a feature vector the model was trained on")
+    elif seen != "absent":
+        lines.append(f"seen in training: {seen} of {rows} rows ({seen / rows:.1%}) have a feature vector the "
+                     "model was trained on")
+        unseen = scores.get("unseen") or {}
+        if unseen.get("rows"):
+            extra = "".join(f"   {name} {unseen[key]:.4f}" for key, name in
+                            (("tpr", "TPR"), ("far", "FAR"), ("netml_overall", "NetML overall")) if key in unseen)
+            lines.append(f"unseen vectors: rows {unseen['rows']}   accuracy {unseen['accuracy']:.4f}   "
+                         f"macro-F1 {unseen['macro_f1']:.4f}{extra}")
+    if scores.get("ceiling") is not None and scores.get("rows"):
+        lines.append(f"ceiling: accuracy {scores['ceiling']:.4f} at best ({scores.get('multi_label_rows', 0)} rows on "
+                     "vectors labelled more than one way)")
+    return lines
+
+
 def format_scores(scores: dict[str, Any]) -> str:
     """The scores as a few lines for a terminal: headline numbers, then a per-class table.
 
@@ -93,6 +179,7 @@ def format_scores(scores: dict[str, Any]) -> str:
     if missing:
         lines.append(f"imputed: {len(missing)} of the model's {scores.get('model_features', '?')} features are not in "
                      f"the data ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''})")
+    lines += format_leakage(scores)
     rows = [{"class": c, **v} for c, v in scores["per_class"].items()]
     lines.append(text_table(rows, ["class", "precision", "recall", "f1-score", "support"]))
     return "\n".join(lines)

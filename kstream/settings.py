@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kstream import clients, datasets, logs, sinks, zoo
+from kstream import clients, datasets, leakage, logs, sinks, zoo
 from kstream.artifacts import ModelRef
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
@@ -47,6 +47,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "level": ("KSTREAM_LEVEL",),
     "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
     "seed": ("KSTREAM_SEED",),
+    "split_mode": ("KSTREAM_SPLIT_MODE",),
     "label_column": ("KSTREAM_LABEL_COLUMN",),
     "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
     "topic": ("KSTREAM_TOPIC",),
@@ -70,7 +71,8 @@ class Settings:
     """Everything a kstream job needs to know, validated on creation.
 
     ``level`` empty means the label level follows the data (the dataset's default when the data
-    has it). ``seed`` None means: train with the default seed, score with the model card's.
+    has it). ``seed`` None means: train with the default seed, score with the model card's;
+    ``split_mode`` empty likewise: train on a grouped split, score with the card's.
     ``bootstrap`` empty means "use the local broker kstream manages"; ``kafka_options`` is
     passed unchanged to the Kafka client (SASL/SSL, tuning).
     """
@@ -81,6 +83,7 @@ class Settings:
     level: str = ""
     models_dir: Path = MODELS_DIR
     seed: int | None = None
+    split_mode: str = ""  # grouped or random; empty: grouped to train, the model card's to score
     label_column: str = ""  # the CSV column holding the class when it is not called Label
     bootstrap: str = ""
     topic: str = "flows"
@@ -104,6 +107,8 @@ class Settings:
         zoo.check_model(self.model)
         if self.level:
             spec.check_level(self.level)
+        if self.split_mode:
+            leakage.check_split_mode(self.split_mode)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         if self.store not in sinks.STORES:
             raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sinks.STORES)}")
@@ -178,7 +183,7 @@ class Settings:
         'grouped'
         """
         level = self.level or (data.default_level if data is not None else "")
-        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed)
+        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).

@@ -76,6 +76,23 @@ def cicids():
 
 
 @pytest.fixture(scope="session")
+def samples(cicids):
+    """Every bundled sample, loaded once: the default one of each dataset, and the CICIDS2017 csv-sample."""
+    out = {name: cicids if name == "cicids2017" else datasets.load(name) for name in datasets.available()}
+    out["csv-sample"] = datasets.load("cicids2017", "csv-sample")
+    return out
+
+
+@pytest.fixture(scope="session")
+def csv_model(tmp_path_factory, samples):
+    """A multi-class decision tree trained on the csv-sample's random split (the split that leaks: a fifth
+    of its rows repeat a vector), with a learning curve; for tests that read a model's leakage report."""
+    root = tmp_path_factory.mktemp("csv-model")
+    ref = ModelRef("cicids2017", "multi_class", "decision-tree", level="grouped", models_dir=root, split_mode="random")
+    return training.train(ref, samples["csv-sample"], learning_curve=True)
+
+
+@pytest.fixture(scope="session")
 def models_dir(tmp_path_factory, cicids) -> Path:
     """A models folder holding the seed models the tests stream with."""
     root = tmp_path_factory.mktemp("models")

@@ -31,6 +31,18 @@ def test_a_seed_other_than_the_cards_is_refused_with_the_fix(tmp_path):
         app.evaluate(Settings(model="decision-tree", seed=42, models_dir=tmp_path))
 
 
+def test_a_split_mode_other_than_the_cards_is_refused_with_the_fix(csv_model):
+    root = csv_model.path.parents[2]  # trained on the csv-sample's random split
+    settings = Settings(task="multi_class", model="decision-tree", models_dir=root)
+    with pytest.raises(ModelError, match=r"it was trained on a random split, not a grouped one; train one with "
+                                         r"`kstream train -d cicids2017 -t multi_class -m decision-tree "
+                                         r"--level grouped .*--split-mode grouped --data csv-sample`"):
+        app.evaluate(settings.replace(split_mode="grouped"), data="csv-sample")
+    scores, frame = app.evaluate(settings, data="csv-sample")  # no mode given: the card's
+    assert scores["rows"] == csv_model.card.test_rows
+    assert scores["seen_in_training"] == csv_model.card.metrics["seen_in_training"] == frame["seen_in_training"].sum()
+
+
 def test_the_csv_sample_is_scored_by_its_own_grouped_model(tmp_path):
     settings = Settings(task="multi_class", model="decision-tree", models_dir=tmp_path)
     app.train(settings)  # the fine-level model of the improved sample, as after `make run`

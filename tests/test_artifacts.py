@@ -75,7 +75,7 @@ def test_predict_matches_the_pipeline(models_dir, cicids):
 
 def test_held_out_rows_are_the_cards_split(models_dir, cicids):
     trained = artifacts.load(ref(root=models_dir))
-    _, test = cicids.split_index(seed=trained.card.seed)
+    _, test = cicids.split_index(seed=trained.card.seed, mode=trained.card.split_mode)
     assert list(trained.held_out(cicids).ids) == list(cicids.ids.iloc[test])
     assert len(trained.held_out(cicids)) == trained.card.test_rows
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from kstream import artifacts
+from kstream import artifacts, datasets
 from kstream.artifacts import ModelRef
 from kstream.config import cache_dir
 
@@ -139,15 +140,25 @@ def test_original_machinelearningcve_csv_trains_and_scores_through_the_cli(tmp_p
     assert {"tpr", "far", "netml_overall"} <= set(scores)
 
 
-def test_train_all_lists_undefined_combinations_and_models_lists_cards(tmp_path, cli):
+def test_train_all_lists_undefined_combinations_and_models_lists_cards(tmp_path, cli, samples):
     models = str(tmp_path / "models")
     grid = cli("-q", "train", "--all", "-d", "netml", "-m", "decision-tree", "--models-dir", models,
                    "--markdown", str(tmp_path / "grid.md"))
     assert grid.returncode == 0, grid.stderr
     assert grid.stdout.count("skipped: netml (") == 1 and "use -t multi_class" in grid.stdout
-    assert "| netml | multi_class | decision-tree | trained |" in (tmp_path / "grid.md").read_text()
+    markdown = (tmp_path / "grid.md").read_text()
+    assert "| netml | multi_class | decision-tree | trained |" in markdown
+    assert "| netml_overall | seen_in_training | unseen_accuracy | unseen_macro_f1 | unseen_netml_overall |" in markdown
+    assert "feature vectors shared by several rows, and labelled more than one way" in grid.stdout
+    ds = samples["netml"]
+    vectors, duplicates = len(ds.features.drop_duplicates()), int(ds.features.duplicated(keep=False).sum())
+    card = artifacts.ModelCard.read(Path(models) / "netml" / "multi_class" / "decision-tree" / "model.json")
+    assert card.metrics["seen_in_training"] == 0 and f"| netml | multi_class | decision-tree | trained | " in markdown
+    assert (f"| netml | multi_class | {len(ds)} | {vectors} | {duplicates} | {duplicates / len(ds):.4f} | "
+            f"{card.conflicts['multi_label_vectors']} | {card.conflicts['multi_label_rows']} |") in markdown
     listed = cli("models", "--models-dir", models)
     assert listed.returncode == 0 and "netml" in listed.stdout and "multi_class" in listed.stdout
+    assert "grouped" in listed.stdout  # the split column
 
 
 def test_binary_on_netml_and_an_unknown_level_fail_with_one_line(tmp_path, cli, one_line_error):
@@ -157,7 +168,7 @@ def test_binary_on_netml_and_an_unknown_level_fail_with_one_line(tmp_path, cli, 
                                   "--models-dir", str(tmp_path)), "top, mid, fine")
 
 
-def test_a_cross_source_score_is_two_commands(tmp_path, models_dir, improved_rows, cli, one_line_error):
+def test_a_cross_source_score_is_two_commands(tmp_path, models_dir, improved_rows, cli, one_line_error, samples):
     rows = improved_rows(40)
     columns = {"Flow Duration": "Flow Duration", "Total Fwd Packets": "Total Fwd Packet",
                "Total Length of Fwd Packets": "Total Length of Fwd Packet", "Min Packet Length": "Packet Length Min",
@@ -182,5 +193,35 @@ def test_a_cross_source_score_is_two_commands(tmp_path, models_dir, improved_row
     assert restricted.returncode == 0, restricted.stderr
     scores = json.loads(restricted.stdout)
     assert scores["missing_features"] == [] and scores["rows"] == len(rows) and {"tpr", "far"} <= set(scores)
+    # rows of the bundled sample, seen through 8 features: those of its training rows count as seen
+    card = artifacts.ModelCard.read(Path(models) / "cicids2017" / "binary_class" / "decision-tree" / "model.json")
+    trained_on = card.rows(samples["cicids2017"], "train").features[card.features].drop_duplicates()
+    scored = datasets.load("cicids2017", csv).features[card.features]
+    seen = scored.merge(trained_on, how="left", indicator=True)["_merge"].eq("both").sum()
+    assert scores["seen_in_training"] == seen and 0 < seen < len(rows)
     listed = cli("models", "--models-dir", models, "--features")
     assert "needs 8 features:" in listed.stdout and "  FWD Init Win Bytes" in listed.stdout
+
+
+def test_train_and_evaluate_print_the_leakage_report_and_the_learning_curve(tmp_path, cli, one_line_error, samples):
+    models = tmp_path / "models"
+    common = ["-t", "multi_class", "-m", "decision-tree", "--data", "csv-sample", "--models-dir", str(models)]
+    trained = cli("-q", "train", *common, "--split-mode", "random", "--learning-curve")
+    assert trained.returncode == 0, trained.stderr
+    card = artifacts.ModelCard.read(models / "cicids2017" / "multi_class-grouped" / "decision-tree" / "model.json")
+    seen, ds = card.metrics["seen_in_training"], samples["csv-sample"]
+    duplicates = int(ds.features.duplicated(keep=False).sum())
+    out = trained.stdout
+    assert "(random split, seed 42)" in out and seen > 0
+    assert f"seen in training: {seen} of {card.test_rows} rows ({seen / card.test_rows:.1%})" in out
+    assert f"unseen vectors: rows {card.test_rows - seen}   accuracy {card.metrics['unseen']['accuracy']:.4f}" in out
+    assert f"all {len(ds)} rows: {duplicates} ({duplicates / len(ds):.1%}) share their feature vector" in out
+    table = out.split("learning curve (held-out scores by training rows):\n")[1].splitlines()
+    assert table[0].split()[:4] == ["fraction", "train_rows", "accuracy", "macro_f1"]
+    assert [int(line.split()[1]) for line in table[1:]] == [p["train_rows"] for p in card.learning_curve]
+    assert len(card.learning_curve) == 6 and card.learning_curve[-1]["train_rows"] == card.train_rows
+    refused = cli("-q", "evaluate", *common, "--split-mode", "grouped")
+    one_line_error(refused, "it was trained on a random split, not a grouped one", "--split-mode grouped")
+    scored = cli("-q", "evaluate", *common)
+    assert scored.returncode == 0, scored.stderr
+    assert f"seen in training: {seen} of {card.test_rows} rows" in scored.stdout

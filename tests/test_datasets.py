@@ -18,8 +18,8 @@ ROWS = {"cicids2017": 25127, "netml": 18179, "nsl-kdd": 25192 + 22544}
 
 
 @pytest.fixture(scope="module")
-def loaded():
-    return {name: datasets.load(name) for name in NAMES}
+def loaded(samples):
+    return {name: samples[name] for name in NAMES}
 
 
 @pytest.fixture(params=NAMES)
@@ -88,21 +88,22 @@ def test_unknown_level_names_the_valid_ones(ds):
         datasets.load(ds.name, level="no-such-level")
 
 
-def test_split_is_deterministic_disjoint_and_stratified(ds):
-    train, test = ds.split_index(seed=42)
-    train2, test2 = ds.split_index(seed=42)
+@pytest.mark.parametrize("mode", datasets.SPLIT_MODES)
+def test_split_is_deterministic_disjoint_and_stratified(ds, mode):
+    train, test = ds.split_index(seed=42, mode=mode)
+    train2, test2 = ds.split_index(seed=42, mode=mode)
     assert np.array_equal(test, test2) and np.array_equal(train, train2)
     assert not set(train) & set(test)
     assert len(train) + len(test) == len(ds)
     if ds.test_mask is not None:  # an official split: the test file's rows, whatever the seed
         assert np.array_equal(test, np.flatnonzero(ds.test_mask))
-        assert np.array_equal(test, ds.split_index(seed=7)[1])
+        assert np.array_equal(test, ds.split_index(seed=7, mode=mode)[1])
         return
     strata = ds.levels[ds.default_level]
     counts = strata.value_counts()
     share = strata.iloc[test].value_counts().reindex(counts.index, fill_value=0) / counts
     assert share[counts >= 10].between(0.1, 0.3).all()
-    assert not np.array_equal(test, ds.split_index(seed=7)[1])
+    assert not np.array_equal(test, ds.split_index(seed=7, mode=mode)[1])
 
 
 def test_split_is_the_same_whatever_the_level(ds):

@@ -286,6 +286,40 @@ def test_throughput_without_send_times(frame):
         plots.throughput_over_time(frame, bin_s=0)
 
 
+# learning_curve
+
+
+CURVE = [  # a card's learning curve, out of order: the figure sorts it by training rows
+    {"fraction": 0.4, "train_rows": 400, "accuracy": 0.71, "macro_f1": 0.52, "netml_overall": 0.30},
+    {"fraction": 0.1, "train_rows": 100, "accuracy": 0.60, "macro_f1": 0.41, "netml_overall": 0.21},
+    {"fraction": 1.0, "train_rows": 1000, "accuracy": 0.75, "macro_f1": 0.58, "netml_overall": 0.33},
+]
+
+
+def test_learning_curve_draws_each_score_against_the_training_rows():
+    ax = plots.learning_curve(CURVE, ceiling=0.9).axes[0]
+    lines = {line.get_label(): line.get_xydata().tolist() for line in ax.get_lines()}
+    ordered = sorted(CURVE, key=lambda p: p["train_rows"])
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("netml_overall", "NetML overall")):
+        assert lines[name] == [[p["train_rows"], p[key]] for p in ordered]
+    assert lines["ceiling 0.900"][0][1] == 0.9  # the dashed ceiling, across the axes
+    assert ax.get_ylim() == (0, 1.02) and ax.get_xlim()[1] >= 1000
+    assert ax.get_xlabel() == "training rows" and ax.get_ylabel() == "held-out score" and ax.get_title()
+
+
+def test_learning_curve_draws_only_the_scores_it_has_and_no_ceiling_unless_given():
+    frame = pd.DataFrame(CURVE).drop(columns=["netml_overall", "macro_f1"])
+    ax = plots.learning_curve(frame).axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["accuracy"]
+    fig = plots.learning_curve(CURVE, ceiling=float("nan"))
+    assert len(fig.axes[0].get_lines()) == 3
+    assert_inside(fig, draw(fig), labels_of(fig))
+    with pytest.raises(ValueError, match="train_rows"):
+        plots.learning_curve([{"accuracy": 0.5}])
+    with pytest.raises(ValueError, match="no points with any of accuracy, macro_f1, netml_overall"):
+        plots.learning_curve([{"train_rows": 10, "tpr": 0.5}])
+
+
 # save_figures and the module as a whole
 
 

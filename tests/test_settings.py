@@ -25,6 +25,14 @@ def test_kstream_names_win_over_original_names():
     assert s.models_dir == Path("/m")
 
 
+def test_split_mode_comes_from_the_option_or_the_environment_and_names_its_choices():
+    assert Settings.resolve({}, env={}).split_mode == ""  # grouped to train, the card's to score
+    assert Settings.resolve({}, env={"KSTREAM_SPLIT_MODE": "random"}).model_ref().split_mode == "random"
+    assert Settings.resolve({"split_mode": "grouped"}, env={"KSTREAM_SPLIT_MODE": "random"}).split_mode == "grouped"
+    with pytest.raises(ConfigError, match="unknown split mode 'days'; choose one of: grouped, random"):
+        Settings.resolve({}, env={"KSTREAM_SPLIT_MODE": "days"})
+
+
 def test_original_dataset_alias_resolves():
     assert Settings.resolve({}, env={"DATASET": "SELECTED_CICIDS"}).dataset == "cicids2017"
 

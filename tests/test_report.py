@@ -1,0 +1,89 @@
+"""The run report offline: a run folder written by hand, read back with its model's leakage report.
+
+The streaming end to end (Kafka, the notebooks) is in tests/test_notebooks.py; here a run folder is
+made without a broker, from predictions the model really makes, so the report's numbers can be checked
+against counts computed in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg")  # this process only
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from kstream import report  # noqa: E402
+from kstream.sinks import SQLiteStore  # noqa: E402
+
+
+def write_run(run_dir, model, ds, rows):
+    """A run folder as app.run leaves it: predictions of ``rows`` of ``ds`` by ``model``, and its summary."""
+    part = ds.take(rows)
+    labels, scores = model.predict(part.features.to_numpy())
+    with SQLiteStore(run_dir / "predictions.sqlite") as store:
+        store.write([dict(record_id=rid, predicted_label=str(label), score=float(p), model_id=model.card.model_id,
+                          send_ns=1_000_000 * i, predicted_ns=1_000_000 * i + 3_000_000, topic="flows.t",
+                          topic_id="t1", partition=0, offset=i)
+                     for i, (rid, label, p) in enumerate(zip(part.ids, labels, scores))])
+    summary = {"records": len(rows), "throughput_rps": 1000.0, "latency_ms": {"p50": 3.0, "p95": 3.0, "p99": 3.0},
+               "predicted_counts": {}, "model_id": model.card.model_id, "model_dir": str(model.path),
+               "model_data_source": model.card.data_source,
+               "settings": {"dataset": "cicids2017", "task": "multi_class", "model": "decision-tree",
+                            "level": "grouped", "seed": model.card.seed, "split_mode": model.card.split_mode,
+                            "data": "csv-sample", "topic": "flows.t", "store": "sqlite"}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return part
+
+
+def test_the_report_counts_streamed_records_seen_in_training_and_draws_the_learning_curve(csv_model, samples,
+                                                                                         tmp_path):
+    ds, card = samples["csv-sample"], csv_model.card
+    rows = np.arange(0, len(ds), 7)  # every 7th row: training and held-out rows of its random split
+    part = write_run(tmp_path, csv_model, ds, rows)
+    run = report.load_run(tmp_path)
+    train = card.rows(ds, "train")
+    assert run.summary["training_rows_streamed"] == part.ids.isin(set(train.ids)).sum() > 0
+    as_tuples = {tuple(np.nan_to_num(r, nan=-1e300)) for r in train.features.to_numpy().tolist()}
+    expected = [tuple(np.nan_to_num(r, nan=-1e300)) in as_tuples for r in part.features.to_numpy().tolist()]
+    by_id = run.predictions.set_index("record_id")["seen_in_training"]
+    assert by_id.loc[list(part.ids)].tolist() == expected
+    assert run.card is not None and run.card.learning_curve
+    figures = report.figures(run)
+    assert "learning_curve" in figures
+    text = report.write_report(run, figures).read_text()
+    seen = sum(expected)
+    assert f"| records whose feature vector a training row had | {seen} |" in text
+    assert "records of unseen vectors | " in text and "| ceiling: the best accuracy these labels allow |" in text
+    assert "(random split)" in text and "figures/learning_curve.png" in text
+    assert (tmp_path / "figures" / "learning_curve.png").stat().st_size > 10_000
+
+
+def test_a_run_whose_model_is_gone_says_the_seen_count_is_unknown(csv_model, samples, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(csv_model.path, model_dir)
+    moved = type(csv_model)(csv_model.pipeline, csv_model.card, model_dir, csv_model.train_vectors)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run(run_dir, moved, samples["csv-sample"], np.arange(0, 500, 5))
+    shutil.rmtree(model_dir)
+    run = report.load_run(run_dir)
+    assert "seen_in_training" not in run.predictions and run.card is None
+    assert run.summary["training_rows_streamed"] > 0  # still counted from the run's seed and split mode
+    text = report.write_report(run).read_text()
+    assert "| records whose feature vector a training row had | unknown (the model's folder is gone) |" in text
+
+
+@pytest.mark.parametrize("seen", [0, 3])
+def test_leakage_lines_give_the_unseen_scores_only_when_some_rows_were_seen(seen):
+    scores = {"seen_in_training": seen, "unseen": {"rows": 7, "accuracy": 0.5, "macro_f1": 0.25},
+              "ceiling": 0.9, "multi_label_rows": 2}
+    lines = report._leakage_lines(scores)
+    assert lines[0] == f"| records whose feature vector a training row had | {seen} |"
+    assert any("on the 7 records of unseen vectors | 0.5000 / 0.2500 |" in line for line in lines) == bool(seen)
+    assert lines[-1] == "| ceiling: the best accuracy these labels allow | 0.9000 (2 records on vectors labelled " \
+                        "more than one way) |"
