@@ -11,7 +11,7 @@ import pytest
 
 from kstream.broker import QUICK_START_JVM, LocalBroker
 from kstream.scram import Credentials
-from kstream.clients import Producer, ensure_topics
+from kstream.clients import Producer, Record, ensure_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -41,7 +41,7 @@ def test_a_client_with_the_credentials_round_trips_a_record(secured):
     options = secured.client_options()
     ensure_topics(secured.bootstrap, {"secret-flows": 1}, options)
     with Producer(secured.bootstrap, options) as producer:
-        producer.send("secret-flows", b'{"id": 1}', key=b"1").get(timeout=30)
+        producer.publish([Record("secret-flows", b'{"id": 1}', b"1")], deadline_s=30)
     consumer = kafka.KafkaConsumer("secret-flows", bootstrap_servers=secured.bootstrap, group_id=None,
                                    auto_offset_reset="earliest", **options)
     records, deadline = [], time.monotonic() + 30

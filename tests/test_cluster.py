@@ -8,7 +8,7 @@ import kafka
 import pytest
 
 from kstream.broker import QUICK_START_JVM, LocalBroker
-from kstream.clients import Producer, check_reachable, ensure_topics
+from kstream.clients import Producer, Record, check_reachable, ensure_topics
 from kstream.errors import BrokerError
 
 pytestmark = pytest.mark.kafka
@@ -47,10 +47,8 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
 
 def send(bootstrap: str, topic: str, values: list[bytes]) -> None:
     with Producer(bootstrap, {"request_timeout_ms": 5000}) as producer:  # acks=all, like the generator
-        futures = [producer.send(topic, v) for v in values]
-        producer.flush(120)
-    for future in futures:
-        future.get(timeout=1)  # raises if any record was not acknowledged by the in-sync replicas
+        # raises unless every record is acknowledged by the in-sync replicas within 120 s
+        producer.publish([Record(topic, v) for v in values], deadline_s=120)
 
 
 def test_every_node_is_a_broker_and_a_controller_voter(cluster):
