@@ -24,6 +24,7 @@ Producer(bootstrap='127.0.0.1:9')
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +46,12 @@ log = logging.getLogger(__name__)
 
 BOOTSTRAP_TIMEOUT_MS = 10_000
 MAX_BACKOFF_S = 5.0
+#: kafka-python retries a record (idempotently: the broker drops a retried duplicate) until this much time
+#: has passed; kstream's own deadline (``--outage-timeout``) always ends first. A shorter one lets a batch
+#: the broker may have written expire, and kafka-python 3.0.12 then resets the idempotent producer's id
+#: without ever asking for a new one: that producer sends nothing again (seen with a broker paused 150 s).
+DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+CLOSE_TIMEOUT_S = 30.0
 
 #: Options kstream sets itself because the delivery guarantee rests on them, and why.
 PROTECTED = {
@@ -54,6 +61,8 @@ PROTECTED = {
     "auto_offset_reset": "a new detector group reads its topic from the start, so no record is skipped",
     "isolation_level": "the detector reads every record the generator wrote",
     "acks": "every publish waits for all in-sync replicas (acks=all) before any offset is committed",
+    "delivery_timeout_ms": "unacknowledged records are retried until --outage-timeout (KSTREAM_OUTAGE_TIMEOUT_S); "
+                           "a kafka-python producer whose record expires sends nothing ever again",
     "key_serializer": "kstream encodes records itself",
     "value_serializer": "kstream encodes records itself",
     "key_deserializer": "kstream decodes records itself",
@@ -224,17 +233,19 @@ class _Client:
 class Producer(_Client):
     """Sends records; :meth:`flush` returns only when every record sent so far is acknowledged."""
 
-    #: Keep at most this many settled sends between flushes before dropping the acknowledged ones.
+    #: Drop the acknowledged sends from the pending list once it holds this many (and then whenever it doubles).
     _PRUNE_EVERY = 8192
 
     def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(bootstrap, options)
         self._pending: list[tuple[Record, Any]] = []
+        self._prune_at = self._PRUNE_EVERY
 
     def _producer(self) -> kafka.KafkaProducer:
         if self._client is None:
             # Flow values are ~2 KB of JSON: larger batches cut per-request overhead 1.8x here.
-            self._client = self._make(kafka.KafkaProducer, acks="all", linger_ms=20, batch_size=262_144)
+            self._client = self._make(kafka.KafkaProducer, acks="all", linger_ms=20, batch_size=262_144,
+                                      delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
         return self._client
 
     @property
@@ -263,8 +274,10 @@ class Producer(_Client):
         except kafka.errors.KafkaTimeoutError as err:  # no metadata for the topic yet: retried by flush
             future = _Failed(err)
         self._pending.append((record, future))
-        if len(self._pending) >= self._PRUNE_EVERY:
+        if len(self._pending) >= self._prune_at:
+            # while Kafka is away nothing is acknowledged: pruning at every send would make sending quadratic
             self._pending = [(r, f) for r, f in self._pending if not (f.is_done and f.exception is None)]
+            self._prune_at = max(self._PRUNE_EVERY, 2 * len(self._pending))
 
     def publish(self, records: Iterable[Record], deadline_s: float = 300) -> None:
         """Send ``records`` and wait until every one is acknowledged (see :meth:`flush`)."""
@@ -302,22 +315,42 @@ class Producer(_Client):
                 raise BrokerError(f"{len(failed)} record(s) for {failed[0][0].topic} were not acknowledged by Kafka at "
                                   f"{self.bootstrap} within {deadline_s:.0f}s ({reason}); nothing was committed, "
                                   "restart when Kafka is back")
-            log.warning("%d record(s) not acknowledged yet (%s); sending them again in %.1fs", len(failed),
-                        type(first).__name__ if first else "timeout", backoff)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-            self._pending = [(r, f) for r, f in failed if not f.is_done]  # in flight: keep waiting on them
-            for record, future in failed:
-                if future.is_done:
-                    self._send(record)
+            again = [r for r, f in failed if f.is_done]
+            log.warning("%d record(s) not acknowledged yet (%s)%s", len(failed),
+                        type(first).__name__ if first else "no answer from Kafka",
+                        f"; sending {len(again)} again in {backoff:.1f}s" if again else "; still waiting")
+            if again:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            self._pending = [(r, f) for r, f in failed if not f.is_done]  # in flight: the client retries them
+            for record in again:
+                self._send(record)
 
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.flush()
-            finally:
-                self._client.close()
-                self._client = None
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Send what is queued and close; gives up on unacknowledged records after ``timeout_s``."""
+        client, self._client, self._pending = self._client, None, []
+        if client is not None:
+            _close_producer(client, timeout_s)
+
+
+def _close_producer(client: kafka.KafkaProducer, timeout_s: float) -> None:
+    """Close ``client`` within about ``timeout_s``, even with records Kafka never acknowledged.
+
+    kafka-python 3.0.12's ``close(timeout)`` raises from its own flush at the timeout instead of
+    closing (and without a timeout it waits forever): its sender is then stopped the way
+    ``close`` would have stopped it, abandoning those records, and the client closed.
+    """
+    try:
+        client.close(timeout=timeout_s)
+        return
+    except kafka.errors.KafkaTimeoutError:
+        log.warning("closing the Kafka producer with records Kafka did not acknowledge within %.0fs", timeout_s)
+    sender = getattr(client, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s)
+    with contextlib.suppress(kafka.errors.KafkaTimeoutError):
+        client.close(timeout=0)
 
 
 class _Failed:

@@ -22,7 +22,9 @@ bytes, key or headers, into exactly one prediction row or exactly one dead lette
 
 For fault-injection tests, ``KSTREAM_CRASH_AT=<point>:<batch>`` (points
 ``after-store``, ``after-publish``, ``after-commit``) makes the detector kill
-itself with SIGKILL at that step of that batch (1 = the first).
+itself with SIGKILL at that step of that batch (1 = the first);
+``<point>:<batch>:stop`` freezes it there with SIGSTOP instead, until a SIGCONT
+(a hung process whose partitions the group gives to another detector).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,9 +48,10 @@ from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bo
 from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.sinks import SQLiteStore
 
-__all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "crash_point_from_env"]
+__all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "CrashPoint", "crash_point_from_env"]
 
 CRASH_POINTS = ("after-store", "after-publish", "after-commit")
+_CRASH_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class Detector:
         poll_timeout_ms: int = 500,
         clock_ns: Callable[[], int] = time.time_ns,
         outage_timeout_s: float = 300,
-        crash_at: tuple[str, int] | None = None,
+        crash_at: CrashPoint | None = None,
         dlq_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self.dead_letters = DeadLetterBuilder(dlq_budget)
@@ -243,9 +246,10 @@ class Detector:
         return len(messages)
 
     def _crash_point(self, point: str) -> None:
-        if self.crash_at is not None and self.crash_at == (point, self.stats.batches + 1):
-            log.warning("crashing at %s of batch %d, as KSTREAM_CRASH_AT asks", point, self.stats.batches + 1)
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.crash_at is not None and self.crash_at[:2] == (point, self.stats.batches + 1):
+            how = "crashing" if self.crash_at.signum == signal.SIGKILL else "freezing"
+            log.warning("%s at %s of batch %d, as KSTREAM_CRASH_AT asks", how, point, self.stats.batches + 1)
+            os.kill(os.getpid(), self.crash_at.signum)
 
     def _count(self, messages: list[Message], result: BatchResult) -> None:
         s = self.stats
@@ -309,16 +313,27 @@ class Detector:
         return self.stats
 
 
-def crash_point_from_env(environ: dict[str, str] | None = None) -> tuple[str, int] | None:
-    """``KSTREAM_CRASH_AT=<point>:<batch>`` as a tuple (None when unset); for fault-injection tests.
+class CrashPoint(NamedTuple):
+    """Where a detector signals itself, for fault-injection tests: at ``point`` of batch ``batch`` (1 = the first)."""
 
-    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-store:3"})
+    point: str
+    batch: int
+    signum: int = signal.SIGKILL
+
+
+def crash_point_from_env(environ: dict[str, str] | None = None) -> CrashPoint | None:
+    """``KSTREAM_CRASH_AT=<point>:<batch>[:kill|stop]`` (None when unset); for fault-injection tests.
+
+    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-store:3"})[:2]
     ('after-store', 3)
+    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-commit:1:stop"}).signum.name
+    'SIGSTOP'
     """
     text = (os.environ if environ is None else environ).get("KSTREAM_CRASH_AT", "")
     if not text:
         return None
-    point, _, batch = text.partition(":")
-    if point not in CRASH_POINTS or not batch.isdigit() or int(batch) < 1:
-        raise ConfigError(f"KSTREAM_CRASH_AT={text!r} must be <point>:<batch> with point one of {', '.join(CRASH_POINTS)}")
-    return point, int(batch)
+    point, batch, how, *rest = text.split(":") + ["", "kill"][text.count(":"):]
+    if point not in CRASH_POINTS or not batch.isdigit() or int(batch) < 1 or how not in _CRASH_SIGNALS or rest:
+        raise ConfigError(f"KSTREAM_CRASH_AT={text!r} must be <point>:<batch>[:kill|stop] with point one of "
+                          f"{', '.join(CRASH_POINTS)}")
+    return CrashPoint(point, int(batch), _CRASH_SIGNALS[how])

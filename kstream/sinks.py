@@ -73,7 +73,8 @@ class SQLiteStore:
         self.deadline_s = deadline_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            # a writer waits for a lock at most 10 s per attempt, and never past the deadline
+            self._db = sqlite3.connect(self.path, timeout=min(10.0, deadline_s), check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 f"""CREATE TABLE IF NOT EXISTS {self.table} (

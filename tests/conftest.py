@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: one real Kafka broker per session, trained models, unique names,
-the CLI in a subprocess, and CICIDS2017 files written the way the 2017 release spells them.
+the CLI in a subprocess, pipelines of `kstream generate` and `kstream detect` processes with the
+ledger that checks what they left, and CICIDS2017 files written the way the 2017 release spells them.
 
 The broker is a real single-node KRaft Kafka started by :class:`kstream.broker.LocalBroker`
 on free ports (or the cluster named by ``KSTREAM_TEST_BOOTSTRAP``). Each test gets its own
@@ -10,18 +11,25 @@ without one.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kafka
 import pandas as pd
 import pytest
 
-from kstream import broker, datasets, training
+from kstream import artifacts, broker, datasets, training
+from kstream.clients import ensure_topics
 from kstream.artifacts import ModelRef
 from kstream.config import DATASETS_DIR
 from kstream.settings import Settings
@@ -211,6 +219,220 @@ def wait_for_stored():
         return stored
 
     return wait
+
+
+# --- pipelines of processes: generate -> flows topic -> detect -> store, and their ledger -------------
+
+#: Records per poll of the detectors a Pipe starts: small, so a fault lands inside a stream of many batches.
+PIPE_BATCH = 50
+
+
+@dataclass
+class Pipe:
+    """A generator -> flows topic -> detector(s) -> store pipeline on topics, group and files of its own.
+
+    :meth:`generate` and :meth:`detect` start `kstream generate` / `kstream detect` (decision-tree,
+    binary) as processes whose output goes to ``<work>/<name>.out|.err``; the other methods read
+    what they left: rows stored, offsets committed, records of a topic.
+    """
+
+    bootstrap: str
+    models_dir: Path
+    work: Path
+    options: dict[str, str] = field(default_factory=dict)  # the test's own clients' options (a SASL login)
+    cli_options: dict[str, str] | None = None  # what the processes get as --kafka-option (default: options)
+    partitions: int = 1
+    batch: int = PIPE_BATCH  # records per poll of its detectors
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    def __post_init__(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.topic, self.predictions_topic, self.dlq_topic = f"flows-{self.tag}", f"preds-{self.tag}", f"dlq-{self.tag}"
+        self.group = f"group-{self.tag}"
+        self.store = self.work / "predictions.sqlite"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def create_topics(self) -> None:
+        ensure_topics(self.bootstrap, {self.topic: self.partitions, self.predictions_topic: self.partitions,
+                                       self.dlq_topic: 1}, self.options)
+
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None, **popen) -> subprocess.Popen:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "KAFKA_BROKER_URL"))}
+        full_env.update({"KSTREAM_MODELS_DIR": str(self.models_dir), **(env or {})})
+        given = self.options if self.cli_options is None else self.cli_options
+        options = [a for k, v in given.items() for a in ("--kafka-option", f"{k}={v}")]
+        cmd = [sys.executable, "-m", "kstream", *args[:2], "-m", "decision-tree", "--bootstrap", self.bootstrap,
+               "--topic", self.topic, *options, *args[2:]]
+        out = open(self.work / f"{name}.out", "w")
+        err = open(self.work / f"{name}.err", "w")
+        with out, err:
+            proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=err, **popen)
+        self.procs[name] = proc
+        return proc
+
+    def generate(self, *args: str, name: str = "generate", verbosity: str = "-q",
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`kstream generate` of the decision-tree's held-out records into this pipe's topic."""
+        return self._start(name, [verbosity, "generate", *args], env)
+
+    def detect(self, *args: str, name: str = "detect", verbosity: str = "-q", env: dict[str, str] | None = None,
+               **popen) -> subprocess.Popen:
+        """`kstream detect` on this pipe's topics, group and store, in batches of ``batch`` records."""
+        return self._start(name, [verbosity, "detect", "--group", self.group, "--predictions-topic",
+                                  self.predictions_topic, "--dlq-topic", self.dlq_topic, "--store-url", str(self.store),
+                                  "--batch-size", str(self.batch), *args], env, **popen)
+
+    def output(self, name: str) -> str:
+        return (self.work / f"{name}.out").read_text() + (self.work / f"{name}.err").read_text()
+
+    def wait(self, name: str, timeout_s: float) -> int:
+        """Exit code of a process (fails the test, showing its output, if it outlives ``timeout_s``)."""
+        try:
+            return self.procs[name].wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.procs[name].kill()
+            self.procs[name].wait()
+            pytest.fail(f"{name} still ran after {timeout_s:.0f}s:\n{self.output(name)[-3000:]}")
+
+    def finished(self, name: str, timeout_s: float) -> str:
+        """Wait for a process that must succeed; returns its output."""
+        code = self.wait(name, timeout_s)
+        assert code == 0, f"{name} exited {code}:\n{self.output(name)[-3000:]}"
+        return self.output(name)
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+
+    def stored(self) -> int:
+        if not self.store.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
+            try:
+                return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            except sqlite3.OperationalError:  # the table is not there yet
+                return 0
+
+    def wait_stored(self, at_least: int, timeout_s: float = 120, watch: str = "detect") -> int:
+        """Wait until the store holds ``at_least`` rows (fails if the watched process exits first)."""
+        deadline = time.monotonic() + timeout_s
+        while (stored := self.stored()) < at_least:
+            proc = self.procs.get(watch)
+            if proc is not None and proc.poll() is not None:
+                pytest.fail(f"{watch} exited {proc.returncode} with {stored} rows stored:\n"
+                            f"{self.output(watch)[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"only {stored} rows stored after {timeout_s:.0f}s")
+            time.sleep(0.1)
+        return stored
+
+    def committed(self) -> dict[int, int]:
+        """The detector group's committed offset of each partition (0 where nothing was committed)."""
+        probe = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
+                                    **self.options)
+        try:
+            parts = probe.partitions_for_topic(self.topic) or set()
+            return {p: probe.committed(kafka.TopicPartition(self.topic, p)) or 0 for p in sorted(parts)}
+        finally:
+            probe.close()
+
+    def read(self, topic: str, timeout_s: float = 60) -> list:
+        """Every record of ``topic`` (its end offsets at the time of the call)."""
+        consumer = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                       **self.options)
+        try:
+            parts = [kafka.TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(parts)
+            consumer.seek_to_beginning()
+            ends = consumer.end_offsets(parts)
+            out: list = []
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.position(tp) < end for tp, end in ends.items()) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    out.extend(batch)
+            return out
+        finally:
+            consumer.close()
+
+
+def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batches: int = 1) -> dict[str, int]:
+    """Check what a finished pipeline left behind; returns its numbers.
+
+    - the flows topic holds each record sent once (``stored_ids`` plus ``dead_lettered`` bad ones);
+    - the store holds exactly one row per id of ``stored_ids``, no more, no less;
+    - per partition, every offset below the committed one is stored or dead-lettered, exactly once,
+      and nothing above it is (what is committed is durable, and what is durable is committed);
+    - the predictions topic holds every stored record; duplicates (a batch published again after a
+      crash or a lost membership) are at most ``dup_batches`` batches.
+    """
+    flows = pipe.read(pipe.topic)
+    keys = collections.Counter(m.key.decode("utf-8", "replace") for m in flows if m.key is not None)
+    assert len(flows) == len(stored_ids) + dead_lettered and all(keys[i] == 1 for i in stored_ids), \
+        f"the flows topic holds {len(flows)} records ({len(keys)} keys) for {len(stored_ids) + dead_lettered} sent"
+    with open_store("sqlite", str(pipe.store)) as store:
+        frame = store.frame(pipe.topic)
+    lost = len(set(stored_ids) - set(frame["record_id"]))
+    assert lost == 0, f"{lost} records sent are neither stored nor dead-lettered"
+    assert len(frame) == len(stored_ids) and frame["record_id"].is_unique, \
+        f"{len(frame)} rows stored for {len(stored_ids)} records"
+    dead = pipe.read(pipe.dlq_topic)
+    sources = collections.Counter(dict(m.headers)["kstream-source"].decode() for m in dead)
+    assert len(sources) == dead_lettered, f"{len(sources)} records dead-lettered, not {dead_lettered}"
+    handled: dict[int, list[int]] = collections.defaultdict(list)
+    for partition, offset in zip(frame["partition"], frame["offset"]):
+        handled[int(partition)].append(int(offset))
+    for source in sources:
+        _, partition, offset = source.rsplit("/", 2)
+        handled[int(partition)].append(int(offset))
+    committed = pipe.committed()
+    for partition in set(committed) | set(handled):
+        offsets = sorted(handled.get(partition, []))
+        assert offsets == list(range(committed.get(partition, 0))), (
+            f"partition {partition}: committed offset {committed.get(partition, 0)}, {len(offsets)} records handled "
+            f"(offsets {offsets[:3]}...{offsets[-3:]})")
+    published = pipe.read(pipe.predictions_topic)
+    identities = collections.Counter((v["topic"], v["partition"], v["offset"]) for v in
+                                     (json.loads(m.value) for m in published))
+    assert len(identities) == len(stored_ids), f"{len(identities)} distinct predictions published"
+    duplicates = len(published) - len(identities)
+    assert duplicates <= dup_batches * pipe.batch, \
+        f"{duplicates} duplicate predictions: more than {dup_batches} batch(es)"
+    return {"sent": len(flows), "stored": len(frame), "dead_lettered": len(sources), "lost": lost,
+            "duplicate_predictions": duplicates, "committed": sum(committed.values())}
+
+
+@pytest.fixture(scope="session")
+def pipeline(models_dir):
+    """``pipeline(bootstrap, work, options=None, cli_options=None, partitions=1)``: a :class:`Pipe` with the
+    session's models; the caller kills what it started with ``pipe.kill_all()``."""
+
+    def make(bootstrap: str, work: Path, **kwargs) -> Pipe:
+        return Pipe(bootstrap, models_dir, Path(work), **{k: v for k, v in kwargs.items() if v is not None})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ledger():
+    """``ledger(pipe, stored_ids, dead_lettered=0, dup_batches=1)``: check a finished pipeline (see :func:`_ledger`)."""
+    return _ledger
+
+
+@pytest.fixture(scope="session")
+def sent_ids(models_dir, cicids):
+    """``sent_ids(count)``: the ids of the first ``count`` records `kstream generate -m decision-tree [--loop]`
+    sends (the held-out split in order, with ``#<pass>`` from the second pass on)."""
+    model = artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir))
+    held_out = list(model.held_out(cicids).ids)
+
+    def ids(count: int) -> list[str]:
+        n = len(held_out)
+        return [held_out[i % n] if i < n else f"{held_out[i % n]}#{i // n}" for i in range(count)]
+
+    return ids
 
 
 # --- CICIDS2017 files in the 2017 spelling ----------------------------------------------------------

@@ -47,7 +47,8 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
 
 def send(bootstrap: str, topic: str, values: list[bytes]) -> None:
     with Producer(bootstrap, {"request_timeout_ms": 5000}) as producer:  # acks=all, like the generator
-        producer.publish([Record(topic, v) for v in values], deadline_s=120)  # raises unless all are acknowledged
+        # raises unless every record is acknowledged by the in-sync replicas within 120 s
+        producer.publish([Record(topic, v) for v in values], deadline_s=120)
 
 
 def test_every_node_is_a_broker_and_a_controller_voter(cluster):

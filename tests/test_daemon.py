@@ -78,7 +78,7 @@ def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path):
         options = first.client_options()
         ensure_topics(first.bootstrap, {"kept": 1}, options)
         with Producer(first.bootstrap, options) as producer:
-            producer.publish([Record("kept", b"before the crash")])
+            producer.publish([Record("kept", b"before the crash")], deadline_s=30)
         for pid in first.pids:  # a power cut: no clean stop, the state file stays behind
             os.kill(pid, signal.SIGKILL)
         wait_until_dead(first.pids)
