@@ -1,25 +1,16 @@
-"""A thin layer over the Kafka client library (kafka-python today).
+"""The clients on kafka-python: :class:`Producer`, :class:`Consumer` and the admin calls.
 
-The generator, the detector and the tests talk to Kafka only through the names here:
-:class:`Message`, :class:`Producer`, :class:`Consumer`, :func:`ensure_topics`,
-:func:`check_reachable` and the option helpers. Clients are context managers, make no network
-call in ``__init__``, and close on exit. Client errors are re-raised as
-:class:`~kstream.errors.BrokerError` or :class:`~kstream.errors.ConfigError` with a message that
-says what to do.
+Clients are context managers, make no network call in ``__init__``, and close on exit. Client
+errors are re-raised as :class:`~kstream.errors.BrokerError` or
+:class:`~kstream.errors.ConfigError` with a message that says what to do.
 
 Delivery is checked, never assumed: :meth:`Producer.flush` waits for the acknowledgement of every
 record sent since the last flush, sends the failed ones again with backoff, and raises if they
 still fail when its deadline passes; :meth:`Consumer.commit` commits explicit offsets and tells a
 lost group membership (the batch will be redelivered) from an unreachable cluster (retried).
 
-Options the delivery guarantee rests on (:data:`PROTECTED`) cannot be passed through; option
-values written as text take the type the client expects (:func:`coerce_option`), so a numeric
-password stays a string.
-
 >>> Producer("127.0.0.1:9", {})  # no connection is made until first use
 Producer(bootstrap='127.0.0.1:9')
->>> coerce_options({"linger_ms": "5", "sasl_plain_password": "123456", "check_crcs": "false"})
-{'linger_ms': 5, 'sasl_plain_password': '123456', 'check_crcs': False}
 """
 
 from __future__ import annotations
@@ -28,7 +19,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import kafka
@@ -36,11 +26,12 @@ import kafka.errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from kstream.clients.options import check_options
+from kstream.clients.records import Message, Record
 from kstream.errors import BrokerError, ConfigError
 from kstream.unreadable import UnreadableRecords, is_record_error
 
-__all__ = ["Message", "Record", "Producer", "Consumer", "ensure_topics", "check_reachable", "check_options",
-           "coerce_option", "coerce_options", "topic_max_message_bytes", "PROTECTED"]
+__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -52,129 +43,6 @@ MAX_BACKOFF_S = 5.0
 #: without ever asking for a new one: that producer sends nothing again (seen with a broker paused 150 s).
 DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 CLOSE_TIMEOUT_S = 30.0
-
-#: Options kstream sets itself because the delivery guarantee rests on them, and why.
-PROTECTED = {
-    "bootstrap_servers": "pass the cluster as --bootstrap or KSTREAM_BOOTSTRAP",
-    "group_id": "pass the consumer group as --group or KSTREAM_GROUP",
-    "enable_auto_commit": "the detector commits offsets itself, only after its outputs are stored and acknowledged",
-    "auto_offset_reset": "a new detector group reads its topic from the start, so no record is skipped",
-    "isolation_level": "the detector reads every record the generator wrote",
-    "acks": "every publish waits for all in-sync replicas (acks=all) before any offset is committed",
-    "delivery_timeout_ms": "unacknowledged records are retried until --outage-timeout (KSTREAM_OUTAGE_TIMEOUT_S); "
-                           "a kafka-python producer whose record expires sends nothing ever again",
-    "key_serializer": "kstream encodes records itself",
-    "value_serializer": "kstream encodes records itself",
-    "key_deserializer": "kstream decodes records itself",
-    "value_deserializer": "kstream decodes records itself",
-}
-_NUMERIC_NONE_DEFAULTS = {"receive_buffer_bytes": int, "send_buffer_bytes": int}
-_TEXT_TYPES = (str, type(None))
-
-
-def _defaults() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for client in (kafka.KafkaProducer, kafka.KafkaConsumer, kafka.KafkaAdminClient):
-        for name, value in client.DEFAULT_CONFIG.items():
-            out.setdefault(name, value)
-    return out
-
-
-_DEFAULTS = _defaults()
-
-
-@dataclass(frozen=True)
-class Message:
-    """One consumed record, independent of the client library.
-
-    ``topic_id`` is the topic's id in the cluster's metadata (empty when the cluster does not say):
-    a topic deleted and created again under the same name gets a new one. ``error`` is set on a
-    placeholder for a record the client library could not read (its key and value are then
-    None): the detector dead-letters it by its topic, partition and offset.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-    topic_id: str = ""
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record to publish."""
-
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Refuse client options no Kafka client knows, and those kstream must set itself.
-
-    >>> check_options({"linger_ms": 5, "fetch_max_wait_ms": 100})
-    >>> check_options({"lingr_ms": 5})
-    Traceback (most recent call last):
-    ...
-    kstream.errors.ConfigError: bad Kafka client option: 'lingr_ms' is not a kafka-python client option (e.g. linger_ms, security_protocol, sasl_mechanism)
-    >>> check_options({"enable_auto_commit": True})
-    Traceback (most recent call last):
-    ...
-    kstream.errors.ConfigError: Kafka option 'enable_auto_commit' cannot be set: the detector commits offsets itself, only after its outputs are stored and acknowledged
-    """
-    for key in options:
-        if key in PROTECTED:
-            raise ConfigError(f"Kafka option {key!r} cannot be set: {PROTECTED[key]}")
-        if key not in _DEFAULTS:
-            raise ConfigError(
-                f"bad Kafka client option: {key!r} is not a kafka-python client option "
-                "(e.g. linger_ms, security_protocol, sasl_mechanism)"
-            )
-
-
-def coerce_option(name: str, text: str) -> Any:
-    """An option value written as text, in the type the client expects (from its default value).
-
-    Whole numbers, decimals and true/false for numeric and boolean options; text as written for
-    the rest (a password of digits stays a string).
-
-    >>> coerce_option("request_timeout_ms", "40000"), coerce_option("security_protocol", "SASL_SSL")
-    (40000, 'SASL_SSL')
-    >>> coerce_option("linger_ms", "soon")
-    Traceback (most recent call last):
-    ...
-    kstream.errors.ConfigError: Kafka option 'linger_ms' takes a whole number, not 'soon'
-    """
-    check_options({name: None})
-    default = _DEFAULTS[name]
-    text = str(text).strip()
-    want = _NUMERIC_NONE_DEFAULTS.get(name) or type(default)
-    if want is bool:
-        if text.lower() not in ("true", "false"):
-            raise ConfigError(f"Kafka option {name!r} takes true or false, not {text!r}")
-        return text.lower() == "true"
-    if want is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"Kafka option {name!r} takes a whole number, not {text!r}") from None
-    if want is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"Kafka option {name!r} takes a number, not {text!r}") from None
-    if isinstance(default, _TEXT_TYPES):
-        return text
-    raise ConfigError(f"Kafka option {name!r} takes a Python object; set it through the Python API, not as text")
-
-
-def coerce_options(options: Mapping[str, str]) -> dict[str, Any]:
-    """:func:`coerce_option` over a mapping of option name -> text."""
-    return {name: coerce_option(name, value) for name, value in options.items()}
 
 
 def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
