@@ -12,6 +12,7 @@ examples); choose one with ``KSTREAM_HYPOTHESIS_PROFILE=kstream-thorough``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 import sqlite3
@@ -55,6 +56,8 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("KSTREAM_HYPOTHESIS_PROFILE", "kstream"))
 
 MB = 1_000_000
+
+log = logging.getLogger(__name__)
 
 
 # --- the real client's rules, the detector under test ---------------------------------------------
@@ -403,3 +406,99 @@ def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partitio
     assert huge.key == b"huge" and dict(huge.headers)["junk"] == b"j" * 50_000
     assert dict(huge.headers)[ORIGINAL_SIZE_HEADER] == b"990000" and 900_000 < len(huge.value) < 990_000
     assert dict(huge.headers)[ORIGINAL_SHA256_HEADER] == hashlib.sha256(b"\x00" * 990_000).hexdigest().encode()
+
+
+# --- every bad-input class at once, through the real broker --------------------------------------------
+
+
+def _bad_inputs(features: list[str], good: bytes) -> list[tuple[str, bytes | None, bytes | None, list, str]]:
+    """(class, key, value, headers, where it must end: "stored" or "dead-lettered") for each bad-input class."""
+    flow = json.loads(good)
+    first = features[0]
+
+    rest = json.dumps({k: v for k, v in flow.items() if k != first})
+
+    def with_first(text: str) -> bytes:  # the good flow with its first feature's value written as ``text``
+        return ("{" + json.dumps(first) + ":" + text + "," + rest[1:]).encode()
+
+    deep = b"[" * 1000 + b"]" * 1000
+    return [
+        ("malformed JSON", b"malformed", good[:-7], [], "dead-lettered"),
+        ("a JSON array, not an object", b"array", b"[1, 2, 3]", [], "dead-lettered"),
+        ("non-numeric value", b"text", with_first('"abc"'), [], "dead-lettered"),
+        ("boolean value", b"boolean", with_first("true"), [], "dead-lettered"),
+        ("nested object", b"object", with_first('{"a": {"b": 1}}'), [], "dead-lettered"),
+        ("nested array 1,000 deep", b"deep", with_first(deep.decode()), [], "dead-lettered"),
+        ("a whole value nested 1,000 deep", b"deep-value", deep, [], "dead-lettered"),
+        ("string of 3 MB", b"string", with_first(json.dumps("x" * 3 * MB)), [], "dead-lettered"),
+        ("NaN spelled as a JSON literal", b"nan", with_first("NaN"), [], "dead-lettered"),
+        ("Infinity spelled as a JSON literal", b"inf", with_first("-Infinity"), [], "dead-lettered"),
+        ("empty value (0 bytes)", b"empty", b"", [], "dead-lettered"),
+        ("null value (tombstone)", b"tombstone", None, [], "dead-lettered"),
+        ("value of 10 MB", b"ten-mb", b"\x00" * 10 * MB, [], "dead-lettered"),
+        ("non-UTF-8 header key", b"header-key", good, [(_NotUtf8("x"), b"1")], "dead-lettered"),
+        ("integer beyond 2^64", b"int", with_first(str(2**70)), [], "stored"),
+        ("float 1e308 (beyond float32)", b"float", with_first("1e308"), [], "stored"),
+        ("float beyond float64 (1e400)", b"huge-float", with_first("1e400"), [], "stored"),
+        ("duplicate keys", b"duplicate", good[:-1] + f',"{first}":3'.encode() + b"}", [], "stored"),
+        ("null feature", b"null", with_first("null"), [], "stored"),
+        ("send-time header of 20 digits", b"send-time", good, [(SEND_TIME_HEADER, b"9" * 20)], "stored"),
+        ("garbage header values", b"garbage", good, [("junk", bytes(range(256))), ("", b"\xff")], "stored"),
+        ("oversized headers (500 KB)", b"big-headers", good, [("big", b"h" * 500_000)], "stored"),
+        ("non-UTF-8 key", b"\xff\xfe\x00key", good, [], "stored"),
+        ("key of 100 KB", b"k" * 100_000, good, [], "stored"),
+    ]
+
+
+@pytest.mark.kafka
+def test_every_bad_input_class_among_good_flows_ends_stored_or_dead_lettered_once(
+    settings, kafka_bootstrap, read_topic, model, base_rows
+):
+    """1,000 good flows with one record of each bad-input class between them, through the real broker:
+    each good flow is stored, each bad record ends where its class must, each exactly once, and the
+    counts of this test are the bad-input table of docs/reliability.md."""
+    good = [encode_flow(model.features, np.array(base_rows[i % len(base_rows)])) for i in range(1000)]
+    bad = _bad_inputs(list(model.features), good[0])
+    admin = kafka.KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:  # a flows topic that takes the 10 MB value; the DLQ keeps Kafka's default 1 MB
+        admin.create_topics([NewTopic(settings.topic, 1, 1, topic_configs={"max.message.bytes": str(12 * MB)})])
+    finally:
+        admin.close()
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=12 * MB, linger_ms=0)
+    where: dict[int, tuple[str, str]] = {}  # offset -> (class, expected end)
+    step = len(good) // len(bad)
+    try:
+        offset = 0
+        for i, value in enumerate(good):
+            producer.send(settings.topic, key=f"good-{i}".encode(), value=value,
+                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())]).get(30)
+            where[offset] = ("good flow", "stored")
+            offset += 1
+            if i % step == step - 1 and i // step < len(bad):
+                name, key, value, headers, end = bad[i // step]
+                producer.send(settings.topic, key=key, value=value, headers=headers).get(30)  # one batch each
+                where[offset] = (name, end)
+                offset += 1
+    finally:
+        producer.close()
+    assert sum(1 for name, _ in where.values() if name != "good flow") == len(bad)
+    stats = app.detect(settings, model, max_records=len(where), idle_timeout_s=60, progress=False,
+                       handle_signals=False)
+    assert stats.records == len(where)
+    with sqlite3.connect(settings.store_url) as db:
+        stored = [o for (o,) in db.execute('SELECT "offset" FROM predictions')]
+    expected_dead = sum(1 for _, end in where.values() if end == "dead-lettered")
+    dead = [int(dict(m.headers)[SOURCE_HEADER].rsplit(b"/", 1)[1]) for m in
+            read_topic(kafka_bootstrap, settings.dlq_topic, expected_dead + 1, timeout_s=15)]
+    assert len(stored) == len(set(stored)) and len(dead) == len(set(dead)), "a record ended twice"
+    assert sorted(stored + dead) == sorted(where), "a record was lost"
+    ended = {o: "stored" for o in stored} | {o: "dead-lettered" for o in dead}
+    wrong = {where[o][0]: ended[o] for o in where if ended[o] != where[o][1]}
+    assert not wrong, wrong
+    with sqlite3.connect(settings.store_url) as db:
+        latency = dict(db.execute('SELECT "offset", send_ns FROM predictions').fetchall())
+    send_time_offset = next(o for o, (name, _) in where.items() if name.startswith("send-time header"))
+    assert latency[send_time_offset] is None  # scored, with no latency
+    table = [(name, end) for name, end in where.values() if name != "good flow"]
+    log.info("bad inputs among %d good flows: %d stored, %d dead-lettered, 0 lost: %s",
+             len(good), len(stored), len(dead), table)
