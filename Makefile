@@ -36,8 +36,9 @@ test: venv ## run the tests (doctests, unit, and integration against a real Kafk
 	$(BIN)/kstream broker provision
 	$(BIN)/python -m pytest
 
-bench: venv ## measure detector throughput against raw-consume and offline-predict baselines
+bench: venv ## measure detector throughput against raw-consume and offline-predict baselines, and the stores' write rates
 	$(BIN)/python benchmarks/bench_detector.py
+	$(BIN)/python benchmarks/bench_store.py --records 10000
 
 broker-start: venv ## start a long-lived local Kafka broker
 	$(BIN)/kstream broker start
