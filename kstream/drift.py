@@ -23,6 +23,7 @@ Windows under ``min_records`` records are reported but not judged: the PSI noise
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -30,12 +31,22 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from kstream.changes import PageHinkley
 from kstream.errors import ConfigError, DataError
 from kstream.reference import EPS, FeatureReference, as_matrix, bin_counts, bin_index, pad_edges, psi
 
-__all__ = ["WindowResult", "DriftMonitor"]
+__all__ = ["WindowResult", "DriftMonitor", "WINDOW_FIELDS", "JSON_FIELDS", "window_row", "decode_windows"]
+
+#: A drift window as stored (the ``drift`` table or collection) and published (``flows.drift``):
+#: which monitor (one per detector process or thread) and window, the source topic, the model, the
+#: window's span and records, its verdict and evidence, and the alert rules that fired on it.
+WINDOW_FIELDS = ("monitor", "window", "topic", "model_id", "start_ns", "end_ns", "records", "judged", "drifted",
+                 "share_drifting", "max_psi", "score_psi", "attack_rate", "mean_score", "drifting", "psi_top",
+                 "changes", "reasons", "alerts")
+#: The fields that hold lists or maps: JSON text in a store row.
+JSON_FIELDS = ("drifting", "psi_top", "changes", "reasons", "alerts")
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,41 @@ class WindowResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def window_row(window: WindowResult, monitor: str, topic: str, model_id: str,
+               alerts: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """``window`` as a row of :data:`WINDOW_FIELDS`: flat values, JSON text for lists and maps.
+
+    >>> w = WindowResult(3, 10, 20, 500, {"x": 0.3}, ["x"], 1.0, 0.3, 0.9, 0.8, None, {}, True, True, ["drift"])
+    >>> row = window_row(w, "m1", "flows", "model@1", ["attack_rate > 0.5"])
+    >>> row["window"], row["psi_top"], row["alerts"], row["drifted"]
+    (3, '{"x": 0.3}', '["attack_rate > 0.5"]', True)
+    """
+    data = window.to_dict()
+    row = {"monitor": monitor, "window": data.pop("index"), "topic": topic, "model_id": model_id,
+           "alerts": json.dumps(list(alerts))}
+    row.update({k: json.dumps(v) if k in JSON_FIELDS else v for k, v in data.items()})
+    return {k: row[k] for k in WINDOW_FIELDS}
+
+
+def decode_windows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored window rows with their JSON fields read back into lists and maps, ordered by end time.
+
+    >>> w = WindowResult(0, 10, 20, 500, {"x": 0.3}, ["x"], 1.0, 0.3, 0.9, 0.8, None, {}, True, True, [])
+    >>> decode_windows(pd.DataFrame([window_row(w, "m", "t", "id")]))["drifting"].tolist()
+    [['x']]
+    """
+    out = frame.copy()
+    for name in JSON_FIELDS:
+        if name in out:
+            out[name] = [json.loads(v) if isinstance(v, str) else v for v in out[name]]
+    for name in ("judged", "drifted"):
+        if name in out:
+            out[name] = out[name].astype(bool)
+    if "end_ns" in out and len(out):
+        out = out.sort_values(["end_ns", "monitor", "window"], kind="mergesort").reset_index(drop=True)
+    return out
 
 
 class DriftMonitor:
