@@ -22,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
-from kstream.plots.figures import BLACK, BLUE, ORANGE, SKY, VERMILLION, _figure, _ms, _ns, _require
+from kstream.plots.figures import _PLAIN, BLACK, BLUE, ORANGE, SKY, VERMILLION, _figure, _ms, _ns, _require
 
 __all__ = ["drift_windows", "live_view"]
 
@@ -48,10 +49,14 @@ def _alert_count(windows: pd.DataFrame) -> np.ndarray:
 def _draw_drift(ax, windows: pd.DataFrame, share_threshold: float | None) -> None:
     """Share drifting (and max PSI / 10) per window on ``ax``, a twin axis with attack rate and mean score."""
     x, label = _window_axis(windows)
-    ax.plot(x, windows["share_drifting"], color=BLUE, marker="o", markersize=3, label="share of features drifting")
+    judged = windows["judged"].astype(bool).to_numpy() if "judged" in windows else np.ones(len(x), bool)
+    share = pd.to_numeric(windows["share_drifting"]).to_numpy(dtype=float)
+    ax.plot(x[judged], share[judged], color=BLUE, marker="o", markersize=3, label="share of features drifting")
     if "max_psi" in windows:
-        ax.plot(x, np.minimum(pd.to_numeric(windows["max_psi"]).to_numpy(dtype=float) / 10, 1.0), color=SKY,
-                linestyle="--", label="largest PSI / 10")
+        psi = pd.to_numeric(windows["max_psi"]).to_numpy(dtype=float)
+        ax.plot(x[judged], np.minimum(psi[judged] / 10, 1.0), color=SKY, linestyle="--", label="largest PSI / 10")
+    if not judged.all():
+        ax.scatter(x[~judged], share[~judged], marker="x", color=BLACK, alpha=0.5, label="too few records: not judged")
     if share_threshold is not None:
         ax.axhline(share_threshold, color=BLACK, linewidth=0.8, linestyle=":", label=f"share threshold {share_threshold:g}")
     drifted = windows["drifted"].astype(bool).to_numpy() if "drifted" in windows else np.zeros(len(x), bool)
@@ -141,6 +146,8 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
         bins = np.geomspace(max(latency.min(), 1e-3), max(latency.max(), 1e-3) * 1.001, 40)
         ax_latency.hist(np.maximum(latency, 1e-3), bins=bins, color=SKY, edgecolor="white", linewidth=0.3)
         ax_latency.set_xscale("log")
+        ax_latency.xaxis.set_major_formatter(_PLAIN)
+        ax_latency.xaxis.set_minor_formatter(NullFormatter())
         for value, colour, style, name in ((p50, BLACK, "-", "p50"), (p95, ORANGE, "--", "p95"),
                                            (p99, VERMILLION, ":", "p99")):
             ax_latency.axvline(value, color=colour, linestyle=style, linewidth=1.8, label=f"{name} {_ms(value)} ms")
