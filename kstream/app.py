@@ -399,20 +399,20 @@ def run(
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         budget = dead_letter_budget(settings)
-        with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool, \
-                tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
-            sent_so_far = [0]
-            watch = StoreWatch(store, settings.topic, lambda: sum(s.dead_lettered for s in pool.stats),
-                               lambda: sent_so_far[0], settings.drift, progress_every_s)
-            show = _shower(watch, bar, on_progress, progress)
-            pool.wait_ready(ready_timeout_s)
-            with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-                sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=False,
-                                on_progress=lambda n: (sent_so_far.__setitem__(0, n), show()))
-            sent_so_far[0] = sent.records
-            # wait for distinct stored records, not handled ones: a rebalance redelivers some records
-            pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
-        show(force=True)  # the final state: every detector has stopped and written its last window
+        with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
+            with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
+                sent_so_far = [0]
+                watch = StoreWatch(store, settings.topic, lambda: sum(s.dead_lettered for s in pool.stats),
+                                   lambda: sent_so_far[0], settings.drift, progress_every_s)
+                show = _shower(watch, bar, on_progress, progress)
+                pool.wait_ready(ready_timeout_s)
+                with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+                    sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=False,
+                                    on_progress=lambda n: (sent_so_far.__setitem__(0, n), show()))
+                sent_so_far[0] = sent.records
+                # wait for distinct stored records, not handled ones: a rebalance redelivers some records
+                pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
+            show(force=True)  # the final state: every detector has stopped and written its last window
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
         location = store.location
