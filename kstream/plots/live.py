@@ -161,11 +161,11 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
     ax_rate.set_title("Records/s")
     times = _ns(predictions["predicted_ns"])
     if len(times):
-        seconds = (times - times.min()) // 10**9
-        per_second = np.bincount(seconds.astype(np.int64))
-        ax_rate.step(np.arange(len(per_second)), per_second, where="post", color=BLUE)
+        bin_s = 1.0 if times.max() - times.min() >= 10 * 10**9 else 0.1  # a short run in tenths of a second
+        counts = np.bincount(((times - times.min()) // int(bin_s * 1e9)).astype(np.int64))
+        ax_rate.stairs(counts / bin_s, np.arange(len(counts) + 1) * bin_s, color=BLUE, linewidth=1.5)
         ax_rate.set_ylim(bottom=0)
-        ax_rate.set_xlabel("s since the first prediction")
+        ax_rate.set_xlabel(f"s since the first prediction ({bin_s:g} s bins)")
         ax_rate.grid(alpha=0.3)
     else:
         _empty(ax_rate, "no predictions yet")
@@ -187,7 +187,7 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
         _draw_drift(ax_drift, windows, None)
     else:
         _empty(ax_drift, "no drift window yet" if windows is not None else "drift monitoring is off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
