@@ -212,7 +212,7 @@ def _drift_lines(run: Run) -> list[str]:
               f"| windows (judged) | {len(w)} ({len(judged)}) |",
               f"| drifted windows | {len(drifted)}" + (f", the first ending {_seconds(w, drifted.index[0])}" if len(drifted)
                                                        else "") + " |",
-              f"| largest feature PSI of a judged window (median) | "
+              "| largest feature PSI of a judged window (median) | "
               + (f"{judged['max_psi'].max():.3f} ({judged['max_psi'].median():.3f}) |" if len(judged) else "- |"),
               f"| alerts | {len(alerts)}" + (f": {', '.join(f'{n} x {r}' for r, n in pd.Series(alerts).value_counts().items())}"
                                              if alerts else "") + " |"]
