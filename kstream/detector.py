@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-
 import orjson
 
 from kstream.alerts import AlertRule
