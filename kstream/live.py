@@ -100,6 +100,14 @@ class StoreWatch:
     ``drift`` says whether to read the windows too. :meth:`poll` returns a :class:`LiveState`
     when ``every_s`` seconds have passed since the last one and reading and showing the last one
     took less than a fifth of the time since, else None; ``force`` reads now.
+
+    >>> import tempfile, os
+    >>> from kstream.sinks import SQLiteStore
+    >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "p.sqlite"))
+    >>> watch = StoreWatch(store, "flows", dead_letters=lambda: 0, every_s=60)
+    >>> len(watch.poll().predictions), watch.poll()
+    (0, None)
+    >>> store.close()
     """
 
     def __init__(self, store: Store, topic: str, dead_letters: Callable[[], int] = lambda: 0,

@@ -95,6 +95,11 @@ def _cut_points(column: np.ndarray, bins: int) -> list[float]:
 
 
 def pad_edges(edges: Sequence[Sequence[float]]) -> np.ndarray:
+    """The cut points of several columns as one matrix (columns x most cuts), padded with +inf.
+
+    >>> pad_edges([[0.5, 2.0], [1.0]]).tolist()
+    [[0.5, 2.0], [1.0, inf]]
+    """
     width = max((len(e) for e in edges), default=0)
     out = np.full((len(edges), width), np.inf)
     for j, e in enumerate(edges):
@@ -103,7 +108,11 @@ def pad_edges(edges: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def bin_index(x: np.ndarray, padded: np.ndarray) -> np.ndarray:
-    """Bin of each value (rows x columns): the number of edges below it; the last bin holds NaN and +/-inf."""
+    """Bin of each value (rows x columns): the number of edges below it; the last bin holds NaN and +/-inf.
+
+    >>> bin_index(np.array([[0.0, 5.0], [1.0, np.nan]]), pad_edges([[0.5, 2.0], [1.0]])).tolist()
+    [[0, 1], [1, 3]]
+    """
     missing = padded.shape[1] + 1
     out = np.empty(x.shape, dtype=np.intp)
     for start in range(0, len(x), _CHUNK):
@@ -115,14 +124,23 @@ def bin_index(x: np.ndarray, padded: np.ndarray) -> np.ndarray:
 
 
 def bin_counts(idx: np.ndarray, width: int) -> np.ndarray:
-    """Per-column histogram (columns x width) of a bin-index matrix, in one bincount."""
+    """Per-column histogram (columns x width) of a bin-index matrix, in one bincount.
+
+    >>> bin_counts(np.array([[0, 1], [1, 3]]), 4).tolist()
+    [[1, 1, 0, 0], [0, 1, 0, 1]]
+    """
     n_cols = idx.shape[1]
     flat = (idx + np.arange(n_cols) * width).ravel()
     return np.bincount(flat, minlength=n_cols * width).reshape(n_cols, width)
 
 
 def as_matrix(matrix: Any, names: Sequence[str]) -> np.ndarray:
-    """A float matrix with ``names`` as columns, in order (a DataFrame is reordered by name)."""
+    """A float matrix with ``names`` as columns, in order (a DataFrame is reordered by name).
+
+    >>> import pandas as pd
+    >>> as_matrix(pd.DataFrame({"b": [2], "a": [1]}), ["a", "b"]).tolist()
+    [[1.0, 2.0]]
+    """
     if hasattr(matrix, "columns"):
         missing = [n for n in names if n not in matrix.columns]
         if missing:
