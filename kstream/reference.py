@@ -46,7 +46,6 @@ EPS = 1e-4
 #: benign classes of the bundled datasets (CICIDS2017 ``BENIGN``, NSL-KDD ``normal``).
 DEFAULT_BENIGN = ("benign", "BENIGN", "normal")
 _KIND, _VERSION = "kstream.reference.FeatureReference", 1
-_CHUNK = 4096  # rows binned at once: bounds the (rows x features x edges) comparison to a few MB
 
 
 def psi(reference: Any, live: Any, eps: float = EPS) -> np.ndarray | float:
@@ -115,11 +114,9 @@ def bin_index(x: np.ndarray, padded: np.ndarray) -> np.ndarray:
     """
     missing = padded.shape[1] + 1
     out = np.empty(x.shape, dtype=np.intp)
-    for start in range(0, len(x), _CHUNK):
-        part = x[start : start + _CHUNK]
-        idx = (part[:, :, None] > padded[None, :, :]).sum(axis=2)
-        idx[~np.isfinite(part)] = missing
-        out[start : start + _CHUNK] = idx
+    for j in range(x.shape[1]):  # one binary search per column over the whole batch, in C
+        out[:, j] = np.searchsorted(padded[j], x[:, j], side="left")  # edges strictly below the value
+    out[~np.isfinite(x)] = missing
     return out
 
 
