@@ -259,3 +259,24 @@ def test_a_failing_monitor_never_stops_detection(model, test_rows):
     det.monitor.update = broken
     assert det.step() == 1
     assert journal == ["store", "publish", "commit"] and len(det.store.rows) == 1
+
+
+def test_a_window_of_seconds_closes_on_an_empty_poll(model, test_rows):
+    from kstream.drift import DriftMonitor
+
+    names = test_rows.feature_names
+    now = [0]
+    journal = Journal()
+    consumer = FakeConsumer([_messages([encode_flow(names, r) for r in test_rows.features.to_numpy()[:20]])], journal)
+    monitor = DriftMonitor(model.reference(), window_records=None, window_seconds=10, min_records=10)
+    det = Detector(model, consumer, FakeProducer(journal), FakeStore(journal), "preds", "dlq", monitor=monitor,
+                   clock_ns=lambda: now[0], drift_topic="drift")
+    det.step()
+    assert not hasattr(det.store, "windows")  # 20 records, the window is still open
+    now[0] = 5 * 10**9
+    det.step()  # nothing came, and its time is not up
+    assert not hasattr(det.store, "windows")
+    now[0] = 11 * 10**9
+    assert det.step() == 0
+    assert [w["records"] for w in det.store.windows] == [20] and journal[-2:] == ["store windows", "publish"]
+    assert [t for t, *_ in det.producer.sent].count("drift") == 1 and det.stats.windows == 1
