@@ -111,23 +111,24 @@ class StoreWatch:
     """
 
     def __init__(self, store: Store, topic: str, dead_letters: Callable[[], int] = lambda: 0,
-                 sent: Callable[[], int | None] = lambda: None, drift: bool = False, every_s: float = 1.0) -> None:
+                 sent: Callable[[], int | None] = lambda: None, drift: bool = False, every_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.topic, self.drift, self.every_s = store, topic, drift, float(every_s)
-        self._dead, self._sent = dead_letters, sent
-        self._start = time.monotonic()
+        self._dead, self._sent, self._clock = dead_letters, sent, clock
+        self._start = clock()
         self._due = self._start  # the first poll reads
         self.reads = 0
 
     def poll(self, force: bool = False) -> LiveState | None:
         """A fresh :class:`LiveState` if one is due (see the class), else None."""
-        now = time.monotonic()
+        now = self._clock()
         if not force and now < self._due:
             return None
         state = LiveState(self.store.frame(self.topic), self.store.windows(self.topic) if self.drift else None,
                           int(self._dead()), self._sent(), now - self._start)
         self.reads += 1
         self._last_read = now
-        self.done(time.monotonic() - now)
+        self.done(self._clock() - now)
         return state
 
     def done(self, spent_s: float) -> None:

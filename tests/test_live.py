@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pandas as pd
@@ -36,13 +35,17 @@ def test_a_watch_reads_what_the_detectors_stored_for_its_topic_only(tmp_path):
 
 
 def test_a_slow_view_is_read_less_often(tmp_path):
+    now = [0.0]
     with SQLiteStore(tmp_path / "p.sqlite") as store:
-        watch = StoreWatch(store, "flows.t", every_s=0.01)
+        watch = StoreWatch(store, "flows.t", every_s=1.0, clock=lambda: now[0])
         assert watch.poll() is not None
+        now[0] = 1.0
+        assert watch.poll() is not None  # a second later: due
         watch.done(0.5)  # reading and drawing took half a second: the next read waits 2.5 s
-        time.sleep(0.05)
-        assert watch.poll() is None and watch.reads == 1
-        assert watch.poll(force=True) is not None
+        now[0] = 3.0
+        assert watch.poll() is None and watch.reads == 2
+        now[0] = 3.5
+        assert watch.poll() is not None and watch.poll(force=True) is not None and watch.reads == 4
 
 
 def test_state_status_line_counts_recent_records_per_second():
