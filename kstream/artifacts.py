@@ -300,7 +300,8 @@ def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
         raise ModelError(
             f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
         )
-    (trust or Trust.from_env()).verify(asdict(card), str(directory))
+    # the card as written, not as read: a card signed before a field existed stays signed after it
+    (trust or Trust.from_env()).verify(json.loads(card_path.read_text()), str(directory))
     return TrainedModel(joblib.load(artifact), card, directory, read_train_vectors(directory, card))
 
 
