@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from kstream.datasets import Dataset
 from kstream.detector import Detector, DetectorStats, crash_point_from_env
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
+from kstream.live import BatchTally, LiveState, StoreWatch
 from kstream.pool import DetectorPool
 from kstream.scoring import scores_with_leakage
 from kstream.settings import Settings
@@ -200,14 +201,19 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
 def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
     """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``.
 
-    ``dlq_budget`` (default: :func:`dlq_budget`) bounds a dead letter's size so every one fits.
+    ``dlq_budget`` (default: :func:`dead_letter_budget`) bounds a dead letter's size so every one fits.
+    With ``settings.drift`` it monitors drift against the model card's reference (a card without
+    one stops here, naming the retrain command).
     """
+    monitor = settings.drift_monitor(model.reference()) if settings.drift else None
     consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
     producer = Producer(settings.bootstrap, settings.kafka_options)
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
                     outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
-                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings))
+                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings),
+                    monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
+                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic)
 
 
 def dead_letter_budget(settings: Settings) -> int:
@@ -228,13 +234,33 @@ def detect(
     progress: bool = True,
     handle_signals: bool = True,
 ) -> DetectorStats:
-    """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
+    """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness.
+
+    With ``progress``, a progress bar carries one live status line (records/s, p99 latency, classes,
+    dead letters, drift), tallied from the batches handled and redrawn at most once a second.
+    """
+    if settings.drift:
+        model.reference()  # a card without a drift reference stops here, naming the retrain command
     ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.open_store() as store:
         detector = build_detector(settings, model, store)
+        tally, shown = BatchTally(), [0.0]
+
+        def on_batch(handled: int) -> None:
+            bar.update(handled)
+            tally.add(detector.last_result, detector.stats)
+            if time.monotonic() - shown[0] >= 1.0:
+                bar.set_postfix_str(tally.status_line(), refresh=False)
+                shown[0] = time.monotonic()
+
         with detector.consumer.connect(), detector.producer.connect():
             with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
-                return detector.run(max_records, idle_timeout_s, on_batch=bar.update, handle_signals=handle_signals)
+                stats = detector.run(max_records, idle_timeout_s, on_batch=on_batch if progress else None,
+                                     handle_signals=handle_signals)
+                if progress:
+                    tally.add(None, stats)
+                    bar.set_postfix_str(tally.status_line())
+                return stats
 
 
 def send(
@@ -327,6 +353,8 @@ def run(
     ready_timeout_s: float = 60,
     drain_timeout_s: float = 120,
     allow_missing: bool = False,
+    on_progress: Callable[[LiveState], None] | None = None,
+    progress_every_s: float = 1.0,
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
@@ -335,6 +363,11 @@ def run(
     topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
     group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
     records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
+
+    While it streams, ``on_progress`` gets a :class:`~kstream.live.LiveState` (what the detectors
+    have stored so far) about every ``progress_every_s`` seconds, on this thread, and once more at
+    the end; with ``progress`` the same state is the status line of a progress bar. With
+    ``settings.drift`` the summary counts drift windows, drifted windows and alerts.
     """
     if detectors < 1 or detectors > settings.partitions:
         raise ConfigError(
@@ -344,6 +377,8 @@ def run(
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     model = model_for(ref, ds, train_missing=True, retrain=retrain, allow_missing=allow_missing)
+    if settings.drift:
+        model.reference()  # a card without a drift reference stops here, before any broker starts
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / f"{stamp[:15]}-{ref.dataset}-{ref.task_dir}-{ref.model}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -352,6 +387,8 @@ def run(
         topic=f"{settings.topic}.{suffix}",
         predictions_topic=f"{settings.predictions_topic}.{suffix}",
         dlq_topic=f"{settings.dlq_topic}.{suffix}",
+        drift_topic=f"{settings.drift_topic}.{suffix}",
+        alerts_topic=f"{settings.alerts_topic}.{suffix}",
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
@@ -362,13 +399,22 @@ def run(
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         budget = dead_letter_budget(settings)
-        with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
-            pool.wait_ready(ready_timeout_s)
-            with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-                sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
-            # wait for distinct stored records, not handled ones: a rebalance redelivers some records
-            pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)
+        with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
+            with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
+                sent_so_far = [0]
+                watch = StoreWatch(store, settings.topic, lambda: sum(s.dead_lettered for s in pool.stats),
+                                   lambda: sent_so_far[0], settings.drift, progress_every_s)
+                show = _shower(watch, bar, on_progress, progress)
+                pool.wait_ready(ready_timeout_s)
+                with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+                    sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=False,
+                                    on_progress=lambda n: (sent_so_far.__setitem__(0, n), show()))
+                sent_so_far[0] = sent.records
+                # wait for distinct stored records, not handled ones: a rebalance redelivers some records
+                pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
+            show(force=True)  # the final state: every detector has stopped and written its last window
         frame = store.frame(settings.topic)
+        windows = store.windows(settings.topic) if settings.drift else None
         location = store.location
     summary = metrics.summarize(frame, rows.truth(settings.task), settings.task)
     seen = model.seen_in_training(rows, ds)
@@ -379,6 +425,10 @@ def run(
         dead_lettered=sum(s.dead_lettered for s in pool.stats),
         imputed=sum(s.imputed for s in pool.stats),
         per_detector=[s.records for s in pool.stats],
+        drift=None if windows is None else {
+            "windows": len(windows), "drifted": int(windows["drifted"].sum()) if len(windows) else 0,
+            "judged": int(windows["judged"].sum()) if len(windows) else 0,
+            "alerts": int(sum(len(a) for a in windows["alerts"])) if len(windows) else 0},
         model_id=model.card.model_id,
         model_dir=str(model.path),
         model_data_source=model.card.data_source,
@@ -394,5 +444,33 @@ def run(
     return RunResult(run_dir, location, summary)
 
 
+def _shower(watch: StoreWatch, bar: Any, on_progress: Callable[[LiveState], None] | None,
+            progress: bool) -> Callable[..., None]:
+    """``show(force=False)``: when a view is due, read the store once and hand the state to the progress
+    bar's status line and to ``on_progress``; a failure to show is logged, never raised."""
+
+    def show(force: bool = False) -> None:
+        if on_progress is None and not progress:
+            return
+        start = time.monotonic()
+        state = watch.poll(force)
+        if state is None:
+            return
+        try:
+            bar.n = len(state.predictions)
+            bar.set_postfix_str(state.status_line(), refresh=True)
+            if on_progress is not None:
+                on_progress(state)
+        except Exception:  # noqa: BLE001 - a view must never stop the run
+            log.exception("the live view failed; the run goes on")
+        watch.done(time.monotonic() - start)
+
+    return show
+
+
 def _topics(settings: Settings) -> dict[str, int]:
-    return {settings.topic: settings.partitions, settings.predictions_topic: settings.partitions, settings.dlq_topic: 1}
+    topics = {settings.topic: settings.partitions, settings.predictions_topic: settings.partitions,
+              settings.dlq_topic: 1}
+    if settings.drift:
+        topics.update({settings.drift_topic: 1, settings.alerts_topic: 1})
+    return topics

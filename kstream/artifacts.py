@@ -35,6 +35,7 @@ from kstream import datasets, leakage, zoo
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
 from kstream.errors import ConfigError, ModelError
+from kstream.reference import FeatureReference
 from kstream.trust import Trust
 
 __all__ = ["ModelRef", "ModelCard", "TrainedModel", "TRAIN_VECTORS", "save", "load", "load_dir", "list_cards",
@@ -157,6 +158,7 @@ class ModelCard:
     train_vectors_sha256: str = ""  # of train-vectors.npy; empty for cards written before it existed
     conflicts: dict[str, Any] = field(default_factory=dict)  # leakage.conflicts of all its data, at its labels
     learning_curve: list[dict[str, Any]] = field(default_factory=list)  # scores at growing training sizes
+    drift_reference: dict[str, Any] = field(default_factory=dict)  # FeatureReference.to_dict(); empty on older cards
     signature: str = ""  # HMAC of the card with KSTREAM_MODEL_KEY, when one was set at training
 
     @property
@@ -213,6 +215,21 @@ class TrainedModel:
         best = proba.argmax(axis=1)
         classes = self.pipeline.classes_
         return classes[best], proba[np.arange(len(best)), best]
+
+    def reference(self) -> FeatureReference:
+        """The drift reference its card keeps; a card written before kstream kept one is a ModelError
+        naming the command that retrains the model."""
+        if not self.card.drift_reference:
+            raise ModelError(f"model {self.path} has no drift reference (trained before kstream kept one); "
+                             f"retrain it with `{self.train_command()}` to monitor drift")
+        return FeatureReference.from_dict(self.card.drift_reference)
+
+    def train_command(self) -> str:
+        """The ``kstream train`` command line that makes this model again, in its models folder."""
+        c = self.card
+        ref = ModelRef(c.dataset, c.task, c.model, level=c.level, models_dir=self.path.parent.parent.parent,
+                       seed=c.seed, split_mode=c.split_mode)
+        return ref.train_command()
 
     def held_out(self, ds: Dataset) -> Dataset:
         """The rows of ``ds`` this model was not trained on: the test part of the card's split."""
@@ -283,7 +300,8 @@ def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
         raise ModelError(
             f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
         )
-    (trust or Trust.from_env()).verify(asdict(card), str(directory))
+    # the card as written, not as read: a card signed before a field existed stays signed after it
+    (trust or Trust.from_env()).verify(json.loads(card_path.read_text()), str(directory))
     return TrainedModel(joblib.load(artifact), card, directory, read_train_vectors(directory, card))
 
 

@@ -69,7 +69,11 @@ logger.kafka.level = INFO
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id; never one starting with '-', which kafka-storage would read as an
+    option (Kafka's own random ids skip those too)."""
+    while (text := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return text
 
 
 @dataclass

@@ -31,6 +31,8 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
   KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
+  KSTREAM_DRIFT (1/0), KSTREAM_DRIFT_WINDOW, KSTREAM_DRIFT_WINDOW_S, KSTREAM_DRIFT_PSI, KSTREAM_DRIFT_SHARE,
+  KSTREAM_ALERTS (rules separated by ';'), KSTREAM_DRIFT_TOPIC, KSTREAM_ALERTS_TOPIC,
   KSTREAM_KAFKA_<OPTION> (any kafka-python client option but those the delivery guarantee rests on),
   KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
   KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
@@ -66,6 +68,23 @@ def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None
         metavar="OPTION=VALUE",
         help="any kafka-python client option, repeatable (e.g. security_protocol=SASL_SSL, linger_ms=5)",
     )
+
+
+def _drift_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("drift and alerts")
+    g.add_argument("--drift", action="store_true", default=None,
+                   help="compare each window of live flows with the model card's reference (PSI per feature, scores, "
+                   "Page-Hinkley on attack rate and mean score); windows go to the store and --drift-topic")
+    g.add_argument("--drift-window", type=int, help="records per drift window (default 1000)")
+    g.add_argument("--drift-seconds", dest="drift_window_s", type=float,
+                   help="also close a window after this many seconds (default 0: by records only)")
+    g.add_argument("--drift-psi", type=float, help="PSI past which a feature drifts (default 0.2)")
+    g.add_argument("--drift-share", type=float, help="share of drifting features that makes a window drift (default 0.1)")
+    g.add_argument("--alert", dest="alerts", action="append", metavar="RULE",
+                   help="alert rule on each window, repeatable: 'attack_rate > 0.5', 'mean_score < 0.8' "
+                   "(metrics: attack_rate, mean_score, share_drifting, max_psi, score_psi); alerts go to --alerts-topic")
+    g.add_argument("--drift-topic", help="topic of drift windows (default flows.drift)")
+    g.add_argument("--alerts-topic", help="topic of alerts (default flows.alerts)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -235,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score data that lacks some of the model's features: impute them (reported beside the scores)")
     g.add_argument("--label-column",
                    help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
+    _drift_options(p)
 
     # sweep
     p = sub.add_parser("sweep", help="run the notebooks through papermill over a parameter grid",
@@ -276,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector threads in one consumer group (needs --partitions >= this; default 1)")
     p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _drift_options(p)
     return parser
 
 
@@ -404,10 +425,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         # fail fast, before touching Kafka: the model, checked against the data when given
         ds = app.load_data(settings, args.data) if args.data else None
         model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
+        if settings.drift:
+            model.reference()  # an older card: one line naming the retrain command, before touching Kafka
         with app.kafka_cluster(settings, start_local=False) as settings:
             stats = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
         reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
         print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
+        if settings.drift:
+            print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
+                  f"(windows in the store's drift table and {settings.drift_topic})")
         if ds is not None:
             with settings.open_store() as store:
                 frame = store.frame(settings.topic)

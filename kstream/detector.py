@@ -16,6 +16,13 @@ and commits nothing. A commit refused after a rebalance is not an error: the
 batch goes to the partition's new owner. SIGINT and SIGTERM finish the batch in
 hand, commit and close.
 
+With a drift monitor (:class:`~kstream.drift.DriftMonitor`), each batch's predicted rows, labels
+and scores feed it as whole arrays; every window it closes is stored (the store's ``drift``
+table) and published to the drift topic, and every alert rule that fires on it publishes an
+alert to the alerts topic, in the same write step as the batch, before the commit. A window
+closed by time while no record comes is written the same way. A restarted detector starts a
+new monitor (its windows carry another monitor id): drift windows are not replayed.
+
 Bad input never stops it: :meth:`Detector.process` turns every message, whatever its
 bytes, key or headers, into exactly one prediction row or exactly one dead letter
 (:mod:`kstream.deadletter`), which always fits the DLQ's record size.
@@ -35,13 +42,17 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
+from kstream.alerts import AlertRule
 from kstream.clients import Consumer, Message, Producer, Record
+from kstream.drift import DriftMonitor, window_row
 from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
 from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
@@ -67,6 +78,10 @@ class DetectorStats:
     imputed: int = 0
     seconds: float = 0.0
     dlq_reasons: dict[str, int] = field(default_factory=dict)
+    windows: int = 0  # drift windows closed
+    drifted: int = 0  # of which drifted
+    alerts: int = 0  # alerts raised
+    last_window: dict[str, Any] | None = None  # the latest drift window's row
 
 
 @dataclass
@@ -76,6 +91,11 @@ class BatchResult:
     predictions: list[dict[str, Any]]
     dead: list[DeadLetter]
     imputed: int = 0
+    matrix: np.ndarray | None = None  # the predicted rows' features, in prediction order
+    labels: list[Any] = field(default_factory=list)  # their predicted labels
+    scores: list[float] = field(default_factory=list)  # and scores
+    windows: list[dict[str, Any]] = field(default_factory=list)  # drift windows this batch closed (store rows)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts raised on them
 
 
 class Detector:
@@ -102,6 +122,10 @@ class Detector:
         outage_timeout_s: float = 300,
         crash_at: CrashPoint | None = None,
         dlq_budget: int = DEFAULT_BUDGET,
+        monitor: DriftMonitor | None = None,
+        alert_rules: list[AlertRule] | tuple[AlertRule, ...] = (),
+        drift_topic: str = "flows.drift",
+        alerts_topic: str = "flows.alerts",
     ) -> None:
         self.dead_letters = DeadLetterBuilder(dlq_budget)
         self.model = model
@@ -116,6 +140,12 @@ class Detector:
         self.outage_timeout_s = outage_timeout_s
         self.crash_at = crash_at
         self.stats = DetectorStats()
+        self.monitor = monitor
+        self.alert_rules = list(alert_rules)
+        self.drift_topic = drift_topic
+        self.alerts_topic = alerts_topic
+        self.monitor_id = uuid.uuid4().hex[:12]  # this detector's windows, in the store and on the drift topic
+        self.last_result: BatchResult | None = None  # the latest batch handled (for live views)
         self._stop = threading.Event()
 
     @property
@@ -147,6 +177,10 @@ class Detector:
                 result.predictions += one.predictions
                 result.dead += one.dead
                 result.imputed += one.imputed
+                if one.matrix is not None and len(one.matrix):
+                    result.matrix = one.matrix if result.matrix is None else np.vstack([result.matrix, one.matrix])
+                result.labels += one.labels
+                result.scores += one.scores
             return result
 
     def _process(self, messages: list[Message]) -> BatchResult:
@@ -159,6 +193,9 @@ class Detector:
             for i, reason in decoded.errors
         ]
         predictions: list[dict[str, Any]] = []
+        kept: list[int] = []
+        kept_labels: list[Any] = []
+        kept_scores: list[float] = []
         if decoded.rows:
             try:
                 labels, scores = self.model.predict(decoded.matrix)
@@ -189,8 +226,11 @@ class Detector:
                         "offset": msg.offset,
                     }
                 )
+                kept.append(j)
+                kept_labels.append(label)
+                kept_scores.append(score)
         imputed = sum(1 for n in decoded.missing if n)
-        return BatchResult(predictions, dead, imputed)
+        return BatchResult(predictions, dead, imputed, decoded.matrix[kept], kept_labels, kept_scores)
 
     def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
         """The dead letter of ``msg``; a bare one (source and reason only) if building it fails."""
@@ -219,13 +259,45 @@ class Detector:
             good.append(j)
         return labels, scores, good
 
+    def watch(self, result: BatchResult | None = None, now_ns: int | None = None) -> None:
+        """Feed a batch's predicted rows to the drift monitor (none: close a window whose time is up) and
+        put the windows it closed, and the alerts their rules raise, on ``result``. Never raises: a
+        failure is logged and the batch is handled without drift."""
+        if self.monitor is None or result is None:
+            return
+        try:
+            now = self.clock_ns() if now_ns is None else now_ns
+            if result.matrix is None or not len(result.matrix):
+                closed = self.monitor.tick(now)
+            else:
+                closed = self.monitor.update(result.matrix, np.asarray(result.labels).astype(str),
+                                             np.asarray(result.scores, dtype=np.float64), now_ns=now)
+            self._add_windows(closed, result)
+        except Exception:  # noqa: BLE001 - drift monitoring must never stop detection
+            log.exception("drift monitoring failed on a batch; the batch is handled without it")
+
+    def _add_windows(self, closed: list[Any], result: BatchResult) -> None:
+        """Closed windows as store rows on ``result``, with the alerts the rules raise on them."""
+        model_id = self.model.card.model_id
+        topic = self.consumer.topics[0] if getattr(self.consumer, "topics", None) else ""
+        for window in closed:
+            fired = [alert for rule in self.alert_rules if (alert := rule.check(window)) is not None]
+            result.windows.append(window_row(window, self.monitor_id, topic, model_id, [a.rule for a in fired]))
+            result.alerts += [{**a.to_dict(), "monitor": self.monitor_id, "topic": topic, "model_id": model_id}
+                              for a in fired]
+
     def write(self, result: BatchResult) -> None:
         """Store, publish and dead-letter one batch's results; durable and acknowledged when this returns."""
         self.store.write(result.predictions)
+        if result.windows:
+            self.store.write_windows(result.windows)
         self._crash_point("after-store")
         records = [Record(self.predictions_topic, encode_prediction(row), row["record_id"].encode())
                    for row in result.predictions]
         records += [Record(self.dlq_topic, letter.value, letter.key, tuple(letter.headers)) for letter in result.dead]
+        records += [Record(self.drift_topic, orjson.dumps(row), row["monitor"].encode()) for row in result.windows]
+        records += [Record(self.alerts_topic, orjson.dumps(alert), alert["monitor"].encode())
+                    for alert in result.alerts]
         self.producer.publish(records, self.outage_timeout_s)
         self._crash_point("after-publish")
 
@@ -233,8 +305,11 @@ class Detector:
         """Poll once and handle what came; returns the number of messages handled."""
         messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
         if not messages:
+            if self.monitor is not None and self.monitor.window_ns is not None:
+                self._write_windows(BatchResult([], []))  # a window of seconds may be up
             return 0
         result = self.process(messages)
+        self.watch(result)
         self.write(result)
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
@@ -243,7 +318,39 @@ class Detector:
         self.consumer.commit(offsets, self.outage_timeout_s)
         self._crash_point("after-commit")
         self._count(messages, result)
+        self.last_result = result
         return len(messages)
+
+    def _write_windows(self, result: BatchResult) -> None:
+        """Close (by time, or at the end with :meth:`finish`) and write windows outside of a batch."""
+        self.watch(result)
+        if result.windows:
+            self.write(result)
+            self._count_windows(result)
+
+    def finish(self) -> None:
+        """Write the open drift window, if any (at the end of a run); never raises."""
+        if self.monitor is None:
+            return
+        try:
+            result = BatchResult([], [])
+            self._add_windows(self.monitor.flush(), result)
+            if result.windows:
+                self.write(result)
+                self._count_windows(result)
+        except Exception:  # noqa: BLE001 - the last window is a report, not a delivery
+            log.exception("could not write the last drift window")
+
+    def _count_windows(self, result: BatchResult) -> None:
+        s = self.stats
+        s.windows += len(result.windows)
+        s.drifted += sum(1 for w in result.windows if w["drifted"])
+        s.alerts += len(result.alerts)
+        if result.windows:
+            s.last_window = result.windows[-1]
+        for alert in result.alerts:
+            log.warning("alert %s on window %d of %s: %s = %.4f", alert["rule"], alert["window_index"],
+                        alert["monitor"], alert["metric"], alert["value"])
 
     def _crash_point(self, point: str) -> None:
         if self.crash_at is not None and self.crash_at[:2] == (point, self.stats.batches + 1):
@@ -258,6 +365,7 @@ class Detector:
         s.predicted += len(result.predictions)
         s.dead_lettered += len(result.dead)
         s.imputed += result.imputed
+        self._count_windows(result)
         for letter in result.dead:
             kind = letter.reason.split(":")[0]
             s.dlq_reasons[kind] = s.dlq_reasons.get(kind, 0) + 1
@@ -299,6 +407,7 @@ class Detector:
                         break
                 if max_records is not None and self.stats.records >= max_records:
                     break
+            self.finish()
         finally:
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():

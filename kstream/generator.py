@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,8 +72,12 @@ def generate(
     limit: int | None = None,
     loop: bool = False,
     progress: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> GenerateStats:
     """Send ``data``'s records to ``topic``; flushes before returning.
+
+    ``on_progress`` is called with the records sent so far every 256 records, on this thread
+    (a caller's hook that keeps a live view going while it sends).
 
     With ``loop`` the records repeat with a pass number appended to their id
     (``<id>#<pass>``, from the second pass on) so keys stay unique per record sent.
@@ -107,6 +111,8 @@ def generate(
             sent += 1
             if sent % 256 == 0:
                 bar.update(256)
+                if on_progress is not None:
+                    on_progress(sent)
         bar.update(sent % 256)
         producer.flush()
     stats = GenerateStats(sent, time.perf_counter() - start)

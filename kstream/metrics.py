@@ -90,4 +90,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for key in ("dead_lettered", "imputed"):
         if key in summary:
             lines.append(f"{key:<15}{summary[key]}")
+    drift = summary.get("drift")
+    if drift:
+        lines.append(f"{'drift':<15}{drift['drifted']} of {drift['windows']} windows drifted "
+                     f"({drift['judged']} judged), {drift['alerts']} alert(s)")
     return "\n".join(lines)

@@ -43,7 +43,8 @@ import pymongo.errors
 from pymongo.write_concern import WriteConcern
 
 from kstream.errors import ConfigError, DataError, StoreError
-from kstream.predictions import PREDICTION_FIELDS
+from kstream.drift import WINDOW_FIELDS, decode_windows
+from kstream.predictions import DRIFT_TABLE, PREDICTION_FIELDS
 
 __all__ = ["STORE_FIELDS", "MongoStore", "document_id", "to_document", "mask_url"]
 
@@ -171,6 +172,11 @@ def _check(row: Mapping[str, Any], name: str, value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value BSON takes."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
 class MongoStore:
     """Predictions in one MongoDB collection, one document per source record (see the module doc).
 
@@ -195,6 +201,7 @@ class MongoStore:
             # from None: a parse error may quote the URL, password included
             raise ConfigError(f"results store URL {self.url} is not usable: {_scrub(str(err), url)}") from None
         self._coll = self._client[database].get_collection(collection, write_concern=WriteConcern(w=1, j=True))
+        self._drift = self._client[database].get_collection(DRIFT_TABLE, write_concern=WriteConcern(w=1, j=True))
         try:
             self._client[database].command("ping")
             # ping needs no login; listing collections does, so an anonymous client is caught here too
@@ -254,9 +261,35 @@ class MongoStore:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def _insert(self, docs: list[dict[str, Any]]) -> None:
+    def write_windows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store drift windows (rows of :data:`~kstream.drift.WINDOW_FIELDS`), one document each with
+        ``_id`` ``<monitor>/<window>``; a window stored already keeps its first document."""
+        if not rows:
+            return
+        docs = [{"_id": f"{r['monitor']}/{r['window']}", **{k: _plain(r[k]) for k in WINDOW_FIELDS}} for r in rows]
+        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
+        while True:
+            try:
+                self._insert(docs, self._drift)
+                return
+            except StoreError as err:
+                if not isinstance(err.__cause__, pymongo.errors.ConnectionFailure) or time.monotonic() >= deadline:
+                    raise
+                log.warning("%s; retrying in %.1fs", err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def windows(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""
         try:
-            self._coll.insert_many(docs, ordered=False)
+            docs = list(self._drift.find(self._filter(topic), {"_id": 0}))
+        except pymongo.errors.PyMongoError as err:
+            raise self._operation_error("read", err) from err
+        return decode_windows(pd.DataFrame(docs, columns=list(WINDOW_FIELDS)))
+
+    def _insert(self, docs: list[dict[str, Any]], collection: Any = None) -> None:
+        try:
+            (self._coll if collection is None else collection).insert_many(docs, ordered=False)
         except pymongo.errors.BulkWriteError as err:
             details = err.details or {}
             refused = [e for e in details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]

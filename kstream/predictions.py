@@ -1,5 +1,8 @@
 """A prediction row: its fields, its source identity, and the Store every results store implements.
 
+A store also keeps the drift windows of a monitored run (:data:`kstream.drift.WINDOW_FIELDS`, in the
+table or collection :data:`DRIFT_TABLE`), keyed by monitor and window number.
+
 The source identity ``(topic, topic_id, partition, offset)`` says where the flow was read; it is
 the key of every store and the dedup key of the predictions and dead-letter topics. Table and
 collection names are checked here (:func:`check_table_name`) wherever they reach a query.
@@ -15,7 +18,10 @@ import pandas as pd
 
 from kstream.errors import ConfigError
 
-__all__ = ["PREDICTION_FIELDS", "IDENTITY", "Store", "check_table_name"]
+__all__ = ["PREDICTION_FIELDS", "IDENTITY", "DRIFT_TABLE", "Store", "check_table_name"]
+
+#: The table (SQLite) or collection (MongoDB) of drift windows, beside the predictions.
+DRIFT_TABLE = "drift"
 
 PREDICTION_FIELDS = (
     "record_id",
@@ -55,6 +61,10 @@ class Store(Protocol):
     def count(self, topic: str | None = None) -> int: ...
 
     def frame(self, topic: str | None = None) -> pd.DataFrame: ...  # the rows, with latency_ms
+
+    def write_windows(self, rows: Sequence[dict[str, Any]]) -> None: ...  # drift windows, idempotent
+
+    def windows(self, topic: str | None = None) -> pd.DataFrame: ...  # drift windows, JSON fields decoded
 
     def close(self) -> None: ...
 

@@ -2,7 +2,8 @@
 
 A run folder (written by :func:`kstream.app.run`, the ``2.0-stream`` notebook or
 ``kstream run``) holds ``predictions.sqlite`` and ``summary.json``.
-:func:`load_run` reads them back and joins the dataset's labels by record id;
+:func:`load_run` reads them back (with the drift windows of a run that monitored drift) and
+joins the dataset's labels by record id;
 :func:`write_report` draws the figures of :mod:`kstream.plots` into
 ``<run>/figures/*.png`` and writes ``<run>/report.md``, a one-page summary.
 """
@@ -44,6 +45,7 @@ class Run:
     summary: dict[str, Any]
     predictions: pd.DataFrame
     card: ModelCard | None = None
+    windows: pd.DataFrame | None = None  # drift windows of a run with drift monitoring, else None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -82,6 +84,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     settings = summary.get("settings", {})
     with _open_store(run_dir, settings) as store:
         frame = store.frame(settings.get("topic"))
+        windows = store.windows(settings.get("topic")) if settings.get("drift") else None
     ds = datasets.load(settings.get("dataset", "cicids2017"), data or settings.get("data"),
                        level=settings.get("level") or None)
     frame = join_truth(frame, ds.truth(settings.get("task", "binary_class")))
@@ -101,7 +104,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
         known = base.isin(hashes.index).to_numpy()
         frame["vector_hash"] = base.map(hashes).where(known, 0).to_numpy(dtype="uint64")
         frame["seen_in_training"] = leakage.seen_in(frame["vector_hash"].to_numpy(), vectors) & known
-    return Run(run_dir, summary, frame.reset_index(drop=True), card)
+    return Run(run_dir, summary, frame.reset_index(drop=True), card, windows)
 
 
 def _model_card(summary: dict[str, Any]) -> tuple[ModelCard | None, Any]:
@@ -151,6 +154,9 @@ def figures(run: Run) -> dict[str, plt.Figure]:
                                                          title=f"Confusion matrix (streamed): {run.title}")
     out["throughput"] = plots.throughput_over_time(run.predictions, bin_s=_bin_seconds(run.predictions),
                                                    title=f"Throughput: {run.title}")
+    if run.windows is not None and len(run.windows):
+        out["drift"] = plots.drift_windows(run.windows, run.settings.get("drift_share"),
+                                           title=f"Drift per window: {run.title}")
     if run.card is not None and run.card.learning_curve:
         out["learning_curve"] = plots.learning_curve(run.card.learning_curve, run.card.metrics.get("ceiling"),
                                                      title=f"Held-out scores by training rows: {run.title}")
@@ -184,6 +190,41 @@ def _leakage_lines(scores: dict[str, Any]) -> list[str]:
     lines.append(f"| ceiling: the best accuracy these labels allow | {scores['ceiling']:.4f} "
                  f"({scores['multi_label_rows']} records on vectors labelled more than one way) |")
     return lines
+
+
+def _drift_lines(run: Run) -> list[str]:
+    """The report's drift section: windows, verdicts, alerts and the features that drifted most often
+    (nothing for a run without drift monitoring)."""
+    w = run.windows
+    if w is None:
+        return []
+    s = run.settings
+    lines = ["", "## Drift", "", f"Windows of {s.get('drift_window', '?')} records"
+             + (f" or {s['drift_window_s']:g} s" if s.get("drift_window_s") else "")
+             + f"; a window drifts when {s.get('drift_share', '?')} of the features (or the scores) have PSI > "
+             f"{s.get('drift_psi', '?')}, or the change detector fires on its attack rate or mean score. Windows under 200 records are not judged."]
+    if not len(w):
+        return lines + ["", "No window closed (too few records)."]
+    judged, drifted = w[w["judged"]], w[w["drifted"]]
+    alerts = [a for rules in w["alerts"] for a in rules]
+    counts = pd.Series([f for names in judged["drifting"] for f in names], dtype="object").value_counts()
+    lines += ["", "| measure | value |", "|---|---|",
+              f"| windows (judged) | {len(w)} ({len(judged)}) |",
+              f"| drifted windows | {len(drifted)}" + (f", the first ending {_seconds(w, drifted.index[0])}" if len(drifted)
+                                                       else "") + " |",
+              "| largest feature PSI of a judged window (median) | "
+              + (f"{judged['max_psi'].max():.3f} ({judged['max_psi'].median():.3f}) |" if len(judged) else "- |"),
+              f"| alerts | {len(alerts)}" + (f": {', '.join(f'{n} x {r}' for r, n in pd.Series(alerts).value_counts().items())}"
+                                             if alerts else "") + " |"]
+    if len(counts):
+        lines.append("| features drifting most often | " + ", ".join(f"{f} ({n})" for f, n in counts.iloc[:5].items())
+                     + " |")
+    return lines
+
+
+def _seconds(windows: pd.DataFrame, at: int) -> str:
+    """When window ``at`` ended, in seconds after the first window started."""
+    return f"{(windows.loc[at, 'end_ns'] - windows['start_ns'].min()) / 1e9:.1f} s into the run"
 
 
 def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = None) -> Path:
@@ -231,7 +272,9 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
             lines.append(f"| TPR / FAR | {scores['tpr']:.4f} / {scores['far']:.4f} |")
         lines.append(f"| NetML overall score | {scores['netml_overall']:.4f} |")
         lines += _leakage_lines(scores)
-    lines += ["", "## Per class", "", markdown_table(per_class, index="class"), "", "## Figures", ""]
+    lines += ["", "## Per class", "", markdown_table(per_class, index="class")]
+    lines += _drift_lines(run)
+    lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
     citation = datasets.spec(run.settings.get("dataset", "cicids2017")).citation
     lines += ["", "## Data", "", f"Cite the data as: {citation}."]

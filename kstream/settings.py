@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from kstream import clients, datasets, leakage, logs, sinks, zoo
+from kstream.alerts import AlertRule, parse_rules
 from kstream.artifacts import ModelRef
 from kstream.config import MODELS_DIR
 from kstream.datasets import Dataset
+from kstream.drift import DriftMonitor
 from kstream.errors import ConfigError
+from kstream.reference import FeatureReference
 
-__all__ = ["Settings", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
+__all__ = ["Settings", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
 
@@ -62,8 +65,20 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
+    "drift": ("KSTREAM_DRIFT",),
+    "drift_topic": ("KSTREAM_DRIFT_TOPIC",),
+    "alerts_topic": ("KSTREAM_ALERTS_TOPIC",),
+    "drift_window": ("KSTREAM_DRIFT_WINDOW",),
+    "drift_window_s": ("KSTREAM_DRIFT_WINDOW_S",),
+    "drift_psi": ("KSTREAM_DRIFT_PSI",),
+    "drift_share": ("KSTREAM_DRIFT_SHARE",),
+    "alerts": ("KSTREAM_ALERTS",),
 }
-_INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s")
+_INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")
+_FLOATS = ("drift_window_s", "drift_psi", "drift_share")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
+DRIFT_MIN_RECORDS = 200
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,14 @@ class Settings:
     batch_size: int = 500
     poll_timeout_ms: int = 500
     outage_timeout_s: int = 300
+    drift: bool = False  # monitor drift per window against the model card's reference
+    drift_topic: str = "flows.drift"
+    alerts_topic: str = "flows.alerts"
+    drift_window: int = 1000  # records per drift window
+    drift_window_s: float = 0.0  # seconds per drift window too (whichever comes first); 0: records only
+    drift_psi: float = 0.2  # a feature drifts past this PSI
+    drift_share: float = 0.1  # a window drifts when this share of features (or the scores) drift
+    alerts: str = ""  # alert rules on windows, "metric op number" separated by ';'
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,7 +138,8 @@ class Settings:
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"setting {name!r} must not be empty")
-        for name, what in (("predictions_topic", "predictions topic"), ("dlq_topic", "dead-letter topic")):
+        for name, what in (("predictions_topic", "predictions topic"), ("dlq_topic", "dead-letter topic"),
+                           ("drift_topic", "drift topic"), ("alerts_topic", "alerts topic")):
             if getattr(self, name) == self.topic:
                 raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
                                   "(the detector would read its own output)")
@@ -130,6 +154,14 @@ class Settings:
         for name in _INTS:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"setting {name!r} must be a positive whole number, not {getattr(self, name)!r}")
+        if not 0 <= float(self.drift_window_s) < float("inf"):
+            raise ConfigError(f"setting 'drift_window_s' must be 0 (records only) or a number of seconds, "
+                              f"not {self.drift_window_s!r}")
+        if not 0 < float(self.drift_psi) < float("inf"):
+            raise ConfigError(f"setting 'drift_psi' must be a PSI above 0 (e.g. 0.2), not {self.drift_psi!r}")
+        if not 0 < float(self.drift_share) <= 1:
+            raise ConfigError(f"setting 'drift_share' must be a share in (0, 1] (e.g. 0.1), not {self.drift_share!r}")
+        self.alert_rules()  # a bad rule fails here, naming the form
 
     @classmethod
     def resolve(cls, cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +201,13 @@ class Settings:
         for name in (*_INTS, "seed"):
             if name in values:
                 values[name] = _to_int(name, values[name])
+        for name in _FLOATS:
+            if name in values:
+                values[name] = _to_float(name, values[name])
+        if "drift" in values:
+            values["drift"] = _to_bool("drift", values["drift"])
+        if isinstance(values.get("alerts"), (list, tuple)):
+            values["alerts"] = "; ".join(values["alerts"])
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -198,6 +237,26 @@ class Settings:
         if password:
             out["store_url"] = self.store_url.replace(f":{password}@", ":***@")
         return out
+
+    def alert_rules(self) -> list[AlertRule]:
+        """The alert rules of ``alerts``, judged on windows of at least :data:`DRIFT_MIN_RECORDS` records.
+
+        >>> [str(r) for r in Settings(alerts="attack_rate > 0.5; mean_score < 0.8").alert_rules()]
+        ['attack_rate > 0.5', 'mean_score < 0.8']
+        """
+        return parse_rules(self.alerts, min(DRIFT_MIN_RECORDS, self.drift_window))
+
+    def drift_monitor(self, reference: FeatureReference) -> DriftMonitor:
+        """A drift monitor with these settings' windows and thresholds, against ``reference``.
+
+        >>> import numpy as np
+        >>> ref = FeatureReference.fit(np.arange(100.0).reshape(-1, 1), ["x"])
+        >>> Settings(drift_window=50, drift_window_s=2).drift_monitor(ref).window_ns
+        2000000000
+        """
+        return DriftMonitor(reference, window_records=self.drift_window, window_seconds=self.drift_window_s or None,
+                            psi_threshold=self.drift_psi, share_threshold=self.drift_share,
+                            min_records=min(DRIFT_MIN_RECORDS, self.drift_window))
 
     def open_store(self) -> sinks.Store:
         """The results store these settings name (retrying failures until ``outage_timeout_s``)."""
@@ -263,6 +322,22 @@ def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
     """
     raw = parse_assignments(pairs, "Kafka option", "option=value (e.g. linger_ms=5)")
     return clients.coerce_options({k.replace("-", "_").replace(".", "_"): v for k, v in raw.items()})
+
+
+def _to_float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} must be a number, not {value!r}") from None
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ConfigError(f"setting {name!r} must be true or false (1/0, yes/no), not {value!r}")
+    return text in _TRUE
 
 
 def _to_int(name: str, value: Any) -> int:

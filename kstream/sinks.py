@@ -35,7 +35,8 @@ import pandas as pd
 
 from kstream.config import RUNS_DIR
 from kstream.errors import ConfigError, StoreError
-from kstream.predictions import IDENTITY, PREDICTION_FIELDS, Store, check_table_name
+from kstream.drift import WINDOW_FIELDS, decode_windows
+from kstream.predictions import DRIFT_TABLE, IDENTITY, PREDICTION_FIELDS, Store, check_table_name
 
 __all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "sqlite_path_from_url",
            "check_table_name"]  # the first, Store and check_table_name re-exported from kstream.predictions
@@ -84,6 +85,14 @@ class SQLiteStore:
                     "offset" INTEGER NOT NULL,
                     PRIMARY KEY (topic, topic_id, partition, "offset"))"""
             )
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (
+                    monitor TEXT NOT NULL, "window" INTEGER NOT NULL, topic TEXT NOT NULL, model_id TEXT NOT NULL,
+                    start_ns INTEGER, end_ns INTEGER, records INTEGER NOT NULL, judged INTEGER NOT NULL,
+                    drifted INTEGER NOT NULL, share_drifting REAL, max_psi REAL, score_psi REAL, attack_rate REAL,
+                    mean_score REAL, drifting TEXT, psi_top TEXT, changes TEXT, reasons TEXT, alerts TEXT,
+                    PRIMARY KEY (monitor, "window"))"""
+            )
             self._db.commit()
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")}
         except (OSError, sqlite3.Error) as err:
@@ -114,11 +123,14 @@ class SQLiteStore:
         if not rows:
             return
         values = [tuple(r.get(c, "") if c == "topic_id" else r[c] for c in PREDICTION_FIELDS) for r in rows]
+        self._retry(self._upsert, values)
+
+    def _retry(self, query: str, values: list[tuple[Any, ...]]) -> None:
         deadline, backoff = time.monotonic() + self.deadline_s, 0.2
         while True:
             try:
                 with self._lock, self._db:
-                    self._db.executemany(self._upsert, values)
+                    self._db.executemany(query, values)
                 return
             except sqlite3.OperationalError as err:  # locked, full disk, I/O error: may pass
                 if time.monotonic() >= deadline:
@@ -127,6 +139,25 @@ class SQLiteStore:
                 log.warning("results store %s not writable (%s); retrying in %.1fs", self.path, err, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def write_windows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store drift windows (rows of :data:`~kstream.drift.WINDOW_FIELDS`) in one transaction; a window
+        stored already keeps its first row. Retried like :meth:`write`."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in WINDOW_FIELDS)
+        query = (f"INSERT INTO {DRIFT_TABLE} ({cols}) VALUES ({', '.join('?' for _ in WINDOW_FIELDS)}) "
+                 'ON CONFLICT(monitor, "window") DO NOTHING')
+        self._retry(query, [tuple(r[c] for c in WINDOW_FIELDS) for r in rows])
+
+    def windows(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""
+        query, args = f"SELECT * FROM {DRIFT_TABLE}", ()
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
+        with self._lock:
+            frame = pd.read_sql_query(query, self._db, params=args)
+        return decode_windows(frame)
 
     def count(self, topic: str | None = None) -> int:
         """Rows stored (for one source topic when ``topic`` is given)."""

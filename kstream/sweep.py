@@ -193,4 +193,6 @@ def _scores(run_dir: Path) -> dict[str, Any]:
         "latency_p99_ms": lat["p99"],
         "report": str(run_dir / "report.md"),
         "error": "",
+        **({"drift_windows": summary["drift"]["windows"], "drifted_windows": summary["drift"]["drifted"],
+            "alerts_raised": summary["drift"]["alerts"]} if summary.get("drift") else {}),
     }

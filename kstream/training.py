@@ -30,9 +30,10 @@ from kstream import datasets, leakage, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel, save
 from kstream.datasets import Dataset
 from kstream.errors import ConfigError
+from kstream.reference import FeatureReference
 from kstream.scoring import HEADLINE, score, scores_with_leakage
 
-__all__ = ["LEARNING_FRACTIONS", "train", "train_grid", "grid", "subsample"]
+__all__ = ["LEARNING_FRACTIONS", "train", "train_grid", "grid", "subsample", "drift_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def train(
     predicted = pipeline.predict(x[test_rows])
     seen = leakage.seen_in(hashes[test_rows], train_vectors)
     metrics = scores_with_leakage(y[test_rows], predicted, classes, ref.task, hashes[test_rows], seen)
+    reference = drift_reference(pipeline, ds, x, train_rows, test_rows)
     selection = pipeline.named_steps["select"].report()
     selection["excluded_by_loader"] = dict(ds.feature_notes)
     card = ModelCard(
@@ -102,6 +104,7 @@ def train(
             "joblib": joblib.__version__,
         },
         conflicts=leakage.conflicts(hashes, y),
+        drift_reference=reference.to_dict(),
     )
     for fraction in fractions:
         if fraction == 1.0:
@@ -118,6 +121,29 @@ def train(
     log.info("saved %s: held-out accuracy %.4f, macro-F1 %.4f (%d of %d held-out rows seen in training)",
              ref.directory, metrics["accuracy"], metrics["macro_f1"], metrics["seen_in_training"], len(test_rows))
     return TrainedModel(pipeline, card, ref.directory, train_vectors)
+
+
+def drift_reference(pipeline: Any, ds: Dataset, x: np.ndarray, train_rows: np.ndarray,
+                    test_rows: np.ndarray) -> FeatureReference:
+    """The drift reference a model card keeps: its features binned over the training rows, and its
+    scores and attack rate over the held-out rows (scores on rows a model learnt from are higher
+    than on any live flow, so they would read as drift; the held-out rows are what it has not seen).
+
+    >>> ds = datasets.load("nsl-kdd")
+    >>> x, rows = ds.features.to_numpy(dtype=np.float64), np.arange(len(ds))
+    >>> pipeline = zoo.build_pipeline("decision-tree", feature_names=ds.feature_names)
+    >>> pipeline = pipeline.fit(x[rows[::2]], ds.target("binary_class").to_numpy()[rows[::2]])
+    >>> ref = drift_reference(pipeline, ds, x, rows[::2], rows[1::2])
+    >>> ref.names == ds.feature_names, ref.score_rows == len(rows[1::2]), 0 < ref.attack_rate < 1
+    (True, True, True)
+    """
+    proba = pipeline.predict_proba(x[test_rows]) if len(test_rows) else np.empty((0, len(pipeline.classes_)))
+    best = proba.argmax(axis=1)
+    labels = np.asarray(pipeline.classes_)[best]
+    scores = proba[np.arange(len(best)), best]
+    benign = sorted({*ds.spec.benign_labels, datasets.BENIGN}) if ds.spec.benign_labels else []
+    return FeatureReference.fit(x[train_rows], ds.feature_names, scores=scores if len(scores) else None,
+                                labels=labels if len(labels) else None, benign_labels=benign)
 
 
 def _fit(ref: ModelRef, params: dict[str, Any] | None, seed: int, features: list[str], class_weight: str,

@@ -125,3 +125,30 @@ def test_data_whose_classes_the_model_never_learnt_is_refused(models_dir, cicids
 def test_a_level_the_data_lacks_is_a_data_error_naming_the_ones_it_has():
     with pytest.raises(DataError, match=r"has no labels at level 'label' \(only grouped\); pass --level grouped"):
         datasets.load("cicids2017", "csv-sample", level="label")
+
+
+def test_card_keeps_a_drift_reference_of_its_training_rows_and_held_out_scores(models_dir, cicids):
+    trained = artifacts.load(ref(root=models_dir))
+    reference = trained.reference()
+    assert reference.names == trained.features and reference.rows == trained.card.train_rows
+    assert reference.score_rows == trained.card.test_rows and 0.5 <= reference.score_mean <= 1
+    # the held-out attack rate is the share of held-out rows predicted as attacks
+    labels, _ = trained.predict(trained.held_out(cicids).features.to_numpy(dtype=np.float64))
+    assert reference.attack_rate == pytest.approx(np.mean(labels == "attack"))
+    assert reference.benign_labels == ["BENIGN", "benign"]
+
+
+def test_an_older_card_without_a_reference_loads_and_drift_names_the_retrain_command(models_dir, tmp_path):
+    src = ref(root=models_dir).directory
+    dst = tmp_path / "cicids2017" / "binary_class" / "decision-tree"
+    dst.mkdir(parents=True)
+    card = json.loads((src / "model.json").read_text())
+    del card["drift_reference"]
+    (dst / "model.json").write_text(json.dumps(card))
+    for name in ("model.joblib", artifacts.TRAIN_VECTORS):
+        (dst / name).write_bytes((src / name).read_bytes())
+    old = artifacts.load(ref(root=tmp_path))  # loads as before
+    with pytest.raises(ModelError, match="no drift reference") as err:
+        old.reference()
+    assert f"kstream train -d cicids2017 -t binary_class -m decision-tree --models-dir {tmp_path}" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -225,3 +225,39 @@ def test_train_and_evaluate_print_the_leakage_report_and_the_learning_curve(tmp_
     scored = cli("-q", "evaluate", *common)
     assert scored.returncode == 0, scored.stderr
     assert f"seen in training: {seen} of {card.test_rows} rows" in scored.stdout
+
+
+def _old_card_models(models_dir: Path, root: Path) -> Path:
+    """A copy of the binary decision tree whose card predates drift references."""
+    src = ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir).directory
+    dst = root / "cicids2017" / "binary_class" / "decision-tree"
+    shutil.copytree(src, dst)
+    card = json.loads((dst / "model.json").read_text())
+    del card["drift_reference"]
+    (dst / "model.json").write_text(json.dumps(card))
+    return root
+
+
+@pytest.mark.parametrize("command", ["run", "detect"])
+def test_drift_on_a_model_without_a_reference_fails_in_one_line_naming_the_retrain(command, models_dir, tmp_path,
+                                                                                    cli, one_line_error):
+    old = _old_card_models(models_dir, tmp_path / "models")
+    # before any broker is looked for: the bootstrap given is not even reachable
+    proc = cli("-q", command, "-m", "decision-tree", "--bootstrap", "127.0.0.1:1", env={"KSTREAM_MODELS_DIR": str(old),
+                                                                               "KSTREAM_DRIFT": "1"})
+    one_line_error(proc, "no drift reference", f"kstream train -d cicids2017 -t binary_class -m decision-tree "
+                   f"--models-dir {old}")
+
+
+@pytest.mark.kafka
+def test_run_with_drift_counts_windows_and_alerts_and_shows_a_status_line(models_dir, kafka_bootstrap, tmp_path, cli):
+    proc = cli("run", "-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", kafka_bootstrap,
+               "--limit", "1200", "--drift", "--drift-window", "500", "--alert", "attack_rate > 0.5",
+               "--run-dir", str(tmp_path / "run"), "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    # 500 + 500 + the last 200 (judged: 200 records is the least a window needs); the held-out split
+    # is ~90% attacks, so the rule fires on each
+    assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
+    assert summary["settings"]["drift"] is True and summary["settings"]["alerts"] == "attack_rate > 0.5"
+    assert "1,200 predicted |" in proc.stderr and "| drift 0/3 windows, 3 alerts" in proc.stderr

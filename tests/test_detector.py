@@ -52,6 +52,10 @@ class FakeStore:
         self.rows.extend(rows)
         self.journal.append("store")
 
+    def write_windows(self, rows):
+        self.windows = getattr(self, "windows", []) + list(rows)
+        self.journal.append("store windows")
+
 
 @pytest.fixture(scope="module")
 def model(models_dir):
@@ -199,3 +203,80 @@ def test_a_dlq_too_small_for_a_dead_letter_fails_at_construction(model):
 
     with pytest.raises(ConfigError, match="max.message.bytes"):
         Detector(model, None, None, None, "preds", "dlq", dlq_budget=1000)
+
+
+def _drift_detector(model, batches, window=100, rules=()):
+    from kstream.alerts import parse_rules
+    from kstream.drift import DriftMonitor
+
+    journal = Journal()
+    consumer = FakeConsumer(batches, journal)
+    consumer.topics = ["flows"]
+    monitor = DriftMonitor(model.reference(), window_records=window, min_records=50)
+    det = Detector(model, consumer, FakeProducer(journal), FakeStore(journal), "preds", "dlq", monitor=monitor,
+                   alert_rules=parse_rules(rules, min_records=50), drift_topic="drift", alerts_topic="alerts")
+    return det, journal
+
+
+def test_drift_windows_and_alerts_are_stored_and_published_before_the_commit(model, test_rows):
+    names = test_rows.feature_names
+    rows = test_rows.features.to_numpy()[np.random.default_rng(0).permutation(len(test_rows))]  # mixed classes
+    batches = [_messages([encode_flow(names, r) for r in rows[i : i + 150]], start=i) for i in range(0, 300, 150)]
+    det, journal = _drift_detector(model, batches, rules=["attack_rate > 0.5", "mean_score < 0.1"])
+    det.step()
+    det.step()
+    # batch 1 closes window 0 (records 0-99), batch 2 windows 1 and 2 (100-199, 200-299)
+    assert journal == ["store", "store windows", "publish", "commit"] * 2
+    assert [w["window"] for w in det.store.windows] == [0, 1, 2]
+    assert all(w["records"] == 100 and w["topic"] == "flows" and w["monitor"] == det.monitor_id
+               for w in det.store.windows)
+    drift = [json.loads(v) for t, v, k, h in det.producer.sent if t == "drift"]
+    assert drift == det.store.windows
+    alerts = [json.loads(v) for t, v, k, h in det.producer.sent if t == "alerts"]
+    assert [a["rule"] for a in alerts] == ["attack_rate > 0.5"] * 3  # the held-out split is ~90% attacks
+    assert [a["evidence"]["index"] for a in alerts] == [0, 1, 2]
+    assert [a["value"] for a in alerts] == [w["attack_rate"] for w in det.store.windows]
+    assert det.stats.windows == 3 and det.stats.alerts == 3 and det.stats.last_window["window"] == 2
+
+
+def test_the_open_window_is_written_when_the_detector_stops(model, test_rows):
+    names = test_rows.feature_names
+    rows = test_rows.features.to_numpy()
+    det, journal = _drift_detector(model, [_messages([encode_flow(names, r) for r in rows[:130]])])
+    det.run(max_records=130)
+    assert [w["records"] for w in det.store.windows] == [100, 30]
+    assert [w["judged"] for w in det.store.windows] == [True, False]  # under min_records: reported, not judged
+    assert journal[-2:] == ["store windows", "publish"]  # after the last commit: no offsets ride on it
+
+
+def test_a_failing_monitor_never_stops_detection(model, test_rows):
+    names = test_rows.feature_names
+    det, journal = _drift_detector(model, [_messages([encode_flow(names, test_rows.features.to_numpy()[0])])])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the monitor")
+
+    det.monitor.update = broken
+    assert det.step() == 1
+    assert journal == ["store", "publish", "commit"] and len(det.store.rows) == 1
+
+
+def test_a_window_of_seconds_closes_on_an_empty_poll(model, test_rows):
+    from kstream.drift import DriftMonitor
+
+    names = test_rows.feature_names
+    now = [0]
+    journal = Journal()
+    consumer = FakeConsumer([_messages([encode_flow(names, r) for r in test_rows.features.to_numpy()[:20]])], journal)
+    monitor = DriftMonitor(model.reference(), window_records=None, window_seconds=10, min_records=10)
+    det = Detector(model, consumer, FakeProducer(journal), FakeStore(journal), "preds", "dlq", monitor=monitor,
+                   clock_ns=lambda: now[0], drift_topic="drift")
+    det.step()
+    assert not hasattr(det.store, "windows")  # 20 records, the window is still open
+    now[0] = 5 * 10**9
+    det.step()  # nothing came, and its time is not up
+    assert not hasattr(det.store, "windows")
+    now[0] = 11 * 10**9
+    assert det.step() == 0
+    assert [w["records"] for w in det.store.windows] == [20] and journal[-2:] == ["store windows", "publish"]
+    assert [t for t, *_ in det.producer.sent].count("drift") == 1 and det.stats.windows == 1

@@ -238,3 +238,20 @@ def test_the_seed_configuration_streams_into_mongodb_and_reports_read_it_back(mo
 
     run = report.load_run(tmp_path / "run")  # through the same interface as a SQLite run
     assert len(run.predictions) == 2000 and run.predictions["true_label"].notna().all()
+
+
+def test_drift_windows_are_stored_once_per_monitor_and_window_and_read_back_per_topic(store):
+    import numpy as np
+
+    from kstream.drift import WindowResult, window_row
+
+    topic = f"flows-{uuid.uuid4().hex[:8]}"
+    windows = [WindowResult(i, 10 * i, 10 * i + 5, 500, {"Flow Bytes/s": 0.3}, ["Flow Bytes/s"], 0.5, 0.3, 0.9,
+                            np.float64(0.8), None, {"attack_rate": "down"}, True, i == 1, []) for i in range(3)]
+    rows = [window_row(w, "m1", topic, "model@1", ["attack_rate > 0.5"] if w.index == 2 else []) for w in windows]
+    store.write_windows(rows)
+    store.write_windows(rows[1:])  # a redelivered write: the first stands
+    back = store.windows(topic)
+    assert back["window"].tolist() == [0, 1, 2] and back["drifted"].tolist() == [False, True, False]
+    assert back["psi_top"][0] == {"Flow Bytes/s": 0.3} and back["alerts"][2] == ["attack_rate > 0.5"]
+    assert back["mean_score"][0] == 0.8 and store.windows("another-topic").empty

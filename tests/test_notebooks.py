@@ -92,3 +92,26 @@ def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_
     assert "ConfigError: unknown model 'svm'" in table.loc["svm", "error"]
     proc = cli("-q", "sweep", "-p", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
     assert proc.returncode == 1 and "unknown parameter 'colour'" in proc.stdout
+
+
+@pytest.mark.kafka
+def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path, kafka_bootstrap, cli):
+    proc = cli("-q", "sweep", "-p", "model=decision-tree", "-p", "records=1200", "-p", "drift=true",
+               "-p", "drift_window=500", "-p", "alerts=attack_rate > 0.5", "--bootstrap", kafka_bootstrap,
+               "--out", str(tmp_path), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "models"]
+    stream = nbformat.read(run / "2.0-stream.ipynb", as_version=4)
+    (run_cell,) = [c for c in stream.cells if c.cell_type == "code" and "on_progress=view.update" in c.source]
+    images = [o for o in run_cell.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1, "one display handle, redrawn in place: the run's final view stays"
+    assert len(images[0]["data"]["image/png"]) > 20_000
+    windows = stream.cells[-1].outputs[0]["data"]["text/plain"]
+    assert "attack_rate > 0.5" in windows  # the windows table lists the alerts that fired
+    report_images = [o for c in nbformat.read(run / "3.0-report.ipynb", as_version=4).cells if c.cell_type == "code"
+                     for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(report_images) == 5  # the four figures of every run and the drift windows
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
+    report = (run / "report.md").read_text()
+    assert "## Drift" in report and "| alerts | 3: 3 x attack_rate > 0.5 |" in report and "figures/drift.png" in report

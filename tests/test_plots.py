@@ -361,3 +361,54 @@ def test_missing_columns_are_named():
         plots.latency_histogram(pd.DataFrame({"x": [1.0]}))
     with pytest.raises(ValueError, match="true_label"):
         plots.confusion_matrix(pd.DataFrame({"predicted_label": ["a"]}))
+
+
+# --- the live view and drift windows -------------------------------------------------------------
+
+
+def windows_frame(n=6, drifted_from=4):
+    return pd.DataFrame({
+        "start_ns": [i * 10**9 for i in range(n)], "end_ns": [(i + 1) * 10**9 for i in range(n)],
+        "records": [500] * (n - 1) + [40], "judged": [True] * (n - 1) + [False],
+        "share_drifting": [0.0] * drifted_from + [0.6] * (n - drifted_from), "max_psi": [0.05] * drifted_from
+        + [2.5] * (n - drifted_from), "attack_rate": [0.9] * n, "mean_score": [0.95] * n,
+        "drifted": [False] * drifted_from + [True] * (n - drifted_from - 1) + [False],
+        "alerts": [[] for _ in range(drifted_from)] + [["max_psi > 1"]] * (n - drifted_from - 1) + [[]],
+    })
+
+
+def test_drift_windows_marks_drifted_windows_alerts_and_unjudged_ones():
+    fig = plots.drift_windows(windows_frame(), share_threshold=0.1, title="Drift")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Drift: 1 of 6 windows drifted"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"share of features drifting", "drifted window", "too few records: not judged", "alert (1)",
+            "share threshold 0.1", "attack rate", "mean score"} <= set(legend)
+    share_line = next(line for line in ax.get_lines() if line.get_label() == "share of features drifting")
+    assert share_line.get_ydata().tolist() == [0.0] * 4 + [0.6]  # the unjudged window is not on the line
+    with pytest.raises(ValueError, match="no drift windows"):
+        plots.drift_windows(windows_frame().iloc[:0])
+
+
+def test_live_view_draws_every_panel_from_the_frames(frame):
+    fig = plots.live_view(frame, windows_frame(), dead_lettered=3, sent=len(frame) + 3, title="Live")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "Predicted classes" and titles[2] == "Records/s" and titles[3] == "Totals"
+    p99 = np.percentile(frame["latency_ms"], 99)
+    assert titles[1].startswith("Latency: p50") and f"p99 {plots.figures._ms(p99)} ms" in titles[1]
+    totals = fig.axes[3].texts[0].get_text()
+    assert f"predicted      {len(frame):,}" in totals and "dead-lettered  3" in totals and "alerts         1" in totals
+    assert bars_total(fig.axes[0]) == len(frame)
+    draw(fig)
+
+
+def bars_total(ax):
+    return int(sum(p.get_width() for c in ax.containers for p in c))
+
+
+def test_live_view_before_any_prediction_and_without_drift():
+    empty = pd.DataFrame({"predicted_label": [], "latency_ms": [], "predicted_ns": []})
+    fig = plots.live_view(empty, None)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "no predictions yet" in texts and "drift monitoring is off" in texts
+    draw(fig)

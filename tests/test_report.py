@@ -11,6 +11,7 @@ import json
 import shutil
 
 import matplotlib
+import matplotlib.pyplot
 
 matplotlib.use("Agg")  # this process only
 
@@ -87,3 +88,40 @@ def test_leakage_lines_give_the_unseen_scores_only_when_some_rows_were_seen(seen
     assert any("on the 7 records of unseen vectors | 0.5000 / 0.2500 |" in line for line in lines) == bool(seen)
     assert lines[-1] == "| ceiling: the best accuracy these labels allow | 0.9000 (2 records on vectors labelled " \
                         "more than one way) |"
+
+
+def test_a_run_with_drift_windows_draws_them_and_summarises_drift_and_alerts(csv_model, samples, tmp_path):
+    from kstream.drift import DriftMonitor, window_row
+
+    ds = samples["csv-sample"]
+    part = write_run(tmp_path, csv_model, ds, np.random.default_rng(0).permutation(len(ds))[:2000])  # mixed classes
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["settings"].update(drift=True, drift_window=500, drift_psi=0.2, drift_share=0.1, drift_window_s=0)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    x = part.features.to_numpy(dtype=np.float64, copy=True)
+    x[1000:] *= 3  # the second half moves: its windows drift
+    labels, scores = csv_model.predict(x)
+    monitor = DriftMonitor(csv_model.reference(), window_records=500)
+    windows = monitor.update(x, labels, scores, now_ns=10**9) + monitor.flush()
+    rows = [window_row(w, "m", "flows.t", csv_model.card.model_id, ["max_psi > 1"] if w.drifted else [])
+            for w in windows]
+    with SQLiteStore(tmp_path / "predictions.sqlite") as store:
+        store.write_windows(rows)
+    run = report.load_run(tmp_path)
+    assert run.windows["window"].tolist() == [0, 1, 2, 3] and run.windows["drifted"].tolist() == [False, False, True, True]
+    figures = report.figures(run)
+    assert "drift" in figures and "2 of 4 windows drifted" in figures["drift"].axes[0].get_title()
+    text = report.write_report(run, figures).read_text()
+    assert "## Drift" in text and "| windows (judged) | 4 (4) |" in text
+    assert "| drifted windows | 2, the first ending" in text and "| alerts | 2: 2 x max_psi > 1 |" in text
+    assert "features drifting most often" in text and "figures/drift.png" in text
+    matplotlib.pyplot.close("all")
+
+
+def test_a_run_without_drift_has_no_drift_section(csv_model, samples, tmp_path):
+    write_run(tmp_path, csv_model, samples["csv-sample"], np.arange(0, 300))
+    run = report.load_run(tmp_path)
+    figures = report.figures(run)
+    assert run.windows is None and "drift" not in figures
+    matplotlib.pyplot.close("all")
+    assert "## Drift" not in report.write_report(run).read_text()

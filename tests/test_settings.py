@@ -112,3 +112,34 @@ def test_option_values_keep_the_type_the_client_expects():
 def test_loops_and_unsafe_table_names_are_refused(cli, words):
     with pytest.raises(ConfigError, match=words):
         Settings.resolve(cli, env={})
+
+
+def test_drift_settings_come_from_options_or_the_environment_and_are_checked():
+    env = {"KSTREAM_DRIFT": "1", "KSTREAM_DRIFT_WINDOW": "250", "KSTREAM_DRIFT_WINDOW_S": "2.5",
+           "KSTREAM_DRIFT_PSI": "0.3", "KSTREAM_DRIFT_SHARE": "0.2", "KSTREAM_ALERTS": "attack_rate > 0.5"}
+    s = Settings.resolve({}, env=env)
+    assert (s.drift, s.drift_window, s.drift_window_s, s.drift_psi, s.drift_share) == (True, 250, 2.5, 0.3, 0.2)
+    assert [str(r) for r in s.alert_rules()] == ["attack_rate > 0.5"]
+    cli = Settings.resolve({"drift": False, "drift_window": 100, "alerts": ["mean_score < 0.8", "max_psi > 1"]}, env=env)
+    assert cli.drift is False and cli.drift_window == 100  # the command line wins
+    assert cli.alerts == "mean_score < 0.8; max_psi > 1"
+    assert Settings.resolve({}, env={}).drift is False and Settings().drift_topic == "flows.drift"
+    monitor = s.drift_monitor(__import__("kstream.reference").reference.FeatureReference.fit([[0.0], [1.0]], ["x"]))
+    assert monitor.window_records == 250 and monitor.window_ns == 2_500_000_000 and monitor.min_records == 200
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"KSTREAM_DRIFT": "maybe"}, "true or false"),
+        ({"KSTREAM_DRIFT_WINDOW": "0"}, "positive whole number"),
+        ({"KSTREAM_DRIFT_WINDOW_S": "-1"}, "drift_window_s"),
+        ({"KSTREAM_DRIFT_PSI": "lots"}, "must be a number"),
+        ({"KSTREAM_DRIFT_SHARE": "1.5"}, r"share in \(0, 1\]"),
+        ({"KSTREAM_ALERTS": "accuracy > 0.5"}, "choose one of: attack_rate"),
+        ({"KSTREAM_DRIFT_TOPIC": "flows"}, "must differ from the flows topic"),
+    ],
+)
+def test_bad_drift_settings_fail_naming_the_fix(env, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.resolve({}, env=env)

@@ -54,3 +54,18 @@ def test_the_cli_refuses_an_untrusted_model_with_one_line(trained, tmp_path, cli
     proc = cli("-q", "evaluate", "-m", "decision-tree", "--models-dir", str(trained.models_dir),
                env={"KSTREAM_TRUSTED_MODELS": str(allow)})
     one_line_error(proc, "not in the model allowlist", str(allow))
+
+
+def test_a_card_signed_before_drift_references_existed_still_loads_with_its_key(trained, tmp_path):
+    old = ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=tmp_path)
+    old.directory.mkdir(parents=True)
+    card = json.loads((trained.directory / "model.json").read_text())
+    del card["drift_reference"]  # as written by an earlier kstream, and signed so
+    card["signature"] = Trust(key=b"team-key").sign(card)
+    (old.directory / "model.json").write_text(json.dumps(card))
+    (old.directory / "model.joblib").write_bytes((trained.directory / "model.joblib").read_bytes())
+    (old.directory / artifacts.TRAIN_VECTORS).write_bytes((trained.directory / artifacts.TRAIN_VECTORS).read_bytes())
+    loaded = artifacts.load(old, Trust(key=b"team-key"))
+    assert loaded.card.drift_reference == {}
+    with pytest.raises(ModelError, match="no drift reference"):
+        loaded.reference()
