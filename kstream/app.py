@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 
 from kstream import artifacts, broker, daemon, datasets, leakage, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
-from kstream.clients import Consumer, Producer, check_reachable, ensure_topics, topic_max_message_bytes
 from kstream.deadletter import RECORD_OVERHEAD
 from kstream.config import RUNS_DIR
 from kstream.datasets import Dataset
@@ -77,8 +76,9 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Sett
     bootstrap = settings.bootstrap or daemon.running_bootstrap()
     if bootstrap:
         local = daemon.running_options() if bootstrap == daemon.running_bootstrap() else {}
+        local = settings.kafka.from_kafka_python(local)  # the local broker's login, in the backend's names
         resolved = settings.replace(bootstrap=bootstrap, kafka_options={**local, **settings.kafka_options})
-        check_reachable(resolved.bootstrap, resolved.kafka_options)
+        resolved.kafka.check_reachable(resolved.bootstrap, resolved.kafka_options)
         yield resolved
         return
     if not start_local:
@@ -202,8 +202,8 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
 
     ``dlq_budget`` (default: :func:`dlq_budget`) bounds a dead letter's size so every one fits.
     """
-    consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
-    producer = Producer(settings.bootstrap, settings.kafka_options)
+    consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
                     outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
@@ -215,8 +215,8 @@ def dead_letter_budget(settings: Settings) -> int:
     ``max.message.bytes`` (the broker default when it cannot be read) and the producer's
     ``max_request_size``, less the client's per-record overhead. A DLQ too small for any dead letter
     stops the detector at start, in one line."""
-    topic_limit = topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
-    producer_limit = Producer(settings.bootstrap, settings.kafka_options).max_request_size
+    topic_limit = settings.kafka.topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
+    producer_limit = settings.kafka.Producer(settings.bootstrap, settings.kafka_options).max_request_size
     return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
 
 
@@ -229,7 +229,7 @@ def detect(
     handle_signals: bool = True,
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness."""
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.open_store() as store:
         detector = build_detector(settings, model, store)
         with detector.consumer.connect(), detector.producer.connect():
@@ -261,8 +261,8 @@ def send(
         rows = card.rows(ds, split)
     else:
         rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
 
 
@@ -286,8 +286,8 @@ def capture(
         raise ConfigError(f"{spec.name} has no packet-capture features; capture with -d cicids2017")
     if (pcap is None) == (interface is None):
         raise ConfigError("give a capture file (kstream capture FILE) or --interface, not both and not neither")
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         if pcap is not None:
             flows = datasets.load(spec.name, pcap)
             return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
@@ -360,11 +360,11 @@ def run(
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
     expected = min(limit, len(rows)) if limit is not None else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
-        ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+        settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         budget = dead_letter_budget(settings)
         with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
             pool.wait_ready(ready_timeout_s)
-            with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+            with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
                 sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
             # wait for distinct stored records, not handled ones: a rebalance redelivers some records
             pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)

@@ -26,12 +26,13 @@ import kafka.errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from kstream.clients.options import check_options
-from kstream.clients.records import Message, Record
+from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
+from kstream.clients.records import Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 from kstream.unreadable import UnreadableRecords, is_record_error
 
-__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes"]
+__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
+           "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ def _retriable(err: BaseException | None) -> bool:
     return err is None or bool(getattr(err, "retriable", False)) or isinstance(
         err, (kafka.errors.KafkaConnectionError, kafka.errors.KafkaTimeoutError)
     )
+
+
+def from_kafka_python(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection options of a local broker, already in this backend's names."""
+    return dict(options)
 
 
 class _Client:
@@ -267,7 +273,7 @@ class Consumer(_Client):
     def topic_id(self, topic: str) -> str:
         """The topic's id in the cluster metadata, as text (empty if unknown)."""
         found = self._consumer()._client.cluster.topic_id(topic)
-        return str(found) if found else ""
+        return topic_id_text(found.bytes) if found else ""
 
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first.

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Message", "Record"]
+__all__ = ["Message", "Record", "topic_id_text"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,12 @@ class Record:
     value: bytes
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+def topic_id_text(raw: bytes) -> str:
+    """A topic id (16 bytes) as Kafka writes it: URL-safe base64 without padding; the same on every backend.
+
+    >>> topic_id_text(bytes(range(16)))
+    'AAECAwQFBgcICQoLDA0ODw'
+    """
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode("ascii")

@@ -1,0 +1,140 @@
+"""The detector's read-ahead: a thread that polls and scores the next batch while the last one is written.
+
+:class:`ReadAhead` owns the consumer: it is the only thread that calls it (kafka-python's consumer is
+not thread-safe), so the detector's commits go through it too (:meth:`ReadAhead.commit`), served
+between polls. It polls a batch, hands it to ``process`` (decode and predict, no I/O) and queues
+the result for the writer (the detector's own thread: store, publish, wait for acknowledgements,
+commit). At most ``depth`` processed batches wait; then it only serves commits. Nothing it reads
+ahead is committed before the writer has stored and published it, so the delivery guarantee is
+the sequential loop's: a crash loses nothing, and what was read ahead is read again after a restart.
+
+>>> class Empty:
+...     def poll(self, n, timeout_ms): return []
+...     def caught_up(self): return True
+...     def commit(self, offsets, deadline_s): return True
+>>> reader = ReadAhead(Empty(), lambda messages: messages, batch_size=10, poll_timeout_ms=10).start()
+>>> reader.next(0.05) is None, reader.commit({("flows", 0): 5}, 1.0)
+(True, True)
+>>> reader.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+__all__ = ["ReadAhead"]
+
+log = logging.getLogger(__name__)
+
+#: The longest a poll waits when no record comes, so commit requests are served promptly even then.
+MAX_POLL_WAIT_MS = 100
+
+
+class ReadAhead:
+    """Polls ``consumer`` and applies ``process`` to each batch on its own thread; see the module docstring."""
+
+    def __init__(self, consumer: Any, process: Callable[[list], Any], batch_size: int, poll_timeout_ms: int,
+                 depth: int = 1) -> None:
+        self.consumer = consumer
+        self.process = process
+        self.batch_size = batch_size
+        self.poll_timeout_ms = max(1, min(poll_timeout_ms, MAX_POLL_WAIT_MS))
+        self._ready: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._commits: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kstream-read-ahead", daemon=True)
+        self._error: BaseException | None = None
+        #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
+        self.idle_since: float | None = None
+
+    def start(self) -> ReadAhead:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling and wait for the thread (a commit in progress finishes first)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._fail_commits(RuntimeError("the read-ahead thread stopped"))
+
+    def next(self, timeout_s: float) -> tuple[list, Any] | None:
+        """The next ``(messages, processed)``, or None if none came within ``timeout_s``; re-raises the thread's error."""
+        try:
+            return self._ready.get(timeout=timeout_s)
+        except queue.Empty:
+            self._raise()
+            return None
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float) -> bool:
+        """Have the consumer commit ``offsets`` (on the read-ahead thread); its answer, or its error."""
+        future: Future = Future()
+        self._commits.put((dict(offsets), deadline_s, future))
+        while True:
+            self._raise()
+            try:
+                return future.result(timeout=0.05)
+            except TimeoutError:
+                continue
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._thread.is_alive() and not self._stop.is_set() and self._thread.ident is not None:
+            raise RuntimeError("the read-ahead thread ended unexpectedly")
+
+    def _serve_commits(self, wait_s: float = 0.0) -> None:
+        try:
+            offsets, deadline_s, future = self._commits.get(timeout=wait_s) if wait_s else self._commits.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            future.set_result(self.consumer.commit(offsets, deadline_s))
+        except BaseException as err:  # noqa: BLE001 - the writer re-raises it
+            future.set_exception(err)
+
+    def _fail_commits(self, err: BaseException) -> None:
+        while True:
+            try:
+                _, _, future = self._commits.get_nowait()
+            except queue.Empty:
+                return
+            if not future.done():
+                future.set_exception(err)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._serve_commits()
+                messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
+                if not messages:
+                    self._note_idle()
+                    continue
+                self.idle_since = None
+                item = (messages, self.process(messages))
+                while not self._stop.is_set():  # never block on a full queue: the writer may wait for a commit
+                    try:
+                        self._ready.put(item, timeout=0.001)
+                        break
+                    except queue.Full:
+                        self._serve_commits(wait_s=0.01)
+            while not self._commits.empty():  # the writer's last commit, asked for as it stopped us
+                self._serve_commits()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the writer's thread
+            log.debug("read-ahead thread failed: %s", err)
+            self._error = err
+            self._fail_commits(err)
+
+    def _note_idle(self) -> None:
+        # idle only while caught up on assigned partitions of a cluster that answers: an unreachable
+        # broker or a rebalance in progress is waiting, not the end of the stream
+        if self.consumer.caught_up():
+            self.idle_since = self.idle_since or time.monotonic()
+        else:
+            self.idle_since = None
