@@ -32,13 +32,12 @@ from tqdm.auto import tqdm
 
 from kstream import artifacts, broker, daemon, datasets, leakage, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
-from kstream.deadletter import RECORD_OVERHEAD
 from kstream.config import RUNS_DIR
 from kstream.datasets import Dataset
-from kstream.detector import Detector, DetectorStats, crash_point_from_env
+from kstream.detector import DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
-from kstream.pool import DetectorPool
+from kstream.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.scoring import scores_with_leakage
 from kstream.settings import Settings
 from kstream.sinks import Store
@@ -60,9 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes
-
 
 @contextlib.contextmanager
 def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Settings]:
@@ -197,29 +193,6 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     return result, frame
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
-    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``.
-
-    ``dlq_budget`` (default: :func:`dlq_budget`) bounds a dead letter's size so every one fits.
-    """
-    consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
-    producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
-    return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
-                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
-                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
-                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings))
-
-
-def dead_letter_budget(settings: Settings) -> int:
-    """The largest dead letter the DLQ topic and the producer both take: the smaller of the topic's
-    ``max.message.bytes`` (the broker default when it cannot be read) and the producer's
-    ``max_request_size``, less the client's per-record overhead. A DLQ too small for any dead letter
-    stops the detector at start, in one line."""
-    topic_limit = settings.kafka.topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
-    producer_limit = settings.kafka.Producer(settings.bootstrap, settings.kafka_options).max_request_size
-    return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
-
-
 def detect(
     settings: Settings,
     model: TrainedModel,
@@ -331,7 +304,8 @@ def run(
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
     The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
-    fixed shuffled order. ``detectors`` detectors share one consumer group, so Kafka spreads the
+    fixed shuffled order. The generator and each of the ``detectors`` detectors run in a process of
+    their own (:mod:`kstream.pool`); the detectors share one consumer group, so Kafka spreads the
     topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
     group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
     records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
@@ -361,11 +335,11 @@ def run(
     expected = min(limit, len(rows)) if limit is not None else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-        budget = dead_letter_budget(settings)
-        with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
+        # the generator and each detector in a process of its own: no interpreter lock is shared
+        with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings)) as pool:
             pool.wait_ready(ready_timeout_s)
-            with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-                sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+            sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=progress,
+                                       check=pool.raise_failure)
             # wait for distinct stored records, not handled ones: a rebalance redelivers some records
             pool.wait_until(lambda: store.count(settings.topic) >= sent.records, drain_timeout_s)
         frame = store.frame(settings.topic)

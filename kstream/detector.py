@@ -5,7 +5,9 @@ matrix in the model card's order, make one model call for the whole batch,
 write the predictions to the results store, publish them and the dead letters
 (records it could not read, decode or score, with the reason in a header),
 wait until Kafka acknowledged every one, and only then commit the batch's
-offsets. A crash at any point therefore loses nothing: uncommitted records are
+offsets. :meth:`Detector.run` polls, decodes and scores the next batch on a
+read-ahead thread (:mod:`kstream.reader`) while this one is written, published
+and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash at any point therefore loses nothing: uncommitted records are
 consumed again after a restart and the store's upsert on the source identity
 keeps one row per record; the predictions and dead-letter topics may then hold
 duplicates of that one batch (deduplicate on the source identity).
@@ -29,6 +31,7 @@ itself with SIGKILL at that step of that batch (1 = the first);
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -45,12 +48,15 @@ from kstream.clients import Consumer, Message, Producer, Record
 from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
 from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
+from kstream.reader import ReadAhead
 from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.sinks import SQLiteStore
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "CrashPoint", "crash_point_from_env"]
 
 CRASH_POINTS = ("after-store", "after-publish", "after-commit")
+#: After a refused commit, how long a batch read ahead waits for the group's new assignment before it is written anyway
+REJOIN_WAIT_S = 30.0
 _CRASH_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,8 @@ class Detector:
         self.crash_at = crash_at
         self.stats = DetectorStats()
         self._stop = threading.Event()
+        #: batches read ahead but not handled when :meth:`run` returned, as (messages, rebalances): handled first next
+        self._backlog: list[tuple[list[Message], int]] = []
 
     @property
     def stopped(self) -> bool:
@@ -230,20 +238,59 @@ class Detector:
         self._crash_point("after-publish")
 
     def step(self) -> int:
-        """Poll once and handle what came; returns the number of messages handled."""
+        """Poll once and handle what came, on this thread; returns the number of messages handled."""
+        # batches an earlier run read ahead first, for the partitions still read from where they were
+        while self._backlog:
+            messages, read_at = self._backlog.pop(0)
+            messages = self._still_ours(messages, read_at)
+            if messages:
+                self._finish(messages, self.process(messages), self.consumer.commit)
+                return len(messages)
         messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
         if not messages:
             return 0
-        result = self.process(messages)
+        self._finish(messages, self.process(messages), self.consumer.commit)
+        return len(messages)
+
+    def _still_ours(self, messages: list[Message], read_at: int, expect_change: bool = False,
+                    wait_s: float = REJOIN_WAIT_S) -> list[Message]:
+        """The messages of a batch read ahead (at assignment ``read_at``) that are still this detector's to write.
+
+        After a rebalance only partitions whose read position survived it keep their messages: the
+        others are read again from their committed offsets by their owner (this detector too, if it
+        got them back), so writing them now would only duplicate them. Waits up to ``wait_s`` for a
+        rebalance in progress to end and, after a refused commit (``expect_change``), for one to happen;
+        when it cannot tell, it keeps every message (a duplicate, never a loss).
+        """
+        assignment = getattr(self.consumer, "assignment", None)
+        if not hasattr(assignment, "kept_since"):
+            return messages
+        deadline = time.monotonic() + wait_s
+        while (assignment.moving or (assignment.count == read_at and expect_change)) and time.monotonic() < deadline \
+                and not self._stop.is_set():
+            time.sleep(0.005)
+        kept = None if assignment.moving else assignment.kept_since(read_at)
+        if kept is None:
+            return messages
+        mine = [m for m in messages if (m.topic, m.partition) in kept]
+        if len(mine) < len(messages):
+            log.info("dropping %d records read ahead before a rebalance; their partition's owner reads them again",
+                     len(messages) - len(mine))
+        return mine
+
+    def _finish(self, messages: list[Message], result: BatchResult, commit: Callable[..., bool]) -> bool:
+        """Store, publish and wait for the acknowledgements, then commit the batch's offsets (in that order).
+
+        Returns False when the commit was refused after a rebalance."""
         self.write(result)
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
             key = (m.topic, m.partition)
             offsets[key] = max(offsets.get(key, 0), m.offset + 1)
-        self.consumer.commit(offsets, self.outage_timeout_s)
+        committed = commit(offsets, self.outage_timeout_s)
         self._crash_point("after-commit")
         self._count(messages, result)
-        return len(messages)
+        return committed is not False
 
     def _crash_point(self, point: str) -> None:
         if self.crash_at is not None and self.crash_at[:2] == (point, self.stats.batches + 1):
@@ -281,25 +328,34 @@ class Detector:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         start = time.perf_counter()
-        idle_since: float | None = None
+        # the next batch is polled, decoded and scored on the read-ahead thread while this one is written
+        reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
+                           backlog=self._backlog).start()
+        refused_at = -1  # the assignment of the last batch whose commit the group refused
         try:
             while not self._stop.is_set():
-                handled = self.step()
-                now = time.perf_counter()
-                if handled:
-                    idle_since = None
+                item = reader.next(0.05)
+                if item is not None:
+                    messages, result, read_at = item
+                    # a refused commit means the group is changing: wait for its new assignment (the read-ahead
+                    # thread's next poll joins it), then write only what is still ours
+                    mine = self._still_ours(messages, read_at, expect_change=read_at <= refused_at)
+                    if not mine:
+                        continue
+                    if len(mine) < len(messages):
+                        messages, result = mine, self.process(mine)
+                    if not self._finish(messages, result, functools.partial(reader.commit, rebalances=read_at)):
+                        refused_at = read_at
                     if on_batch:
-                        on_batch(handled)
-                elif idle_timeout_s is not None:
-                    # idle only while caught up on assigned partitions of a cluster that answers: an
-                    # unreachable broker or a rebalance in progress is waiting, not the end of the stream
-                    idle_since = (idle_since or now) if self.consumer.caught_up() else None
-                    if idle_since is not None and now - idle_since >= idle_timeout_s:
-                        log.info("no new record for %.1fs; stopping", idle_timeout_s)
-                        break
+                        on_batch(len(messages))
+                elif idle_timeout_s is not None and reader.idle_since is not None \
+                        and time.monotonic() - reader.idle_since >= idle_timeout_s:
+                    log.info("no new record for %.1fs; stopping", idle_timeout_s)
+                    break
                 if max_records is not None and self.stats.records >= max_records:
                     break
         finally:
+            self._backlog = reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -16,6 +16,7 @@ the sequential loop's: a crash loses nothing, and what was read ahead is read ag
 >>> reader.next(0.05) is None, reader.commit({("flows", 0): 5}, 1.0)
 (True, True)
 >>> reader.stop()
+[]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ReadAhead:
     """Polls ``consumer`` and applies ``process`` to each batch on its own thread; see the module docstring."""
 
     def __init__(self, consumer: Any, process: Callable[[list], Any], batch_size: int, poll_timeout_ms: int,
-                 depth: int = 1) -> None:
+                 depth: int = 1, backlog: list[tuple[list, int]] | None = None) -> None:
         self.consumer = consumer
         self.process = process
         self.batch_size = batch_size
@@ -50,6 +51,8 @@ class ReadAhead:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kstream-read-ahead", daemon=True)
         self._error: BaseException | None = None
+        #: batches read but not handed to the writer, as (messages, rebalances): first out, and what :meth:`stop` returns
+        self._backlog: list[tuple[list, int]] = list(backlog or [])
         #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
         self.idle_since: float | None = None
 
@@ -57,25 +60,43 @@ class ReadAhead:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop polling and wait for the thread (a commit in progress finishes first)."""
+    def stop(self) -> list[tuple[list, int]]:
+        """Stop polling and wait for the thread (a commit in progress finishes first).
+
+        Returns the batches read but not handed out, as ``(messages, rebalances)``: the consumer's
+        position is past them, so the caller hands them to the next read-ahead (``backlog``).
+        """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
         self._fail_commits(RuntimeError("the read-ahead thread stopped"))
+        queued: list[tuple[list, int]] = []
+        while True:
+            try:
+                messages, _, read_at = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            queued.append((messages, read_at))
+        left, self._backlog = queued + self._backlog, []  # the queued ones were read first
+        return left
 
-    def next(self, timeout_s: float) -> tuple[list, Any] | None:
-        """The next ``(messages, processed)``, or None if none came within ``timeout_s``; re-raises the thread's error."""
+    def next(self, timeout_s: float) -> tuple[list, Any, int] | None:
+        """The next ``(messages, processed, rebalances)``, or None if none came within ``timeout_s``; re-raises the
+        thread's error. ``rebalances`` is the consumer's count of group changes when the batch was read."""
         try:
             return self._ready.get(timeout=timeout_s)
         except queue.Empty:
             self._raise()
             return None
 
-    def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float) -> bool:
-        """Have the consumer commit ``offsets`` (on the read-ahead thread); its answer, or its error."""
+    def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float, rebalances: int = 0) -> bool:
+        """Have the consumer commit ``offsets`` (on the read-ahead thread); its answer, or its error.
+
+        Refused (False) when the group changed since the batch was read (``rebalances`` from :meth:`next`):
+        its partitions may belong to another detector now, which reads the batch again.
+        """
         future: Future = Future()
-        self._commits.put((dict(offsets), deadline_s, future))
+        self._commits.put((dict(offsets), deadline_s, rebalances, future))
         while True:
             self._raise()
             try:
@@ -91,10 +112,16 @@ class ReadAhead:
 
     def _serve_commits(self, wait_s: float = 0.0) -> None:
         try:
-            offsets, deadline_s, future = self._commits.get(timeout=wait_s) if wait_s else self._commits.get_nowait()
+            offsets, deadline_s, rebalances, future = (self._commits.get(timeout=wait_s) if wait_s
+                                                       else self._commits.get_nowait())
         except queue.Empty:
             return
         try:
+            if getattr(self.consumer, "rebalances", 0) != rebalances:
+                log.warning("offset commit refused after a rebalance (the group changed since the batch was read); "
+                            "the batch goes to the partition's owner, whose store writes are idempotent")
+                future.set_result(False)
+                return
             future.set_result(self.consumer.commit(offsets, deadline_s))
         except BaseException as err:  # noqa: BLE001 - the writer re-raises it
             future.set_exception(err)
@@ -102,7 +129,7 @@ class ReadAhead:
     def _fail_commits(self, err: BaseException) -> None:
         while True:
             try:
-                _, _, future = self._commits.get_nowait()
+                *_, future = self._commits.get_nowait()
             except queue.Empty:
                 return
             if not future.done():
@@ -112,15 +139,21 @@ class ReadAhead:
         try:
             while not self._stop.is_set():
                 self._serve_commits()
-                messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
-                if not messages:
-                    self._note_idle()
-                    continue
+                if self._backlog:
+                    messages, read_at = self._backlog[0]
+                else:
+                    messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
+                    if not messages:
+                        self._note_idle()
+                        continue
+                    read_at = getattr(self.consumer, "rebalances", 0)
+                    self._backlog.append((messages, read_at))
                 self.idle_since = None
-                item = (messages, self.process(messages))
+                item = (messages, self.process(messages), read_at)
                 while not self._stop.is_set():  # never block on a full queue: the writer may wait for a commit
                     try:
                         self._ready.put(item, timeout=0.001)
+                        self._backlog.pop(0)
                         break
                     except queue.Full:
                         self._serve_commits(wait_s=0.01)

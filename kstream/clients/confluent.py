@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from kstream.clients.rdkafka_options import (check_options, coerce_option, coerce_options, from_kafka_python,
                                              option_name, role)
-from kstream.clients.records import Message, Record, topic_id_text
+from kstream.clients.records import Assignment, Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
@@ -248,6 +248,8 @@ class Consumer(_Client):
         self.group = group
         self._topic_ids: dict[str, str] = {}
         self._admin: AdminClient | None = None
+        #: what the group gave this consumer (a batch read before a change is not committed after it)
+        self.assignment = Assignment()
 
     def _consumer(self) -> confluent_kafka.Consumer:
         if self._client is None:
@@ -258,11 +260,25 @@ class Consumer(_Client):
                          "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3_000,
                          # a caught-up fetch returns as soon as a record arrives; at most 100 ms when none does
                          "fetch.wait.max.ms": 100}))
-            self._client.subscribe(self.topics, on_assign=self._on_assign)
+            self._client.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                   on_lost=self._on_lost)
         return self._client
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._topic_ids.clear()  # a topic created again under its name has a new id
+        # eager rebalancing: librdkafka reads every partition it is given from its committed offset
+        self.assignment.assigned([(tp.topic, tp.partition) for tp in partitions], keeps_positions=False)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.assignment.revoked()
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.assignment.lost()
+
+    @property
+    def rebalances(self) -> int:
+        """How many assignments the group gave this consumer so far."""
+        return self.assignment.count
 
     def connect(self) -> Consumer:
         _metadata(self._consumer(), self, CONNECT_TIMEOUT_S)

@@ -29,6 +29,8 @@ PROTECTED = {
     "acks": "every publish waits for all in-sync replicas (acks=all) before any offset is committed",
     "delivery_timeout_ms": "unacknowledged records are retried until --outage-timeout (KSTREAM_OUTAGE_TIMEOUT_S); "
                            "a kafka-python producer whose record expires sends nothing ever again",
+    "partition_assignment_strategy": "the detector relies on eager rebalancing: a revoked partition is read again "
+                                     "from its committed offset",
     "key_serializer": "kstream encodes records itself",
     "value_serializer": "kstream encodes records itself",
     "key_deserializer": "kstream decodes records itself",

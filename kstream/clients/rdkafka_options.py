@@ -46,6 +46,9 @@ PROTECTED = {
     "delivery.timeout.ms": "unacknowledged records are retried until --outage-timeout (KSTREAM_OUTAGE_TIMEOUT_S)",
     "on_delivery": "kstream checks every acknowledgement itself",
     "enable.partition.eof": "the detector reads partitions without end-of-partition events",
+    "partition.assignment.strategy": "the detector relies on eager rebalancing: a revoked partition is read again "
+                                     "from its committed offset",
+    "group.protocol": "the detector relies on the classic group protocol's eager rebalancing",
 }
 #: kafka-python names of the connection options kstream writes itself (a local SASL broker's login), in librdkafka's.
 _FROM_KAFKA_PYTHON = {
