@@ -310,9 +310,16 @@ class Consumer(_Client):
         for m in raw:
             err = m.error()
             if err is None:
-                headers = m.headers()
-                out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                                   dict(headers) if headers else {}, self.topic_id(m.topic())))
+                try:  # confluent-kafka raises (sometimes only at the next call) on a header name that is not UTF-8
+                    headers = m.headers()
+                    headers = dict(headers) if headers else {}
+                except (SystemError, UnicodeDecodeError) as bad:
+                    why = type(bad.__cause__ or bad).__name__
+                    out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), {},
+                                       self.topic_id(m.topic()), error=f"a header name is not UTF-8 ({why})"))
+                    continue
+                out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers,
+                                   self.topic_id(m.topic())))
             elif err.code() in _RECORD and m.offset() is not None and m.offset() >= 0:
                 out.append(Message(m.topic(), m.partition(), m.offset(), None, None, {}, self.topic_id(m.topic()),
                                    error=_why(err)))

@@ -79,14 +79,15 @@ class _Warnings(logging.Handler):
 
 
 @functools.lru_cache(maxsize=512)
-def _probe(name: str, value: str) -> tuple[str | None, str]:
-    """(the error librdkafka gives for ``name=value``, or None; the role it reports: producer, consumer or '')."""
+def _probe(*items: tuple[str, str]) -> tuple[str | None, str]:
+    """(the error librdkafka gives for a configuration of these ``(name, value)`` items, or None; the role
+    it reports for them: ``consumer`` when a producer ignores one of them, else '')."""
     handler = _Warnings()
     logger = logging.getLogger(f"kstream.clients.rdkafka-probe.{id(handler)}")
     logger.propagate = False
     logger.addHandler(handler)
     try:
-        client = confluent_kafka.Producer({name: value, "logger": logger})  # no bootstrap: no network
+        client = confluent_kafka.Producer({**dict(items), "logger": logger})  # no bootstrap: no network
         client.poll(0)  # delivers librdkafka's configuration warnings to the logger
     except (confluent_kafka.KafkaException, TypeError, ValueError) as err:
         error = err.args[0] if err.args else err
@@ -109,18 +110,31 @@ def check_options(options: Mapping[str, Any]) -> None:
     ...
     kstream.errors.ConfigError: bad Kafka client option: linger.ms='soon' is refused by librdkafka (Invalid value for configuration property "queue.buffering.max.ms")
     """
-    for key, value in options.items():
+    for key in options:
         if key in PROTECTED:
             raise ConfigError(f"Kafka option {key!r} cannot be set: {PROTECTED[key]}")
         if not isinstance(key, str) or key.endswith("_cb") or key == "logger":
             raise ConfigError(f"bad Kafka client option: {key!r} takes a Python object; set it through the Python API")
-        error, _ = _probe(key, _text(value))
-        if error is None:
-            continue
-        if "No such configuration property" in error:
-            raise ConfigError(f"bad Kafka client option: {key!r} is not a librdkafka option ({_EXAMPLES})")
-        shown = "***" if any(w in key for w in ("password", "secret", "token", "key")) else repr(_text(value))
-        raise ConfigError(f"bad Kafka client option: {key}={shown} is refused by librdkafka ({error})")
+    items = tuple(sorted((k, _text(v)) for k, v in options.items()))
+    together = _probe(*items)[0]
+    if together is None:
+        return
+    for key, value in items:  # which one librdkafka refuses on its own, if one does
+        _check_one(key, value)
+    raise ConfigError(f"bad Kafka client options: librdkafka refuses them together ({together})")
+
+
+def _check_one(key: str, value: str) -> None:
+    """Refuse an unknown name or a value librdkafka refuses whatever the other options are."""
+    if key in PROTECTED:
+        raise ConfigError(f"Kafka option {key!r} cannot be set: {PROTECTED[key]}")
+    error = _probe((key, value))[0]
+    if error is None or not ("No such configuration property" in error or "Invalid value" in error):
+        return
+    if "No such configuration property" in error:
+        raise ConfigError(f"bad Kafka client option: {key!r} is not a librdkafka option ({_EXAMPLES})")
+    shown = "***" if any(w in key for w in ("password", "secret", "token", "key")) else repr(value)
+    raise ConfigError(f"bad Kafka client option: {key}={shown} is refused by librdkafka ({error})")
 
 
 def role(name: str, value: Any) -> str:
@@ -129,7 +143,7 @@ def role(name: str, value: Any) -> str:
     >>> role("fetch.wait.max.ms", "10"), role("linger.ms", "5")
     ('consumer', '')
     """
-    return _probe(name, _text(value))[1]
+    return _probe((name, _text(value)))[1]
 
 
 def _text(value: Any) -> str:
@@ -145,7 +159,7 @@ def coerce_option(name: str, text: str) -> str:
     ('007', '5')
     """
     value = str(text).strip()
-    check_options({name: value})
+    _check_one(name, value)  # the options together are checked by check_options
     return value
 
 
