@@ -337,6 +337,11 @@ class Detector:
                 item = reader.next(0.05)
                 if item is not None:
                     messages, result, read_at = item
+                    for more, more_result, _ in reader.more(read_at, self.batch_size - len(messages)):
+                        # small batches that wait are written as one: one store transaction, flush and commit
+                        messages = messages + more
+                        result = BatchResult(result.predictions + more_result.predictions,
+                                             result.dead + more_result.dead, result.imputed + more_result.imputed)
                     # a refused commit means the group is changing: wait for its new assignment (the read-ahead
                     # thread's next poll joins it), then write only what is still ours
                     mine = self._still_ours(messages, read_at, expect_change=read_at <= refused_at)

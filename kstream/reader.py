@@ -41,7 +41,7 @@ class ReadAhead:
     """Polls ``consumer`` and applies ``process`` to each batch on its own thread; see the module docstring."""
 
     def __init__(self, consumer: Any, process: Callable[[list], Any], batch_size: int, poll_timeout_ms: int,
-                 depth: int = 1, backlog: list[tuple[list, int]] | None = None) -> None:
+                 depth: int = 4, backlog: list[tuple[list, int]] | None = None) -> None:
         self.consumer = consumer
         self.process = process
         self.batch_size = batch_size
@@ -89,12 +89,27 @@ class ReadAhead:
             self._raise()
             return None
 
+    def more(self, same_as: int, room: int) -> list[tuple[list, Any, int]]:
+        """Batches already waiting, read at assignment ``same_as``, holding ``room`` messages at most in all."""
+        out: list[tuple[list, Any, int]] = []
+        with self._ready.mutex:  # look before taking: a batch that does not fit stays first in line
+            while self._ready.queue:
+                messages, processed, read_at = self._ready.queue[0]
+                if read_at != same_as or len(messages) > room:
+                    break
+                out.append(self._ready.queue.popleft())
+                room -= len(messages)
+            self._ready.not_full.notify_all()
+        return out
+
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float, rebalances: int = 0) -> bool:
         """Have the consumer commit ``offsets`` (on the read-ahead thread); its answer, or its error.
 
         Refused (False) when the group changed since the batch was read (``rebalances`` from :meth:`next`):
         its partitions may belong to another detector now, which reads the batch again.
         """
+        if getattr(self.consumer, "thread_safe", False):  # librdkafka: commit from the writer's thread, at once
+            return self._commit(offsets, deadline_s, rebalances)
         future: Future = Future()
         self._commits.put((dict(offsets), deadline_s, rebalances, future))
         while True:
@@ -117,14 +132,16 @@ class ReadAhead:
         except queue.Empty:
             return
         try:
-            if getattr(self.consumer, "rebalances", 0) != rebalances:
-                log.warning("offset commit refused after a rebalance (the group changed since the batch was read); "
-                            "the batch goes to the partition's owner, whose store writes are idempotent")
-                future.set_result(False)
-                return
-            future.set_result(self.consumer.commit(offsets, deadline_s))
+            future.set_result(self._commit(offsets, deadline_s, rebalances))
         except BaseException as err:  # noqa: BLE001 - the writer re-raises it
             future.set_exception(err)
+
+    def _commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float, rebalances: int) -> bool:
+        if getattr(self.consumer, "rebalances", 0) != rebalances:
+            log.warning("offset commit refused after a rebalance (the group changed since the batch was read); "
+                        "the batch goes to the partition's owner, whose store writes are idempotent")
+            return False
+        return self.consumer.commit(offsets, deadline_s)
 
     def _fail_commits(self, err: BaseException) -> None:
         while True:

@@ -239,7 +239,13 @@ def _metadata(client: Any, owner: _Client, timeout_s: float, topic: str | None =
 
 
 class Consumer(_Client):
-    """Reads batches from topics in a consumer group; offsets are committed only by :meth:`commit`."""
+    """Reads batches from topics in a consumer group; offsets are committed only by :meth:`commit`.
+
+    librdkafka's consumer may be called from several threads: the detector commits from its own
+    while its read-ahead thread polls (``thread_safe``).
+    """
+
+    thread_safe = True
 
     def __init__(self, bootstrap: str, topics: Iterable[str], group: str,
                  options: Mapping[str, Any] | None = None) -> None:
