@@ -108,7 +108,7 @@ class ReadAhead:
         Refused (False) when the group changed since the batch was read (``rebalances`` from :meth:`next`):
         its partitions may belong to another detector now, which reads the batch again.
         """
-        if getattr(self.consumer, "thread_safe", False):  # librdkafka: commit from the writer's thread, at once
+        if getattr(self.consumer, "thread_safe", False):  # a consumer that says so commits from the writer's thread
             return self._commit(offsets, deadline_s, rebalances)
         future: Future = Future()
         self._commits.put((dict(offsets), deadline_s, rebalances, future))

@@ -148,10 +148,11 @@ class Producer(_Client):
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
         self._send(topic, value, key, items)
 
-    def _send(self, topic: str, value: bytes | None, key: bytes | None, headers: list) -> None:
+    def _send(self, topic: str, value: bytes | None, key: bytes | None, headers: list, counted: bool = False) -> None:
         producer = self._producer()
-        with self._lock:
-            self._inflight += 1
+        if not counted:
+            with self._lock:
+                self._inflight += 1
         while True:
             try:
                 producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
@@ -180,8 +181,16 @@ class Producer(_Client):
 
     def publish(self, records: Iterable[Record], deadline_s: float = 300) -> None:
         """Send ``records`` and wait until every one is acknowledged (see :meth:`flush`)."""
-        for record in records:
-            self._send(record.topic, record.value, record.key, list(record.headers))
+        records = list(records)
+        with self._lock:  # counted once for the batch: the per-record path stays a plain produce call
+            self._inflight += len(records)
+        for i, record in enumerate(records):
+            try:
+                self._send(record.topic, record.value, record.key, list(record.headers), counted=True)
+            except BaseException:
+                with self._lock:
+                    self._inflight -= len(records) - i - 1  # the failed one was uncounted by _send
+                raise
         self.flush(deadline_s)
 
     def flush(self, deadline_s: float = 300) -> None:
@@ -241,11 +250,9 @@ def _metadata(client: Any, owner: _Client, timeout_s: float, topic: str | None =
 class Consumer(_Client):
     """Reads batches from topics in a consumer group; offsets are committed only by :meth:`commit`.
 
-    librdkafka's consumer may be called from several threads: the detector commits from its own
-    while its read-ahead thread polls (``thread_safe``).
+    Call it from one thread at a time: a synchronous commit from one thread while another reads
+    watermarks was seen to hang (the detector commits through its read-ahead thread).
     """
-
-    thread_safe = True
 
     def __init__(self, bootstrap: str, topics: Iterable[str], group: str,
                  options: Mapping[str, Any] | None = None) -> None:
