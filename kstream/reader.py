@@ -165,6 +165,7 @@ class ReadAhead:
                         continue
                     read_at = getattr(self.consumer, "rebalances", 0)
                     self._backlog.append((messages, read_at))
+                    self._serve_commits()  # the writer may be waiting: before the batch is scored
                 self.idle_since = None
                 item = (messages, self.process(messages), read_at)
                 while not self._stop.is_set():  # never block on a full queue: the writer may wait for a commit
