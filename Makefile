@@ -36,9 +36,10 @@ test: venv ## run the tests (doctests, unit, and integration against a real Kafk
 	$(BIN)/kstream broker provision
 	$(BIN)/python -m pytest
 
-bench: venv ## measure detector throughput against raw-consume and offline-predict baselines, and the stores' write rates
-	$(BIN)/python benchmarks/bench_detector.py
-	$(BIN)/python benchmarks/bench_store.py --records 10000
+BENCH_ARGS ?= --mongo --json runs/bench/bench.json --figure runs/bench/performance.png
+
+bench: venv ## one table per client backend: per-record loop, raw consume, decode, predict, detector (1 and 2 processes), latency at 500/1000/5000 rec/s, store write rates
+	$(BIN)/python benchmarks/bench_detector.py $(BENCH_ARGS)
 
 broker-start: venv ## start a long-lived local Kafka broker
 	$(BIN)/kstream broker start

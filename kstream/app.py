@@ -32,18 +32,15 @@ from tqdm.auto import tqdm
 
 from kstream import artifacts, broker, daemon, datasets, leakage, metrics, training, zoo
 from kstream.artifacts import ModelCard, ModelRef, TrainedModel
-from kstream.clients import Consumer, Producer, check_reachable, ensure_topics, topic_max_message_bytes
-from kstream.deadletter import RECORD_OVERHEAD
 from kstream.config import RUNS_DIR
 from kstream.datasets import Dataset
-from kstream.detector import Detector, DetectorStats, crash_point_from_env
+from kstream.detector import DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
 from kstream.live import BatchTally, LiveState, StoreWatch
-from kstream.pool import DetectorPool
+from kstream.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.scoring import scores_with_leakage
 from kstream.settings import Settings
-from kstream.sinks import Store
 
 __all__ = [
     "kafka_cluster",
@@ -63,9 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes
-
-
 @contextlib.contextmanager
 def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Settings]:
     """Yield ``settings`` with a reachable ``bootstrap`` and the client options it needs.
@@ -78,8 +72,9 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Sett
     bootstrap = settings.bootstrap or daemon.running_bootstrap()
     if bootstrap:
         local = daemon.running_options() if bootstrap == daemon.running_bootstrap() else {}
+        local = settings.kafka.from_kafka_python(local)  # the local broker's login, in the backend's names
         resolved = settings.replace(bootstrap=bootstrap, kafka_options={**local, **settings.kafka_options})
-        check_reachable(resolved.bootstrap, resolved.kafka_options)
+        resolved.kafka.check_reachable(resolved.bootstrap, resolved.kafka_options)
         yield resolved
         return
     if not start_local:
@@ -198,34 +193,6 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     return result, frame
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
-    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``.
-
-    ``dlq_budget`` (default: :func:`dead_letter_budget`) bounds a dead letter's size so every one fits.
-    With ``settings.drift`` it monitors drift against the model card's reference (a card without
-    one stops here, naming the retrain command).
-    """
-    monitor = settings.drift_monitor(model.reference()) if settings.drift else None
-    consumer = Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
-    producer = Producer(settings.bootstrap, settings.kafka_options)
-    return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
-                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
-                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
-                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings),
-                    monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
-                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic)
-
-
-def dead_letter_budget(settings: Settings) -> int:
-    """The largest dead letter the DLQ topic and the producer both take: the smaller of the topic's
-    ``max.message.bytes`` (the broker default when it cannot be read) and the producer's
-    ``max_request_size``, less the client's per-record overhead. A DLQ too small for any dead letter
-    stops the detector at start, in one line."""
-    topic_limit = topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
-    producer_limit = Producer(settings.bootstrap, settings.kafka_options).max_request_size
-    return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
-
-
 def detect(
     settings: Settings,
     model: TrainedModel,
@@ -241,7 +208,7 @@ def detect(
     """
     if settings.drift:
         model.reference()  # a card without a drift reference stops here, naming the retrain command
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.open_store() as store:
         detector = build_detector(settings, model, store)
         tally, shown = BatchTally(), [0.0]
@@ -287,8 +254,8 @@ def send(
         rows = card.rows(ds, split)
     else:
         rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
 
 
@@ -312,8 +279,8 @@ def capture(
         raise ConfigError(f"{spec.name} has no packet-capture features; capture with -d cicids2017")
     if (pcap is None) == (interface is None):
         raise ConfigError("give a capture file (kstream capture FILE) or --interface, not both and not neither")
-    ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
+    with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         if pcap is not None:
             flows = datasets.load(spec.name, pcap)
             return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
@@ -359,7 +326,8 @@ def run(
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
     The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
-    fixed shuffled order. ``detectors`` detectors share one consumer group, so Kafka spreads the
+    fixed shuffled order. The generator and each of the ``detectors`` detectors run in a process of
+    their own (:mod:`kstream.pool`); the detectors share one consumer group, so Kafka spreads the
     topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
     group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
     records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
@@ -397,18 +365,17 @@ def run(
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
     expected = min(limit, len(rows)) if limit is not None else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
-        ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-        budget = dead_letter_budget(settings)
+        settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
-            with DetectorPool(lambda: build_detector(settings, model, store, budget), detectors) as pool:
-                sent_so_far = [0]
-                watch = StoreWatch(store, settings.topic, lambda: sum(s.dead_lettered for s in pool.stats),
-                                   lambda: sent_so_far[0], settings.drift, progress_every_s)
+            # the generator and each detector in a process of its own: no interpreter lock is shared
+            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings)) as pool:
+                sent_so_far: list[int | None] = [None]  # known when the generator process ends
+                watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
+                                   settings.drift, progress_every_s)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
-                with Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-                    sent = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=False,
-                                    on_progress=lambda n: (sent_so_far.__setitem__(0, n), show()))
+                sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=False,
+                                           check=lambda: (pool.raise_failure(), show()))
                 sent_so_far[0] = sent.records
                 # wait for distinct stored records, not handled ones: a rebalance redelivers some records
                 pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)

@@ -20,7 +20,7 @@ from kstream import __version__, app, artifacts, daemon, datasets, logs, metrics
 from kstream.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.scoring import format_leakage, format_scores
-from kstream.settings import Settings, parse_assignments, parse_kafka_options, parse_value
+from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table, text_table
 
 log = logging.getLogger("kstream")
@@ -33,7 +33,8 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
   KSTREAM_DRIFT (1/0), KSTREAM_DRIFT_WINDOW, KSTREAM_DRIFT_WINDOW_S, KSTREAM_DRIFT_PSI, KSTREAM_DRIFT_SHARE,
   KSTREAM_ALERTS (rules separated by ';'), KSTREAM_DRIFT_TOPIC, KSTREAM_ALERTS_TOPIC,
-  KSTREAM_KAFKA_<OPTION> (any kafka-python client option but those the delivery guarantee rests on),
+  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_KAFKA_<OPTION> (any option of that client library
+  but those the delivery guarantee rests on),
   KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
   KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
 
@@ -59,6 +60,8 @@ def _split_mode_option(g: Any) -> None:
 def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None:
     g = parser.add_argument_group("kafka")
     g.add_argument("--bootstrap", help="bootstrap servers host:port[,...] (default: the local broker)")
+    g.add_argument("--client", choices=("kafka-python", "confluent"),
+                   help="Kafka client library: kafka-python (default) or confluent (librdkafka, faster)")
     if topics:
         g.add_argument("--topic", help="flows topic (default flows)")
         g.add_argument("--partitions", type=int, help="partitions for topics kstream creates (default 1)")
@@ -66,7 +69,8 @@ def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None
         "--kafka-option",
         action="append",
         metavar="OPTION=VALUE",
-        help="any kafka-python client option, repeatable (e.g. security_protocol=SASL_SSL, linger_ms=5)",
+        help="any option of the client library, repeatable (kafka-python: security_protocol=SASL_SSL, linger_ms=5; "
+        "confluent: security.protocol=SASL_SSL, linger.ms=5)",
     )
 
 
@@ -89,7 +93,9 @@ def _drift_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     cli = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and k != "kafka_options"}
-    cli["kafka_options"] = parse_kafka_options(getattr(args, "kafka_option", None))
+    # typed by Settings, in the names of the client backend it resolves (--client / KSTREAM_CLIENT)
+    cli["kafka_options"] = parse_assignments(getattr(args, "kafka_option", None), "Kafka option",
+                                             "option=value (e.g. linger_ms=5, or linger.ms=5 with --client confluent)")
     return Settings.resolve(cli)
 
 

@@ -5,7 +5,9 @@ matrix in the model card's order, make one model call for the whole batch,
 write the predictions to the results store, publish them and the dead letters
 (records it could not read, decode or score, with the reason in a header),
 wait until Kafka acknowledged every one, and only then commit the batch's
-offsets. A crash at any point therefore loses nothing: uncommitted records are
+offsets. :meth:`Detector.run` polls, decodes and scores the next batch on a
+read-ahead thread (:mod:`kstream.reader`) while this one is written, published
+and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash at any point therefore loses nothing: uncommitted records are
 consumed again after a restart and the store's upsert on the source identity
 keeps one row per record; the predictions and dead-letter topics may then hold
 duplicates of that one batch (deduplicate on the source identity).
@@ -36,6 +38,7 @@ itself with SIGKILL at that step of that batch (1 = the first);
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -56,6 +59,7 @@ from kstream.drift import DriftMonitor, window_row
 from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
 from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
+from kstream.reader import ReadAhead, still_ours
 from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.sinks import SQLiteStore
 
@@ -96,6 +100,23 @@ class BatchResult:
     scores: list[float] = field(default_factory=list)  # and scores
     windows: list[dict[str, Any]] = field(default_factory=list)  # drift windows this batch closed (store rows)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts raised on them
+
+
+def joined(first: BatchResult, second: BatchResult) -> BatchResult:
+    """Two batches' results as one (rows, dead letters, and the predicted rows' features, labels and scores
+    in order), so batches that waited can be written, watched and committed together.
+
+    >>> a = BatchResult([{"id": 1}], [], 1, np.zeros((1, 2)), ["attack"], [0.9])
+    >>> both = joined(a, BatchResult([], [], 0, None))
+    >>> len(both.predictions), both.imputed, both.matrix.shape, both.labels
+    (1, 1, (1, 2), ['attack'])
+    """
+    matrices = [m for m in (first.matrix, second.matrix) if m is not None and len(m)]
+    matrix = np.vstack(matrices) if len(matrices) > 1 else (matrices[0] if matrices else first.matrix)
+    return BatchResult(first.predictions + second.predictions, first.dead + second.dead,
+                       first.imputed + second.imputed, matrix, list(first.labels) + list(second.labels),
+                       list(first.scores) + list(second.scores), first.windows + second.windows,
+                       first.alerts + second.alerts)
 
 
 class Detector:
@@ -147,6 +168,8 @@ class Detector:
         self.monitor_id = uuid.uuid4().hex[:12]  # this detector's windows, in the store and on the drift topic
         self.last_result: BatchResult | None = None  # the latest batch handled (for live views)
         self._stop = threading.Event()
+        #: batches read ahead but not handled when :meth:`run` returned, as (messages, rebalances): handled first next
+        self._backlog: list[tuple[list[Message], int]] = []
 
     @property
     def stopped(self) -> bool:
@@ -302,24 +325,37 @@ class Detector:
         self._crash_point("after-publish")
 
     def step(self) -> int:
-        """Poll once and handle what came; returns the number of messages handled."""
+        """Poll once and handle what came, on this thread; returns the number of messages handled."""
+        # batches an earlier run read ahead first, for the partitions still read from where they were
+        while self._backlog:
+            messages, read_at = self._backlog.pop(0)
+            messages = still_ours(self.consumer, messages, read_at, self._stop)
+            if messages:
+                self._finish(messages, self.process(messages), self.consumer.commit)
+                return len(messages)
         messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
         if not messages:
             if self.monitor is not None and self.monitor.window_ns is not None:
                 self._write_windows(BatchResult([], []))  # a window of seconds may be up
             return 0
-        result = self.process(messages)
-        self.watch(result)
+        self._finish(messages, self.process(messages), self.consumer.commit)
+        return len(messages)
+
+    def _finish(self, messages: list[Message], result: BatchResult, commit: Callable[..., bool]) -> bool:
+        """Store, publish and wait for the acknowledgements, then commit the batch's offsets (in that order).
+
+        Returns False when the commit was refused after a rebalance."""
+        self.watch(result)  # on this thread, in the order batches are written
         self.write(result)
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
             key = (m.topic, m.partition)
             offsets[key] = max(offsets.get(key, 0), m.offset + 1)
-        self.consumer.commit(offsets, self.outage_timeout_s)
+        committed = commit(offsets, self.outage_timeout_s)
         self._crash_point("after-commit")
         self._count(messages, result)
         self.last_result = result
-        return len(messages)
+        return committed is not False
 
     def _write_windows(self, result: BatchResult) -> None:
         """Close (by time, or at the end with :meth:`finish`) and write windows outside of a batch."""
@@ -389,26 +425,42 @@ class Detector:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         start = time.perf_counter()
-        idle_since: float | None = None
+        # the next batch is polled, decoded and scored on the read-ahead thread while this one is written
+        reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
+                           backlog=self._backlog).start()
+        refused_at = -1  # the assignment of the last batch whose commit the group refused
         try:
             while not self._stop.is_set():
-                handled = self.step()
-                now = time.perf_counter()
-                if handled:
-                    idle_since = None
+                item = reader.next(0.05)
+                if item is not None:
+                    messages, result, read_at = item
+                    for more, more_result, _ in reader.more(read_at, self.batch_size - len(messages)):
+                        # small batches that wait are written as one: one store transaction, flush and commit
+                        messages = messages + more
+                        result = joined(result, more_result)
+                    # a refused commit means the group is changing: wait for its new assignment (the read-ahead
+                    # thread's next poll joins it), then write only what is still ours
+                    mine = still_ours(self.consumer, messages, read_at, self._stop,
+                                      expect_change=read_at <= refused_at)
+                    if not mine:
+                        continue
+                    if len(mine) < len(messages):
+                        messages, result = mine, self.process(mine)
+                    if not self._finish(messages, result, functools.partial(reader.commit, rebalances=read_at)):
+                        refused_at = read_at
                     if on_batch:
-                        on_batch(handled)
-                elif idle_timeout_s is not None:
-                    # idle only while caught up on assigned partitions of a cluster that answers: an
-                    # unreachable broker or a rebalance in progress is waiting, not the end of the stream
-                    idle_since = (idle_since or now) if self.consumer.caught_up() else None
-                    if idle_since is not None and now - idle_since >= idle_timeout_s:
-                        log.info("no new record for %.1fs; stopping", idle_timeout_s)
-                        break
+                        on_batch(len(messages))
+                elif self.monitor is not None and self.monitor.window_ns is not None:
+                    self._write_windows(BatchResult([], []))  # a window of seconds may be up
+                if item is None and idle_timeout_s is not None and reader.idle_since is not None \
+                        and time.monotonic() - reader.idle_since >= idle_timeout_s:
+                    log.info("no new record for %.1fs; stopping", idle_timeout_s)
+                    break
                 if max_records is not None and self.stats.records >= max_records:
                     break
             self.finish()
         finally:
+            self._backlog = reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -8,8 +8,11 @@ levels by :mod:`kstream.datasets`, models by :mod:`kstream.zoo`).
 
 The environment names of the original docker-compose system still work: ``DATASET``, ``MODEL``,
 ``TASK_TYPE``, ``MODELS_CHECKPOINT``, ``KAFKA_BROKER_URL``, ``DB_URL``, ``DB_NAME`` and
-``DATABASE``; kstream's own names start with ``KSTREAM_``. Any Kafka client option (SASL, SSL,
-tuning) passes through as ``KSTREAM_KAFKA_<OPTION>`` or ``--kafka-option option=value``.
+``DATABASE``; kstream's own names start with ``KSTREAM_``. The Kafka client library is
+``kafka-python`` (the default) or ``confluent`` (librdkafka), ``--client`` / ``KSTREAM_CLIENT``,
+resolved here once (:attr:`Settings.kafka` is the backend module the jobs use). Any client option
+(SASL, SSL, tuning) of the chosen backend passes through as ``KSTREAM_KAFKA_<OPTION>`` or
+``--kafka-option option=value``, named as that library names it (``linger_ms`` / ``linger.ms``).
 
 >>> s = Settings.resolve({"model": "decision-tree"}, env={"TASK_TYPE": "multi_class"})
 >>> (s.dataset, s.task, s.model)
@@ -27,6 +30,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from kstream import clients, datasets, leakage, logs, sinks, zoo
@@ -73,6 +77,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "drift_psi": ("KSTREAM_DRIFT_PSI",),
     "drift_share": ("KSTREAM_DRIFT_SHARE",),
     "alerts": ("KSTREAM_ALERTS",),
+    "client": ("KSTREAM_CLIENT",),
 }
 _INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")
 _FLOATS = ("drift_window_s", "drift_psi", "drift_share")
@@ -121,6 +126,7 @@ class Settings:
     drift_psi: float = 0.2  # a feature drifts past this PSI
     drift_share: float = 0.1  # a window drifts when this share of features (or the scores) drift
     alerts: str = ""  # alert rules on windows, "metric op number" separated by ';'
+    client: str = "kafka-python"  # the Kafka client library: kafka-python or confluent (librdkafka)
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,7 +153,7 @@ class Settings:
         if self.store == "mongodb" and not self.store_database.strip():
             raise ConfigError("the MongoDB results store needs a database name (DB_NAME / KSTREAM_STORE_DATABASE)")
         logs.register_secret(_url_password(self.store_url))
-        clients.check_options(self.kafka_options)
+        self.kafka.check_options(self.kafka_options)
         for name, value in self.kafka_options.items():
             if _secret(name):
                 logs.register_secret(value)
@@ -191,12 +197,15 @@ class Settings:
                     break
         if "task" not in values:  # default: binary where the dataset has it, else multi-class (netml)
             values["task"] = datasets.spec(values.get("dataset", cls.dataset)).tasks[0]
+        kafka = clients.backend(str(values.get("client", cls.client)))
         options: dict[str, Any] = {}
         for key, value in env.items():
             if key.startswith("KSTREAM_KAFKA_") and value:
-                name = key[len("KSTREAM_KAFKA_") :].lower()
-                options[name] = clients.coerce_option(name, value)
-        options.update(cli.get("kafka_options") or {})
+                name = kafka.option_name(key[len("KSTREAM_KAFKA_") :])
+                options[name] = kafka.coerce_option(name, value)
+        for name, value in (cli.get("kafka_options") or {}).items():  # text from the command line is typed here
+            name = kafka.option_name(name)
+            options[name] = kafka.coerce_option(name, value) if isinstance(value, str) else value
         values["kafka_options"] = options
         for name in (*_INTS, "seed"):
             if name in values:
@@ -209,6 +218,15 @@ class Settings:
         if isinstance(values.get("alerts"), (list, tuple)):
             values["alerts"] = "; ".join(values["alerts"])
         return cls(**values)
+
+    @property
+    def kafka(self) -> ModuleType:
+        """The Kafka client backend :attr:`client` names (:func:`kstream.clients.backend`).
+
+        >>> Settings(client="confluent").kafka.__name__
+        'kstream.clients.confluent'
+        """
+        return clients.backend(self.client)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed, validated again."""
@@ -313,15 +331,18 @@ def parse_assignments(pairs: list[str] | None, what: str, form: str) -> dict[str
     return out
 
 
-def parse_kafka_options(pairs: list[str] | None) -> dict[str, Any]:
-    """Parse ``option=value`` strings from the command line into client options, each in the type the
-    client expects (a password of digits stays text).
+def parse_kafka_options(pairs: list[str] | None, client: str = "kafka-python") -> dict[str, Any]:
+    """Parse ``option=value`` strings from the command line into ``client``'s options, each in the type
+    the client expects (a password of digits stays text).
 
     >>> parse_kafka_options(["linger_ms=5", "security_protocol=SASL_SSL", "sasl_plain_password=007"])
     {'linger_ms': 5, 'security_protocol': 'SASL_SSL', 'sasl_plain_password': '007'}
+    >>> parse_kafka_options(["linger.ms=5", "sasl.password=007"], client="confluent")
+    {'linger.ms': '5', 'sasl.password': '007'}
     """
+    kafka = clients.backend(client)
     raw = parse_assignments(pairs, "Kafka option", "option=value (e.g. linger_ms=5)")
-    return clients.coerce_options({k.replace("-", "_").replace(".", "_"): v for k, v in raw.items()})
+    return kafka.coerce_options({kafka.option_name(k): v for k, v in raw.items()})
 
 
 def _to_float(name: str, value: Any) -> float:

@@ -122,13 +122,21 @@ def names():
 
 
 @pytest.fixture
-def settings(kafka_bootstrap, models_dir, names, tmp_path) -> Settings:
-    """Settings for a decision-tree binary detector on this test's own topics and store."""
+def client() -> str:
+    """The Kafka client backend of the ``settings`` fixture; a test module overrides this fixture with
+    ``params=list(BACKENDS)`` to run its tests on every backend."""
+    return "kafka-python"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap, models_dir, names, tmp_path, client) -> Settings:
+    """Settings for a decision-tree binary detector on this test's own topics and store, with ``client``."""
     return Settings(
         model="decision-tree",
         models_dir=models_dir,
         bootstrap=kafka_bootstrap,
         store_url=str(tmp_path / "predictions.sqlite"),
+        client=client,
         **names,
     )
 
@@ -198,7 +206,7 @@ def detect_command():
         cmd = [sys.executable, "-m", "kstream", "-q", "detect", "-m", settings.model,
                "--bootstrap", settings.bootstrap, "--topic", settings.topic, "--group", settings.group,
                "--predictions-topic", settings.predictions_topic, "--dlq-topic", settings.dlq_topic,
-               "--store-url", settings.store_url, "--batch-size", "50"]
+               "--store-url", settings.store_url, "--batch-size", "50", "--client", settings.client]
         return env, cmd
 
     return command

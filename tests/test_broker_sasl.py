@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 import time
 
@@ -11,7 +12,8 @@ import pytest
 
 from kstream.broker import QUICK_START_JVM, LocalBroker
 from kstream.scram import Credentials
-from kstream.clients import Producer, Record, ensure_topics
+from kstream.clients import Producer, Record, backend, ensure_topics
+from kstream.errors import BrokerError
 
 pytestmark = pytest.mark.kafka
 
@@ -80,3 +82,27 @@ def test_no_password_reaches_a_log(secured):
     for path in logs:
         text = path.read_text(errors="replace")
         assert not any(s in text for s in secrets), f"a password is written in {path}"
+
+
+def test_the_confluent_backend_with_the_credentials_round_trips_a_record_and_logs_no_password(secured, caplog):
+    kafka_ = backend("confluent")
+    options = kafka_.from_kafka_python(secured.client_options())
+    assert options["sasl.username"] == "kstream" and options["security.protocol"] == "SASL_PLAINTEXT"
+    with caplog.at_level(logging.DEBUG):
+        kafka_.ensure_topics(secured.bootstrap, {"secret-flows-rd": 1}, options)
+        with kafka_.Producer(secured.bootstrap, options).connect() as producer:
+            producer.publish([Record("secret-flows-rd", b'{"id": 2}', b"2")], deadline_s=30)
+        with kafka_.Consumer(secured.bootstrap, ["secret-flows-rd"], "sasl-rd", options).connect() as consumer:
+            records, deadline = [], time.monotonic() + 30
+            while not records and time.monotonic() < deadline:
+                records = consumer.poll(10, 500)
+    assert [(m.key, m.value) for m in records] == [(b"2", b'{"id": 2}')]
+    assert secured.credentials.password not in caplog.text
+
+
+def test_the_confluent_backend_with_a_wrong_password_fails_in_one_line(secured):
+    kafka_ = backend("confluent")
+    wrong = {**kafka_.from_kafka_python(secured.client_options()), "sasl.password": "not-the-password"}
+    with pytest.raises(BrokerError, match="check the SASL user name and password") as raised:
+        kafka_.check_reachable(secured.bootstrap, wrong, timeout_ms=5000)
+    assert "\n" not in str(raised.value) and "not-the-password" not in str(raised.value)

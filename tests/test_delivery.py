@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from kstream import app, artifacts, datasets
-from kstream.clients import Producer, ensure_topics
+from kstream.clients import BACKENDS
 from kstream.errors import ConfigError
 from kstream.generator import generate
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER
@@ -23,6 +23,12 @@ from kstream.settings import Settings
 from kstream.sinks import open_store
 
 pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(params=list(BACKENDS))
+def client(request):
+    """Every delivery test runs on each Kafka client backend."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +82,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(settings, 
 def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, test_split, read_topic):
     names = test_split.feature_names
     good = test_split.features.to_numpy()[:20]
-    ensure_topics(settings.bootstrap, {settings.topic: 1})
-    with Producer(settings.bootstrap).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, {settings.topic: 1})
+    with settings.kafka.Producer(settings.bootstrap).connect() as producer:
         def put(key, value):
             producer.send(settings.topic, value, key=key.encode(), headers={SEND_TIME_HEADER: str(time.time_ns()).encode()})
         for i, row in enumerate(good[:10]):
@@ -112,8 +118,8 @@ def test_run_job_streams_the_test_split_and_summarizes(settings, tmp_path):
 
 def test_paced_generator_keeps_the_rate_and_loops_with_fresh_ids(settings, test_split, read_topic):
     head = test_split.take(np.arange(100))
-    ensure_topics(settings.bootstrap, {settings.topic: 1})
-    with Producer(settings.bootstrap).connect() as producer:
+    settings.kafka.ensure_topics(settings.bootstrap, {settings.topic: 1})
+    with settings.kafka.Producer(settings.bootstrap).connect() as producer:
         stats = generate(head, producer, settings.topic, rate=200, limit=300, loop=True, progress=False)
     assert stats.records == 300
     messages = read_topic(settings.bootstrap, settings.topic, 300)
@@ -200,7 +206,8 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
     finally:
         admin.close()
     names, good = test_split.feature_names, test_split.features.to_numpy()[:5]
-    with Producer(settings.bootstrap, {"max_request_size": 2_000_000}).connect() as producer:
+    big = {"max_request_size": 2_000_000} if settings.client == "kafka-python" else {"message.max.bytes": 2_000_000}
+    with settings.kafka.Producer(settings.bootstrap, big).connect() as producer:
         producer.send(settings.topic, b"x" * 300_000, key=b"huge-garbage")
         for i, row in enumerate(good):
             producer.send(settings.topic, json.dumps(dict(zip(names, row.tolist()))).encode(), key=f"good-{i}".encode())
@@ -216,6 +223,6 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
         admin.create_topics([NewTopic(tiny.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "1000"})])
     finally:
         admin.close()
-    proc = cli("-q", "detect", "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
+    proc = cli("-q", "detect", "--client", settings.client, "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
                settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--max-records", "1")
     one_line_error(proc, "raise the DLQ topic's max.message.bytes")

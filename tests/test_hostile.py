@@ -31,7 +31,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kstream import app, artifacts
 from kstream.artifacts import ModelRef
-from kstream.clients import Message, ensure_topics
+from kstream.clients import BACKENDS, Message, ensure_topics
 from kstream.deadletter import (
     MAX_REASON_BYTES,
     ORIGINAL_SHA256_HEADER,
@@ -451,6 +451,7 @@ def _bad_inputs(features: list[str], good: bytes) -> list[tuple[str, bytes | Non
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("client", list(BACKENDS))
 def test_every_bad_input_class_among_good_flows_ends_stored_or_dead_lettered_once(
     settings, kafka_bootstrap, read_topic, model, base_rows
 ):

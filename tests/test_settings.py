@@ -143,3 +143,30 @@ def test_drift_settings_come_from_options_or_the_environment_and_are_checked():
 def test_bad_drift_settings_fail_naming_the_fix(env, words):
     with pytest.raises(ConfigError, match=words):
         Settings.resolve({}, env=env)
+
+
+def test_the_confluent_client_takes_librdkafka_names_from_the_environment_and_the_command_line():
+    env = {"KSTREAM_CLIENT": "confluent", "KSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+           "KSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KSTREAM_KAFKA_SASL_USERNAME": "kstream",
+           "KSTREAM_KAFKA_SASL_PASSWORD": "0123456"}
+    s = Settings.resolve({"kafka_options": {"linger.ms": "3"}}, env=env)
+    assert s.client == "confluent" and s.kafka.__name__ == "kstream.clients.confluent"
+    assert s.kafka_options == {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                               "sasl.username": "kstream", "sasl.password": "0123456", "linger.ms": "3"}
+    assert s.redacted()["kafka_options"]["sasl.password"] == "***"
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"lingr.ms": "5"}, "'lingr.ms' is not a librdkafka option"),
+    ({"enable.auto.commit": "true"}, "cannot be set"),
+    ({"group.id": "x"}, "--group"),
+    ({"linger.ms": "soon"}, "refused by librdkafka"),
+])
+def test_the_confluent_client_refuses_unknown_and_protected_options_in_one_line(options, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.resolve({"client": "confluent", "kafka_options": options}, env={})
+
+
+def test_an_unknown_client_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="choose one of: kafka-python, confluent"):
+        Settings.resolve({}, env={"KSTREAM_CLIENT": "librdkafka"})

@@ -26,12 +26,13 @@ import kafka.errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from kstream.clients.options import check_options
-from kstream.clients.records import Message, Record
+from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
+from kstream.clients.records import Assignment, Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 from kstream.unreadable import UnreadableRecords, is_record_error
 
-__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes"]
+__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
+           "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ def _retriable(err: BaseException | None) -> bool:
     return err is None or bool(getattr(err, "retriable", False)) or isinstance(
         err, (kafka.errors.KafkaConnectionError, kafka.errors.KafkaTimeoutError)
     )
+
+
+def from_kafka_python(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection options of a local broker, already in this backend's names."""
+    return dict(options)
 
 
 class _Client:
@@ -111,8 +117,9 @@ class Producer(_Client):
 
     def _producer(self) -> kafka.KafkaProducer:
         if self._client is None:
-            # Flow values are ~2 KB of JSON: larger batches cut per-request overhead 1.8x here.
-            self._client = self._make(kafka.KafkaProducer, acks="all", linger_ms=20, batch_size=262_144,
+            # Flow values are ~2 KB of JSON: larger batches cut per-request overhead 1.8x here; a short linger
+            # keeps a paced stream's latency low (a full batch goes at once anyway)
+            self._client = self._make(kafka.KafkaProducer, acks="all", linger_ms=5, batch_size=262_144,
                                       delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
         return self._client
 
@@ -241,6 +248,8 @@ class Consumer(_Client):
         super().__init__(bootstrap, options)
         self.topics = list(topics)
         self.group = group
+        #: what the group gave this consumer (a batch read before a change is not committed after it)
+        self.assignment = Assignment()
         # reads a partition alone, with the same options, to find a record the client cannot parse
         self._unreadable = UnreadableRecords(
             lambda: self._make(kafka.KafkaConsumer, group_id=None, enable_auto_commit=False)
@@ -250,7 +259,6 @@ class Consumer(_Client):
         if self._client is None:
             self._client = self._make(
                 kafka.KafkaConsumer,
-                *self.topics,
                 group_id=self.group,
                 enable_auto_commit=False,
                 # a crashed detector's partitions move to a live one after 10 s, not the client's 45 s
@@ -258,6 +266,7 @@ class Consumer(_Client):
                 heartbeat_interval_ms=3_000,
                 auto_offset_reset="earliest",  # a new group reads the topic from its start
             )
+            self._client.subscribe(self.topics, listener=_Rebalances(self))
         return self._client
 
     def connect(self) -> Consumer:
@@ -267,7 +276,7 @@ class Consumer(_Client):
     def topic_id(self, topic: str) -> str:
         """The topic's id in the cluster metadata, as text (empty if unknown)."""
         found = self._consumer()._client.cluster.topic_id(topic)
-        return str(found) if found else ""
+        return topic_id_text(found.bytes) if found else ""
 
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first.
@@ -290,6 +299,11 @@ class Consumer(_Client):
             out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()), topic_id)
                        for r in records)
         return out
+
+    @property
+    def rebalances(self) -> int:
+        """How many assignments the group gave this consumer so far."""
+        return self.assignment.count
 
     def assigned(self) -> bool:
         """True once the group has given this consumer at least one partition."""
@@ -341,6 +355,22 @@ class Consumer(_Client):
         if self._client is not None:
             self._client.close(autocommit=False)
             self._client = None
+
+
+class _Rebalances(kafka.ConsumerRebalanceListener):
+    """Eager rebalances: kafka-python keeps the position of a partition owned before and after one."""
+
+    def __init__(self, owner: Consumer) -> None:
+        self.assignment = owner.assignment
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assignment.revoked()
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.assignment.lost()
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assignment.assigned([(tp.topic, tp.partition) for tp in assigned], keeps_positions=True)
 
 
 def _admin(bootstrap: str, options: Mapping[str, Any]) -> kafka.KafkaAdminClient:

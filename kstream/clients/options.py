@@ -17,7 +17,7 @@ import kafka
 
 from kstream.errors import ConfigError
 
-__all__ = ["PROTECTED", "check_options", "coerce_option", "coerce_options"]
+__all__ = ["PROTECTED", "check_options", "coerce_option", "coerce_options", "option_name"]
 
 #: Options kstream sets itself because the delivery guarantee rests on them, and why.
 PROTECTED = {
@@ -29,6 +29,8 @@ PROTECTED = {
     "acks": "every publish waits for all in-sync replicas (acks=all) before any offset is committed",
     "delivery_timeout_ms": "unacknowledged records are retried until --outage-timeout (KSTREAM_OUTAGE_TIMEOUT_S); "
                            "a kafka-python producer whose record expires sends nothing ever again",
+    "partition_assignment_strategy": "the detector relies on eager rebalancing: a revoked partition is read again "
+                                     "from its committed offset",
     "key_serializer": "kstream encodes records itself",
     "value_serializer": "kstream encodes records itself",
     "key_deserializer": "kstream decodes records itself",
@@ -70,6 +72,15 @@ def check_options(options: Mapping[str, Any]) -> None:
                 f"bad Kafka client option: {key!r} is not a kafka-python client option "
                 "(e.g. linger_ms, security_protocol, sasl_mechanism)"
             )
+
+
+def option_name(text: str) -> str:
+    """An option name as kafka-python spells it: lower case, ``_`` for ``.`` and ``-``.
+
+    >>> option_name("SECURITY_PROTOCOL"), option_name("linger.ms")
+    ('security_protocol', 'linger_ms')
+    """
+    return text.strip().lower().replace("-", "_").replace(".", "_")
 
 
 def coerce_option(name: str, text: str) -> Any:

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Message", "Record"]
+__all__ = ["Message", "Record", "Assignment", "topic_id_text"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,65 @@ class Record:
     value: bytes
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+def topic_id_text(raw: bytes) -> str:
+    """A topic id (16 bytes) as Kafka writes it: URL-safe base64 without padding; the same on every backend.
+
+    >>> topic_id_text(bytes(range(16)))
+    'AAECAwQFBgcICQoLDA0ODw'
+    """
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode("ascii")
+
+
+class Assignment:
+    """The partitions a consumer's group gave it, as its rebalance listener saw them; readable from any thread.
+
+    ``count`` grows by one with each assignment; ``moving`` is True between a revocation and the
+    assignment that follows. :meth:`kept_since` tells which partitions kept their read position
+    through every assignment since a count, so a batch read ahead before a rebalance can be
+    written only for those (the others are read again, from their committed offsets, by their
+    owner).
+
+    >>> a = Assignment()
+    >>> a.assigned([("flows", 0), ("flows", 1)], keeps_positions=True); before = a.count
+    >>> a.revoked(); a.assigned([("flows", 1)], keeps_positions=True)
+    >>> sorted(a.kept_since(before)), a.kept_since(a.count) is None
+    ([('flows', 1)], True)
+    >>> a.lost(); a.assigned([("flows", 1)], keeps_positions=True); a.kept_since(before)
+    frozenset()
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.moving = False
+        self._owned: frozenset[tuple[str, int]] = frozenset()
+        self._kept: dict[int, frozenset[tuple[str, int]]] = {}
+
+    def revoked(self) -> None:
+        self.moving = True
+
+    def lost(self) -> None:
+        """Membership lost: every partition's position is dropped."""
+        self.moving = True
+        self._owned = frozenset()
+
+    def assigned(self, partitions: Sequence[tuple[str, int]], keeps_positions: bool) -> None:
+        """The new assignment; ``keeps_positions``: partitions owned before and after keep their read position."""
+        new = frozenset(partitions)
+        kept = (self._owned & new) if keeps_positions else frozenset()
+        self._owned = new
+        self._kept[self.count + 1] = kept
+        self._kept.pop(self.count - 64, None)
+        self.count += 1
+        self.moving = False
+
+    def kept_since(self, count: int) -> frozenset[tuple[str, int]] | None:
+        """Partitions whose read position survived every assignment after ``count`` (None: no assignment since)."""
+        if count >= self.count:
+            return None
+        kept: frozenset[tuple[str, int]] | None = None
+        for n in range(count + 1, self.count + 1):
+            step = self._kept.get(n, frozenset())
+            kept = step if kept is None else kept & step
+        return kept
