@@ -31,6 +31,7 @@ itself with SIGKILL at that step of that batch (1 = the first);
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import math
@@ -332,19 +333,29 @@ class Detector:
         reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
                            backlog=self._backlog).start()
         refused_at = -1  # the assignment of the last batch whose commit the group refused
+        held: collections.deque = collections.deque()  # batches taken out of the read-ahead's line, in order
         try:
             while not self._stop.is_set():
-                item = reader.next(0.05)
+                item = held.popleft() if held else reader.next(0.05)
                 if item is not None:
                     messages, result, read_at = item
-                    for more, more_result, _ in reader.more(read_at, self.batch_size - len(messages)):
-                        # small batches that wait are written as one: one store transaction, flush and commit
-                        messages = messages + more
-                        result = BatchResult(result.predictions + more_result.predictions,
-                                             result.dead + more_result.dead, result.imputed + more_result.imputed)
-                    # a refused commit means the group is changing: wait for its new assignment (the read-ahead
-                    # thread's next poll joins it), then write only what is still ours
-                    mine = self._still_ours(messages, read_at, expect_change=read_at <= refused_at)
+                    if read_at <= refused_at:
+                        # a refused commit means the group is changing: make room for the read-ahead thread to
+                        # poll (which joins the new assignment), wait for it once, then keep only what is ours
+                        held.extend(reader.drain())
+                        self._still_ours([], read_at, expect_change=True)
+                        refused_at = -1
+                    elif not held:
+                        room = self.batch_size - len(messages)
+                        if max_records is not None:
+                            room = min(room, max_records - self.stats.records - len(messages))
+                        for more, more_result, _ in reader.more(read_at, room):
+                            # small batches that wait are written as one: one store transaction, flush, commit
+                            messages = messages + more
+                            result = BatchResult(result.predictions + more_result.predictions,
+                                                 result.dead + more_result.dead,
+                                                 result.imputed + more_result.imputed)
+                    mine = self._still_ours(messages, read_at)
                     if not mine:
                         continue
                     if len(mine) < len(messages):
@@ -360,7 +371,7 @@ class Detector:
                 if max_records is not None and self.stats.records >= max_records:
                     break
         finally:
-            self._backlog = reader.stop()
+            self._backlog = [(m, read_at) for m, _, read_at in held] + reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
