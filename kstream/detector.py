@@ -29,15 +29,13 @@ Bad input never stops it: :meth:`Detector.process` turns every message, whatever
 bytes, key or headers, into exactly one prediction row or exactly one dead letter
 (:mod:`kstream.deadletter`), which always fits the DLQ's record size.
 
-For fault-injection tests, ``KSTREAM_CRASH_AT=<point>:<batch>`` (points
-``after-store``, ``after-publish``, ``after-commit``) makes the detector kill
-itself with SIGKILL at that step of that batch (1 = the first);
-``<point>:<batch>:stop`` freezes it there with SIGSTOP instead, until a SIGCONT
-(a hung process whose partitions the group gives to another detector).
+For fault-injection tests, ``crash_at`` (:mod:`kstream.crashpoints`, ``KSTREAM_CRASH_AT``)
+makes the detector kill or freeze itself at one step of one batch.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import math
@@ -48,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
@@ -56,17 +54,15 @@ import orjson
 from kstream.alerts import AlertRule
 from kstream.clients import Consumer, Message, Producer, Record
 from kstream.drift import DriftMonitor, window_row
-from kstream.errors import ConfigError
 from kstream.artifacts import TrainedModel
+from kstream.crashpoints import CrashPoint
 from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.reader import ReadAhead, still_ours
 from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.sinks import SQLiteStore
 
-__all__ = ["Detector", "DetectorStats", "BatchResult", "CRASH_POINTS", "CrashPoint", "crash_point_from_env"]
+__all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
 
-CRASH_POINTS = ("after-store", "after-publish", "after-commit")
-_CRASH_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 log = logging.getLogger(__name__)
 
@@ -429,19 +425,27 @@ class Detector:
         reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
                            backlog=self._backlog).start()
         refused_at = -1  # the assignment of the last batch whose commit the group refused
+        held: collections.deque = collections.deque()  # batches taken out of the read-ahead's line, in order
         try:
             while not self._stop.is_set():
-                item = reader.next(0.05)
+                item = held.popleft() if held else reader.next(0.05)
                 if item is not None:
                     messages, result, read_at = item
-                    for more, more_result, _ in reader.more(read_at, self.batch_size - len(messages)):
-                        # small batches that wait are written as one: one store transaction, flush and commit
-                        messages = messages + more
-                        result = joined(result, more_result)
-                    # a refused commit means the group is changing: wait for its new assignment (the read-ahead
-                    # thread's next poll joins it), then write only what is still ours
-                    mine = still_ours(self.consumer, messages, read_at, self._stop,
-                                      expect_change=read_at <= refused_at)
+                    if read_at <= refused_at:
+                        # a refused commit means the group is changing: make room for the read-ahead thread to
+                        # poll (which joins the new assignment), wait for it once, then keep only what is ours
+                        held.extend(reader.drain())
+                        still_ours(self.consumer, [], read_at, self._stop, expect_change=True)
+                        refused_at = -1
+                    elif not held:
+                        room = self.batch_size - len(messages)
+                        if max_records is not None:
+                            room = min(room, max_records - self.stats.records - len(messages))
+                        for more, more_result, _ in reader.more(read_at, room):
+                            # small batches that wait are written as one: one store transaction, flush, commit
+                            messages = messages + more
+                            result = joined(result, more_result)
+                    mine = still_ours(self.consumer, messages, read_at, self._stop)
                     if not mine:
                         continue
                     if len(mine) < len(messages):
@@ -460,7 +464,7 @@ class Detector:
                     break
             self.finish()
         finally:
-            self._backlog = reader.stop()
+            self._backlog = [(m, read_at) for m, _, read_at in held] + reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -472,29 +476,3 @@ class Detector:
             self.stats.imputed,
         )
         return self.stats
-
-
-class CrashPoint(NamedTuple):
-    """Where a detector signals itself, for fault-injection tests: at ``point`` of batch ``batch`` (1 = the first)."""
-
-    point: str
-    batch: int
-    signum: int = signal.SIGKILL
-
-
-def crash_point_from_env(environ: dict[str, str] | None = None) -> CrashPoint | None:
-    """``KSTREAM_CRASH_AT=<point>:<batch>[:kill|stop]`` (None when unset); for fault-injection tests.
-
-    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-store:3"})[:2]
-    ('after-store', 3)
-    >>> crash_point_from_env({"KSTREAM_CRASH_AT": "after-commit:1:stop"}).signum.name
-    'SIGSTOP'
-    """
-    text = (os.environ if environ is None else environ).get("KSTREAM_CRASH_AT", "")
-    if not text:
-        return None
-    point, batch, how, *rest = text.split(":") + ["", "kill"][text.count(":"):]
-    if point not in CRASH_POINTS or not batch.isdigit() or int(batch) < 1 or how not in _CRASH_SIGNALS or rest:
-        raise ConfigError(f"KSTREAM_CRASH_AT={text!r} must be <point>:<batch>[:kill|stop] with point one of "
-                          f"{', '.join(CRASH_POINTS)}")
-    return CrashPoint(point, int(batch), _CRASH_SIGNALS[how])

@@ -30,7 +30,8 @@ from typing import Any
 from kstream.artifacts import TrainedModel
 from kstream.datasets import Dataset
 from kstream.deadletter import RECORD_OVERHEAD
-from kstream.detector import Detector, DetectorStats, crash_point_from_env
+from kstream.crashpoints import crash_point_from_env
+from kstream.detector import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.generator import GenerateStats, generate
 from kstream.settings import Settings

@@ -89,6 +89,15 @@ class ReadAhead:
             self._raise()
             return None
 
+    def drain(self) -> list[tuple[list, Any, int]]:
+        """Every batch waiting now, taken out of line (so the thread has room to poll again)."""
+        out: list[tuple[list, Any, int]] = []
+        while True:
+            try:
+                out.append(self._ready.get_nowait())
+            except queue.Empty:
+                return out
+
     def more(self, same_as: int, room: int) -> list[tuple[list, Any, int]]:
         """Batches already waiting, read at assignment ``same_as``, holding ``room`` messages at most in all."""
         out: list[tuple[list, Any, int]] = []

@@ -140,7 +140,7 @@ def test_run_stops_at_max_records_and_when_idle(model, test_rows):
     batches = [_messages([encode_flow(names, r) for r in rows[i : i + 10]], start=i) for i in range(0, 50, 10)]
     det, _ = _detector(model, batches)
     stats = det.run(max_records=30)
-    assert stats.records == 30 and stats.batches == 3
+    assert stats.records == 30 and 1 <= stats.batches <= 3  # small batches that wait are written together
     stats = det.run(idle_timeout_s=0.05)  # the fake returns nothing once drained
     assert stats.records == 50
 
