@@ -249,10 +249,14 @@ class MongoStore:
         if not rows:
             return
         docs = [to_document(r) for r in rows]
+        self._insert_retrying(docs, self._coll)
+
+    def _insert_retrying(self, docs: list[dict[str, Any]], collection: Any) -> None:
+        """:meth:`_insert` into ``collection``, retried with backoff while the server is unreachable, until the deadline."""
         deadline, backoff = time.monotonic() + self.deadline_s, 0.2
         while True:
             try:
-                self._insert(docs)
+                self._insert(docs, collection)
                 return
             except StoreError as err:
                 if not isinstance(err.__cause__, pymongo.errors.ConnectionFailure) or time.monotonic() >= deadline:
@@ -267,17 +271,7 @@ class MongoStore:
         if not rows:
             return
         docs = [{"_id": f"{r['monitor']}/{r['window']}", **{k: _plain(r[k]) for k in WINDOW_FIELDS}} for r in rows]
-        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
-        while True:
-            try:
-                self._insert(docs, self._drift)
-                return
-            except StoreError as err:
-                if not isinstance(err.__cause__, pymongo.errors.ConnectionFailure) or time.monotonic() >= deadline:
-                    raise
-                log.warning("%s; retrying in %.1fs", err, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        self._insert_retrying(docs, self._drift)
 
     def windows(self, topic: str | None = None) -> pd.DataFrame:
         """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""

@@ -75,7 +75,23 @@ def dead_letter_budget(settings: Settings) -> int:
     return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
 
 
-class DetectorPool:
+class _Waiting:
+    """What both pools share: waiting for a condition while watching for a failed detector."""
+
+    def raise_failure(self) -> None:  # pragma: no cover - each pool says how its detectors fail
+        raise NotImplementedError
+
+    def wait_until(self, done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
+        """Poll ``done()`` until it holds, a detector fails, or ``timeout_s`` passes; returns ``done()``."""
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            self.raise_failure()
+            time.sleep(every_s)
+        self.raise_failure()
+        return done()
+
+
+class DetectorPool(_Waiting):
     """``n`` detectors made by ``make``, each on its own thread; a context manager."""
 
     def __init__(self, make: Callable[[], Detector], n: int) -> None:
@@ -120,15 +136,6 @@ class DetectorPool:
             if not event.wait(max(0.0, deadline - time.monotonic())):
                 raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
         self.raise_failure()
-
-    def wait_until(self, done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
-        """Poll ``done()`` until it holds, a detector fails, or ``timeout_s`` passes; returns ``done()``."""
-        deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline:
-            self.raise_failure()
-            time.sleep(every_s)
-        self.raise_failure()
-        return done()
 
     def raise_failure(self) -> None:
         """Re-raise the first error a detector thread ended with, if any."""
@@ -193,7 +200,7 @@ def _detector_process(index: int, settings: Settings, model: TrainedModel, budge
         ready.set()
 
 
-class DetectorProcesses:
+class DetectorProcesses(_Waiting):
     """``n`` detector processes in one consumer group, the interface of :class:`DetectorPool`; a context manager.
 
     ``settings`` name the group, topics, store and client; ``budget`` is the dead-letter budget
@@ -241,15 +248,6 @@ class DetectorProcesses:
                 if time.monotonic() >= deadline:
                     raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
         self.raise_failure()
-
-    def wait_until(self, done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
-        """Poll ``done()`` until it holds, a detector fails, or ``timeout_s`` passes; returns ``done()``."""
-        deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline:
-            self.raise_failure()
-            time.sleep(every_s)
-        self.raise_failure()
-        return done()
 
     def _collect(self, wait_s: float = 0.0) -> None:
         try:
