@@ -27,11 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from kafka.consumer.fetcher import Fetcher
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kstream import app, artifacts
 from kstream.artifacts import ModelRef
-from kstream.clients import BACKENDS, Message, ensure_topics
+from kstream.clients import BACKENDS, Message, ensure_topics, kafka_python
 from kstream.deadletter import (
     MAX_REASON_BYTES,
     ORIGINAL_SHA256_HEADER,
@@ -406,6 +407,50 @@ def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partitio
     assert huge.key == b"huge" and dict(huge.headers)["junk"] == b"j" * 50_000
     assert dict(huge.headers)[ORIGINAL_SIZE_HEADER] == b"990000" and 900_000 < len(huge.value) < 990_000
     assert dict(huge.headers)[ORIGINAL_SHA256_HEADER] == hashlib.sha256(b"\x00" * 990_000).hexdigest().encode()
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
+    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog
+):
+    """kafka-python 3's poll hands its fetch to the client's network thread and waits for the answer
+    without a timeout; under load that answer once never came, and the detector stalled for good.
+    Here the first fetch waits on a future nothing resolves (the same wait, for ever): the watchdog
+    ends that poll, a new client takes the partition from its committed offset, and every record is
+    stored once."""
+    monkeypatch.setattr(kafka_python, "POLL_STALL_S", 1.0)
+    stuck = []
+    send_fetches = Fetcher.send_fetches
+
+    def first_one_never_returns(fetcher):
+        if not stuck:
+            stuck.append(fetcher)
+
+            async def never():
+                await kafka.future.Future()
+
+            return fetcher._manager.run(never)
+        return send_fetches(fetcher)
+
+    monkeypatch.setattr(Fetcher, "send_fetches", first_one_never_returns)
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        for i, row in enumerate(base_rows[:20]):
+            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)),
+                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())])
+        producer.flush()
+    finally:
+        producer.close()
+    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
+        stats = app.detect(settings, model, max_records=20, idle_timeout_s=120, progress=False, handle_signals=False)
+    assert stuck, "the stuck fetch never happened: the test proves nothing"
+    assert any("has not returned from poll" in r.getMessage() for r in caplog.records)
+    assert stats.records == 20 and stats.predicted == 20
+    with sqlite3.connect(settings.store_url) as db:
+        stored = sorted(db.execute('SELECT "offset" FROM predictions').fetchall())
+    assert stored == [(o,) for o in range(20)]
 
 
 # --- every bad-input class at once, through the real broker --------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
 from kstream.clients.records import Assignment, Message, Record, topic_id_text
+from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
 from kstream.unreadable import UnreadableRecords, is_record_error
 
@@ -44,6 +46,8 @@ MAX_BACKOFF_S = 5.0
 #: without ever asking for a new one: that producer sends nothing again (seen with a broker paused 150 s).
 DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 CLOSE_TIMEOUT_S = 30.0
+#: a poll still running this long past its own timeout is stuck in kafka-python (see kstream.clients.watchdog)
+POLL_STALL_S = 30.0
 
 
 def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
@@ -254,6 +258,8 @@ class Consumer(_Client):
         self._unreadable = UnreadableRecords(
             lambda: self._make(kafka.KafkaConsumer, group_id=None, enable_auto_commit=False)
         )
+        self._watchdog = Watchdog(self._unstick)
+        self._api_version: Any = None  # the broker's, kept when a stuck client is replaced
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -265,6 +271,8 @@ class Consumer(_Client):
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=3_000,
                 auto_offset_reset="earliest",  # a new group reads the topic from its start
+                # a replacement for a stuck client is made without a round trip (it cannot fail here)
+                **({"api_version": self._api_version} if self._api_version else {}),
             )
             self._client.subscribe(self.topics, listener=_Rebalances(self))
         return self._client
@@ -286,19 +294,42 @@ class Consumer(_Client):
         bad record never stalls a partition.
         """
         consumer = self._consumer()
+        fired = self._watchdog.fired
         try:
-            batches = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+            with self._watchdog.watch(timeout_ms / 1000 + POLL_STALL_S):
+                batches = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except Exception as err:  # noqa: BLE001 - kafka-python raises parser errors as they come
-            if not is_record_error(err):
-                raise
-            return [Message(tp.topic, tp.partition, offset, None, None, {}, self.topic_id(tp.topic), error=problem)
-                    for tp, offset, problem in self._unreadable.skip(consumer, err, max_records)]
+            if self._watchdog.fired == fired:
+                if not is_record_error(err):
+                    raise
+                return [Message(tp.topic, tp.partition, offset, None, None, {}, self.topic_id(tp.topic), error=problem)
+                        for tp, offset, problem in self._unreadable.skip(consumer, err, max_records)]
+            batches = {}
+        if self._watchdog.fired != fired:  # ended by the watchdog: what it read is read again by the new client
+            self._replace_stuck(consumer)
+            return []
         out: list[Message] = []
         for tp, records in batches.items():
             topic_id = self.topic_id(tp.topic)
             out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()), topic_id)
                        for r in records)
         return out
+
+    def _unstick(self) -> None:
+        """On the watchdog's thread: end a poll stuck in kafka-python by stopping its network loop."""
+        client = self._client
+        net = getattr(client, "_net", None)  # kafka-python 3's network loop; stopping it fails the waiting call
+        log.warning("the Kafka client has not returned from poll for %.0fs past its timeout; restarting it "
+                    "(records read but not committed are read again)", POLL_STALL_S)
+        if net is not None:
+            net.stop(timeout_ms=5000)
+
+    def _replace_stuck(self, stuck: kafka.KafkaConsumer) -> None:
+        """Drop a client whose poll the watchdog ended; the next poll joins the group with a new one."""
+        self._client, self._api_version = None, stuck.config.get("api_version")
+        self.assignment.lost()  # the new client starts from the committed offsets, not from this one's positions
+        # closing may wait on the broken client: on a thread of its own, so the detector goes on meanwhile
+        threading.Thread(target=_close_quietly, args=(stuck,), name="kstream-close-stuck", daemon=True).start()
 
     @property
     def rebalances(self) -> int:
@@ -352,9 +383,17 @@ class Consumer(_Client):
 
     def close(self) -> None:
         self._unreadable.close()
+        self._watchdog.close()
         if self._client is not None:
             self._client.close(autocommit=False)
             self._client = None
+
+
+def _close_quietly(client: kafka.KafkaConsumer) -> None:
+    try:
+        client.close(autocommit=False, timeout_ms=5000)
+    except Exception as err:  # noqa: BLE001 - it was already broken; its session expires at the broker
+        log.debug("closing a stuck Kafka client failed: %s", err)
 
 
 class _Rebalances(kafka.ConsumerRebalanceListener):
