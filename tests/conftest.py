@@ -251,6 +251,7 @@ class Pipe:
     cli_options: dict[str, str] | None = None  # what the processes get as --kafka-option (default: options)
     partitions: int = 1
     batch: int = PIPE_BATCH  # records per poll of its detectors
+    client: str = "kafka-python"  # the Kafka client backend of its processes (--client)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def __post_init__(self) -> None:
@@ -270,7 +271,7 @@ class Pipe:
         given = self.options if self.cli_options is None else self.cli_options
         options = [a for k, v in given.items() for a in ("--kafka-option", f"{k}={v}")]
         cmd = [sys.executable, "-m", "kstream", *args[:2], "-m", "decision-tree", "--bootstrap", self.bootstrap,
-               "--topic", self.topic, *options, *args[2:]]
+               "--client", self.client, "--topic", self.topic, *options, *args[2:]]
         out = open(self.work / f"{name}.out", "w")
         err = open(self.work / f"{name}.err", "w")
         with out, err:
@@ -414,7 +415,7 @@ def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batch
 
 @pytest.fixture(scope="session")
 def pipeline(models_dir):
-    """``pipeline(bootstrap, work, options=None, cli_options=None, partitions=1)``: a :class:`Pipe` with the
+    """``pipeline(bootstrap, work, options=None, cli_options=None, partitions=1, client=None)``: a :class:`Pipe` with the
     session's models; the caller kills what it started with ``pipe.kill_all()``."""
 
     def make(bootstrap: str, work: Path, **kwargs) -> Pipe:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kstream.broker import QUICK_START_JVM, LocalBroker
-from kstream.clients import Producer, Record, ensure_topics
+from kstream.clients import BACKENDS, Producer, Record, ensure_topics
 from kstream.errors import BrokerError
 
 pytestmark = pytest.mark.kafka
@@ -32,8 +32,8 @@ RATE = 300  # records/s of the paced generators: still sending when a fault star
 
 
 @pytest.fixture
-def pipe(pipeline, kafka_bootstrap, tmp_path):
-    made = pipeline(kafka_bootstrap, tmp_path / "pipe")
+def pipe(pipeline, kafka_bootstrap, tmp_path, client):
+    made = pipeline(kafka_bootstrap, tmp_path / "pipe", client=client)
     yield made
     made.kill_all()
 
@@ -56,9 +56,9 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault) -> dict:
     return {**ledger(pipe, sent_ids(records)), "seconds": round(time.monotonic() - started)}
 
 
-def paused(seconds: float, pipeline, sent_ids, ledger, work: Path) -> dict:
+def paused(seconds: float, pipeline, sent_ids, ledger, work: Path, client: str = "kafka-python") -> dict:
     with LocalBroker(jvm_options=QUICK_START_JVM).start(180) as broker:
-        pipe = pipeline(broker.bootstrap, work)
+        pipe = pipeline(broker.bootstrap, work, client=client)
 
         def pause() -> None:
             probe = f"{pipe.topic}-probe"  # meanwhile: a publish past its deadline fails, and its producer closes
@@ -80,9 +80,9 @@ def paused(seconds: float, pipeline, sent_ids, ledger, work: Path) -> dict:
             pipe.kill_all()
 
 
-def killed(seconds: float, pipeline, sent_ids, ledger, work: Path) -> dict:
+def killed(seconds: float, pipeline, sent_ids, ledger, work: Path, client: str = "kafka-python") -> dict:
     with LocalBroker(jvm_options=QUICK_START_JVM).start(180) as broker:
-        pipe = pipeline(broker.bootstrap, work)
+        pipe = pipeline(broker.bootstrap, work, client=client)
         port = broker.port
 
         def kill() -> None:
@@ -123,6 +123,8 @@ OUTAGES = {
     "paused 45 s": lambda *args: paused(45, *args),
     "paused 150 s": lambda *args: paused(150, *args),
     "killed 10 s": lambda *args: killed(10, *args),
+    "paused 45 s, confluent": lambda *args: paused(45, *args, client="confluent"),
+    "killed 10 s, confluent": lambda *args: killed(10, *args, client="confluent"),
     "leader killed": leader_killed,
 }
 
@@ -144,6 +146,7 @@ def outages(request, pipeline, sent_ids, ledger, tmp_path_factory):
 # --- the detector killed at each step of a batch --------------------------------------------------------
 
 
+@pytest.mark.parametrize("client", list(BACKENDS))
 @pytest.mark.parametrize("point", ["after-store", "after-publish", "after-commit"])
 def test_a_detector_killed_at_each_step_loses_and_duplicates_nothing_after_a_restart(pipe, point, sent_ids, ledger):
     records = 600
@@ -304,7 +307,8 @@ def test_no_password_reaches_any_output_at_debug(secured, pipeline, tmp_path, se
 # --- the outages started with this module: each test waits for its own case ------------------------------
 
 
-@pytest.mark.parametrize("case", ["paused 45 s", "paused 150 s", "killed 10 s"])
+@pytest.mark.parametrize("case", ["paused 45 s", "paused 150 s", "killed 10 s", "paused 45 s, confluent",
+                                  "killed 10 s, confluent"])
 def test_a_broker_paused_or_killed_mid_stream_loses_and_duplicates_nothing(outages, case):
     numbers = outages[case].result()
     log.info("broker %s: %s", case, numbers)
