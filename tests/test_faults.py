@@ -170,6 +170,34 @@ def test_a_detector_killed_at_each_step_loses_and_duplicates_nothing_after_a_res
     log.info("killed %s: %s", point, numbers)
 
 
+def test_a_detector_killed_with_drift_monitoring_counts_every_record_in_one_window(pipe, sent_ids, ledger):
+    """With ``--drift`` the crash points keep their contract, and a window is written with the batch
+    that closes it, before that batch's commit: killed after publishing a batch that closes none,
+    the open window's records are counted again by the restarted detector's monitor, so across both
+    monitors every record sent is in exactly one stored window."""
+    records, window = 600, 2 * pipe.batch  # windows close with batches 2, 4, ...: batch 3 closes none
+    pipe.create_topics()
+    pipe.generate("--limit", str(records))
+    pipe.finished("generate", 120)
+    drift = ["--drift", "--drift-window", str(window), "--drift-topic", f"drift-{pipe.tag}",
+             "--alerts-topic", f"alerts-{pipe.tag}", "--alert", "attack_rate > 2"]
+    pipe.detect(*drift, env={"KSTREAM_CRASH_AT": "after-publish:3"}, name="crashed")
+    assert pipe.wait("crashed", 120) == -signal.SIGKILL
+    pipe.detect("--idle-timeout", "3", *drift, name="restarted")
+    pipe.finished("restarted", 120)
+    numbers = ledger(pipe, sent_ids(records))
+    with sqlite3.connect(pipe.store) as db:
+        windows = db.execute('SELECT monitor, "window", records FROM drift ORDER BY rowid').fetchall()
+    monitors = list(dict.fromkeys(m for m, _, _ in windows))
+    assert len(monitors) == 2, windows
+    crashed = [n for m, _, n in windows if m == monitors[0]]
+    assert crashed == [window], windows  # the one window closed before the crash; batch 3's counts died with it
+    assert sum(n for _, _, n in windows) == records, windows
+    published = pipe.read(f"drift-{pipe.tag}")
+    assert len(published) == len(windows)
+    log.info("killed with drift on: %s; windows %s", numbers, [(m[:8], w, n) for m, w, n in windows])
+
+
 # --- a hung detector loses its partitions mid-batch and comes back ---------------------------------------
 
 
