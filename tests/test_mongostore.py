@@ -221,11 +221,13 @@ def test_missing_go_says_what_to_install(tmp_path, monkeypatch):
 
 
 @pytest.mark.kafka
-def test_the_seed_configuration_streams_into_mongodb_and_reports_read_it_back(mongo_server, kafka_bootstrap, models_dir,
-                                                                              tmp_path, cli):
+def test_the_seed_configuration_streams_into_mongodb_with_drift_windows_and_reports_read_it_back(
+    mongo_server, kafka_bootstrap, models_dir, tmp_path, cli
+):
     env = {"DATABASE": "mongodb", "DB_URL": mongo_server.url, "DB_NAME": "ost", "MODEL": "decision-tree",
            "MODELS_CHECKPOINT": str(models_dir), "KAFKA_BROKER_URL": kafka_bootstrap}
-    proc = cli("-q", "run", "--limit", "2000", "--run-dir", str(tmp_path / "run"), "--json", env=env)
+    proc = cli("-q", "run", "--limit", "2000", "--run-dir", str(tmp_path / "run"), "--json",
+               "--drift", "--drift-window", "500", env=env)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["records"] == summary["evaluated"] == 2000 and summary["accuracy"] > 0.9
@@ -233,6 +235,9 @@ def test_the_seed_configuration_streams_into_mongodb_and_reports_read_it_back(mo
     with MongoStore(mongo_server.url, "ost") as store:
         assert store.count(topic) == 2000
         assert store.frame(topic)["record_id"].is_unique
+        windows = store.windows(topic)  # the drift windows of the run, in the same database
+    assert windows["window"].tolist() == [0, 1, 2, 3] and windows["records"].tolist() == [500] * 4
+    assert windows["monitor"].nunique() == 1
     assert not (tmp_path / "run" / "predictions.sqlite").exists()
     from kstream import report
 
