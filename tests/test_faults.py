@@ -46,8 +46,9 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault) -> dict:
     started = time.monotonic()
     records = int(RATE * (outage_s + 25))
     pipe.create_topics()
-    pipe.detect("--idle-timeout", "10")  # shorter than every outage: waiting for Kafka is not idleness
+    # the generator first: on a loaded machine it may take longer than the idle timeout to send its first record
     pipe.generate("--rate", str(RATE), "--limit", str(records), "--loop")
+    pipe.detect("--idle-timeout", "10")  # shorter than every outage: waiting for Kafka is not idleness
     pipe.wait_stored(3 * RATE)  # the stream flows end to end
     fault()
     assert pipe.procs["detect"].poll() is None, "the detector stopped during the outage:\n" + pipe.output("detect")
