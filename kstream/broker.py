@@ -2,10 +2,9 @@
 
 :func:`provision` resolves ``org.apache.kafka:kafka_2.13`` and its runtime
 dependencies with Maven into a cache folder (once; later runs reuse it).
-:class:`LocalBroker` formats a storage folder per node and runs KRaft nodes,
-each a combined broker+controller, on localhost ports with the machine's Java;
-it waits until every node answers, and stops them cleanly (killing any that
-hang). It is a context manager for notebooks and tests::
+:class:`LocalBroker` formats a storage folder per node and runs KRaft nodes, each a combined
+broker+controller, on localhost ports with the machine's Java; it waits until every node answers,
+and stops them cleanly (killing any that hang). It is a context manager for notebooks and tests::
 
     with LocalBroker() as broker:
         print(broker.bootstrap)      # 127.0.0.1:<port>
@@ -14,10 +13,9 @@ hang). It is a context manager for notebooks and tests::
 (replication factor 3, two in-sync replicas) and fault hooks for tests:
 :meth:`~LocalBroker.pause`, :meth:`~LocalBroker.resume`, :meth:`~LocalBroker.kill`,
 :meth:`~LocalBroker.restart` (same ports, same data) and :meth:`~LocalBroker.leader`.
-``LocalBroker(sasl=True)`` accepts only SCRAM-SHA-512 clients; its generated
-:attr:`~LocalBroker.credentials` are also written, owner-readable only, to
-``credentials.json`` in its data folder. A broker with a kept data folder restarts
-on the ports it used before (``cluster.json`` in that folder), so clients can reconnect.
+``LocalBroker(sasl=True)`` accepts only SCRAM-SHA-512 clients; its generated :attr:`~LocalBroker.credentials`
+are also written, owner-readable only, to ``credentials.json`` in its data folder. A broker with a kept
+data folder restarts on the ports it used before (``cluster.json`` in that folder), so clients can reconnect.
 
 The long-lived broker of ``kstream broker start|stop|status`` is :mod:`kstream.daemon`.
 """
@@ -35,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -52,6 +51,7 @@ __all__ = ["QUICK_START_JVM", "LocalBroker", "wait_ready"]
 log = logging.getLogger(__name__)
 
 _BROKER_USER = "kstream-broker"  # inter-broker identity on the SASL listener
+_STARTING = threading.Lock()  # brokers started on threads of one process (the tests) must not pick the same ports
 # JIT tier 1 only and the serial GC: a throwaway cluster starts ~40% sooner on 2 cores (and runs slower)
 QUICK_START_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
@@ -350,23 +350,28 @@ class LocalBroker:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-broker-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            layout = self._load_layout()
-            self.ports, self.controller_ports = layout.ports, layout.controller_ports
-            self._check_ports()
-            if self.sasl:
-                self._load_secrets()
-            for node in self.node_ids:
-                self._write_config(node)
-            self._format(layout.cluster_id)
-            for node in self.node_ids:
-                self._launch(node)
-            log.info("starting Kafka %s at %s (%d node%s%s; logs: %s)", self.version, self.bootstrap, self.nodes,
-                     "s" if self.nodes > 1 else "", ", SASL" if self.sasl else "", self.log_path)
-            wait_ready(self.bootstrap, timeout_s, list(self.processes.values()), self.client_options(), self.nodes)
+            with _STARTING:  # free ports are picked, then bound by the JVM seconds later: one start at a time
+                self._start_nodes(timeout_s)
         except BaseException:  # any failure (or Ctrl-C) while starting must not leave a broker behind
             self.stop()
             raise
         return self
+
+    def _start_nodes(self, timeout_s: float) -> None:
+        """Pick the ports, write the configs, format, launch every node and wait until all answer."""
+        layout = self._load_layout()
+        self.ports, self.controller_ports = layout.ports, layout.controller_ports
+        self._check_ports()
+        if self.sasl:
+            self._load_secrets()
+        for node in self.node_ids:
+            self._write_config(node)
+        self._format(layout.cluster_id)
+        for node in self.node_ids:
+            self._launch(node)
+        log.info("starting Kafka %s at %s (%d node%s%s; logs: %s)", self.version, self.bootstrap, self.nodes,
+                 "s" if self.nodes > 1 else "", ", SASL" if self.sasl else "", self.log_path)
+        wait_ready(self.bootstrap, timeout_s, list(self.processes.values()), self.client_options(), self.nodes)
 
     def _check_ports(self) -> None:
         assert self.data_dir is not None
