@@ -24,6 +24,7 @@ connection, a full disk) is retried with backoff until the deadline, then
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -44,6 +45,7 @@ __all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", 
 log = logging.getLogger(__name__)
 
 STORES = ("sqlite", "mongodb")
+_ROW_VALUES = operator.itemgetter(*PREDICTION_FIELDS)
 
 def sqlite_path_from_url(url: str) -> Path:
     """The file behind a store URL: ``sqlite:///abs/path``, ``sqlite:///rel/path`` or a plain path.
@@ -122,7 +124,10 @@ class SQLiteStore:
         """Upsert rows in one transaction (durable when this returns); retried until the deadline."""
         if not rows:
             return
-        values = [tuple(r.get(c, "") if c == "topic_id" else r[c] for c in PREDICTION_FIELDS) for r in rows]
+        try:  # the detector's rows have every field: one C call per row
+            values = list(map(_ROW_VALUES, rows))
+        except KeyError:  # rows written before topic ids were kept
+            values = [tuple(r.get(c, "") if c == "topic_id" else r[c] for c in PREDICTION_FIELDS) for r in rows]
         self._retry(self._upsert, values)
 
     def _retry(self, query: str, values: list[tuple[Any, ...]]) -> None:
