@@ -10,6 +10,7 @@ tests come last and wait for their own case.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import signal
@@ -57,6 +58,21 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault) -> dict:
     return {**ledger(pipe, sent_ids(records)), "seconds": round(time.monotonic() - started)}
 
 
+def frozen(pid: int, timeout_s: float = 10) -> None:
+    """Wait until every thread of a process sent SIGSTOP has stopped (a thread in a system call stops
+    when it returns from it: a busy broker may still answer one request meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+                states.append(stat.read_text().rsplit(") ", 1)[1][:1])
+        if all(s in "Tt" for s in states):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not stop within {timeout_s:.0f}s of SIGSTOP")
+
+
 def paused(seconds: float, pipeline, sent_ids, ledger, work: Path, client: str = "kafka-python") -> dict:
     with LocalBroker(jvm_options=QUICK_START_JVM).start(180) as broker:
         pipe = pipeline(broker.bootstrap, work, client=client)
@@ -67,6 +83,7 @@ def paused(seconds: float, pipeline, sent_ids, ledger, work: Path, client: str =
             producer = Producer(broker.bootstrap)
             producer.publish([Record(probe, b"before")], deadline_s=60)
             broker.pause(1)
+            frozen(broker.pid(1))
             try:
                 with pytest.raises(BrokerError, match="not acknowledged by Kafka"):
                     producer.publish([Record(probe, b"during")], deadline_s=5)
