@@ -36,7 +36,10 @@ __all__ = ["PROBE_TIMEOUT_S", "UnreadableRecords", "is_record_error", "failed_ba
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S = 10.0  # how long the probe waits for a partition's records before calling it readable
+# How long the probe waits for a partition's records before calling it readable. It only probes partitions
+# with records left to read, so the wait ends with a record or a failure unless the machine is slow; were it
+# to run out, the detector would stop with "the Kafka client failed while reading".
+PROBE_TIMEOUT_S = 30.0
 # kafka-python errors that mean "this fetched record cannot be parsed"; any other KafkaError is a broker problem
 _RECORD_ERRORS = (kafka.errors.CorruptRecordError, kafka.errors.UnsupportedCodecError)
 
