@@ -338,6 +338,19 @@ class Pipe:
             time.sleep(0.1)
         return stored
 
+    def wait_sent(self, at_least: int, timeout_s: float = 120) -> None:
+        """Wait until the flows topic holds ``at_least`` records (fails if the generator exits first)."""
+        probe = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, **self.options)
+        try:
+            parts = [kafka.TopicPartition(self.topic, p) for p in probe.partitions_for_topic(self.topic) or ()]
+            deadline = time.monotonic() + timeout_s
+            while sum(probe.end_offsets(parts).values()) < at_least:
+                if self.procs["generate"].poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the generator sent fewer than {at_least} records:\n{self.output('generate')[-3000:]}")
+                time.sleep(0.1)
+        finally:
+            probe.close()
+
     def committed(self) -> dict[int, int]:
         """The detector group's committed offset of each partition (0 where nothing was committed)."""
         probe = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,

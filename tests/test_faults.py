@@ -47,8 +47,10 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault) -> dict:
     started = time.monotonic()
     records = int(RATE * (outage_s + 25))
     pipe.create_topics()
-    # the generator first: on a loaded machine it may take longer than the idle timeout to send its first record
+    # the detector starts once records flow: a generator on a fresh, loaded broker took longer than the
+    # detector's idle timeout to send its first one (its producer id was refused while the coordinator loaded)
     pipe.generate("--rate", str(RATE), "--limit", str(records), "--loop")
+    pipe.wait_sent(1)
     pipe.detect("--idle-timeout", "10")  # shorter than every outage: waiting for Kafka is not idleness
     pipe.wait_stored(3 * RATE)  # the stream flows end to end
     fault()
