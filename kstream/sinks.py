@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 STORES = ("sqlite", "mongodb")
 _ROW_VALUES = operator.itemgetter(*PREDICTION_FIELDS)
 
+
 def sqlite_path_from_url(url: str) -> Path:
     """The file behind a store URL: ``sqlite:///abs/path``, ``sqlite:///rel/path`` or a plain path.
 
