@@ -304,7 +304,6 @@ class Consumer(_Client):
                     raise
                 return [Message(tp.topic, tp.partition, offset, None, None, {}, self.topic_id(tp.topic), error=problem)
                         for tp, offset, problem in self._unreadable.skip(consumer, err, max_records)]
-            batches = {}
         if self._watchdog.fired != fired:  # ended by the watchdog: what it read is read again by the new client
             self._replace_stuck(consumer)
             return []
