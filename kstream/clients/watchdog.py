@@ -18,6 +18,11 @@ the client's network loop, which fails the waiting call).
 >>> dog.fired
 1
 >>> dog.close()
+>>> with dog.watch(0.05):  # closed, then used again: it watches again
+...     time.sleep(0.2)
+>>> fired, dog.fired
+(['stuck', 'stuck'], 2)
+>>> dog.close()
 """
 
 from __future__ import annotations
@@ -62,10 +67,11 @@ class Watchdog:
             self._deadline = None
 
     def close(self) -> None:
-        """Stop the checking thread."""
+        """Stop the checking thread (a later :meth:`watch` starts a new one)."""
         self._closed.set()
         if self._thread is not None:
             self._thread.join()
+        self._thread, self._closed = None, threading.Event()
 
     def _loop(self) -> None:
         while not self._closed.wait(self._check_every_s):
