@@ -8,9 +8,11 @@ follow one rule: command-line option > environment > default (see
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -461,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(args.verbose, args.quiet)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where every thread is (a stuck run explains itself)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return _dispatch(args)
     except KstreamError as err:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -99,6 +104,32 @@ def test_train_generate_detect_through_the_cli(tmp_path, kafka_bootstrap, names,
                        "--group", names["group"], "--store-url", f"sqlite:///{store}", "--max-records", "250", *common)
     assert detected.returncode == 0, detected.stderr
     assert "handled 250 records: 250 predicted, 0 dead-lettered" in detected.stdout
+
+
+@pytest.mark.kafka
+def test_sigusr1_prints_where_every_thread_is_and_the_detector_goes_on(tmp_path, kafka_bootstrap, models_dir, names):
+    """A run that seems stuck can be asked where it is without stopping it (the fault tests use this)."""
+    err_path = tmp_path / "detect.err"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "KAFKA_BROKER_URL"))}
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kstream", "detect", "-m", "decision-tree", "--models-dir", str(models_dir),
+             "--bootstrap", kafka_bootstrap, "--topic", names["topic"], "--group", names["group"],
+             "--store-url", str(tmp_path / "p.sqlite"), "--idle-timeout", "3"],
+            env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while "detect: " not in err_path.read_text():  # its progress bar: the detector's loop runs
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(timeout=120) == 0, err_path.read_text()
+    finally:
+        proc.kill()
+    printed = err_path.read_text()
+    assert "most recent call first" in printed and "Thread 0x" in printed
+    assert "kstream/detector.py" in printed  # the main thread, in the detector's loop
+    assert "no new record for 3.0s; stopping" in printed  # it went on to its normal end
 
 
 @pytest.mark.kafka
