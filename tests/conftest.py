@@ -270,7 +270,8 @@ class Pipe:
         full_env.update({"KSTREAM_MODELS_DIR": str(self.models_dir), **(env or {})})
         given = self.options if self.cli_options is None else self.cli_options
         options = [a for k, v in given.items() for a in ("--kafka-option", f"{k}={v}")]
-        cmd = [sys.executable, "-m", "kstream", *args[:2], "-m", "decision-tree", "--bootstrap", self.bootstrap,
+        head = args[:2] if args[0] else args[1:2]  # (verbosity, command); an empty verbosity is the INFO default
+        cmd = [sys.executable, "-m", "kstream", *head, "-m", "decision-tree", "--bootstrap", self.bootstrap,
                "--client", self.client, "--topic", self.topic, *options, *args[2:]]
         out = open(self.work / f"{name}.out", "w")
         err = open(self.work / f"{name}.err", "w")
@@ -294,14 +295,24 @@ class Pipe:
     def output(self, name: str) -> str:
         return (self.work / f"{name}.out").read_text() + (self.work / f"{name}.err").read_text()
 
+    def stacks(self, name: str) -> str:
+        """The tail of a running process's output after it printed every thread's stack (SIGUSR1)."""
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a frozen process prints nothing
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+        return self.output(name)[-12000:] if name in self.procs else ""
+
     def wait(self, name: str, timeout_s: float) -> int:
         """Exit code of a process (fails the test, showing its output, if it outlives ``timeout_s``)."""
         try:
             return self.procs[name].wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            stacks = self.stacks(name)
             self.procs[name].kill()
             self.procs[name].wait()
-            pytest.fail(f"{name} still ran after {timeout_s:.0f}s:\n{self.output(name)[-3000:]}")
+            pytest.fail(f"{name} still ran after {timeout_s:.0f}s:\n{stacks}")
 
     def finished(self, name: str, timeout_s: float) -> str:
         """Wait for a process that must succeed; returns its output."""
@@ -334,7 +345,7 @@ class Pipe:
                 pytest.fail(f"{watch} exited {proc.returncode} with {stored} rows stored:\n"
                             f"{self.output(watch)[-3000:]}")
             if time.monotonic() > deadline:
-                pytest.fail(f"only {stored} rows stored after {timeout_s:.0f}s")
+                pytest.fail(f"only {stored} rows stored after {timeout_s:.0f}s; {watch} is at:\n{self.stacks(watch)}")
             time.sleep(0.1)
         return stored
 
