@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Message", "Record", "Assignment", "topic_id_text"]
 
@@ -82,6 +85,8 @@ class Assignment:
     def lost(self) -> None:
         """Membership lost: every partition's position is dropped."""
         self.moving = True
+        if self._owned:
+            log.info("lost the group membership: partitions %s go back to the group", _names(self._owned))
         self._owned = frozenset()
 
     def assigned(self, partitions: Sequence[tuple[str, int]], keeps_positions: bool) -> None:
@@ -93,6 +98,7 @@ class Assignment:
         self._kept.pop(self.count - 64, None)
         self.count += 1
         self.moving = False
+        log.info("assignment %d: partitions %s", self.count, _names(new) or "none")
 
     def kept_since(self, count: int) -> frozenset[tuple[str, int]] | None:
         """Partitions whose read position survived every assignment after ``count`` (None: no assignment since)."""
@@ -103,3 +109,7 @@ class Assignment:
             step = self._kept.get(n, frozenset())
             kept = step if kept is None else kept & step
         return kept
+
+
+def _names(partitions: frozenset[tuple[str, int]]) -> str:
+    return ", ".join(f"{topic}-{partition}" for topic, partition in sorted(partitions))
