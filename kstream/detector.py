@@ -58,7 +58,8 @@ from kstream.artifacts import TrainedModel
 from kstream.crashpoints import CrashPoint
 from kstream.deadletter import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.reader import ReadAhead, still_ours
-from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
+from kstream.serialization import (SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id,
+                                   send_time)
 from kstream.sinks import SQLiteStore
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
@@ -205,7 +206,8 @@ class Detector:
     def _process(self, messages: list[Message]) -> BatchResult:
         features = self.model.features
         # a record the Kafka client could not read is a placeholder: no value to decode
-        decoded = decode_flows([m.value if m.error is None else None for m in messages], features)
+        decoded = decode_flows([m.value if m.error is None else None for m in messages], features,
+                               schemas=[m.headers.get(SCHEMA_HEADER) for m in messages])
         dead = [
             self._dead_letter(messages[i], reason if messages[i].error is None else
                               f"the Kafka client could not read this record: {messages[i].error}")

@@ -44,7 +44,7 @@ from kstream.deadletter import (
     minimum_budget,
 )
 from kstream.detector import Detector
-from kstream.serialization import SEND_TIME_HEADER, decode_flows, encode_flow
+from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_flow, encode_vector, vector_schema
 from kstream.sinks import SQLiteStore
 
 hypothesis_settings.register_profile(
@@ -261,9 +261,28 @@ def headers(draw):
     return found
 
 
+def vectors(features, base_rows):
+    """Vector values (see kstream.serialization) with a schema header: the model's vectors, any 8n bytes
+    (every float64 pattern: NaN, infinities, subnormals), any length, all missing, and other schemas."""
+    n = len(features)
+    right = vector_schema(features).encode()
+    vector_values = st.one_of(
+        st.sampled_from(base_rows).map(lambda row: Value(encode_vector(np.array(row)))),
+        st.binary(min_size=8 * n, max_size=8 * n).map(Value),
+        st.binary(max_size=8 * n + 16).map(Value),
+        st.just(Value(encode_vector(np.full(n, np.nan)))),
+        st.none(),
+    )
+    schemas = st.one_of(st.just(right), st.just(right), st.just(right[:-1] + b"0"), st.binary(max_size=40),
+                        st.just(Big(b"s", MB)))
+    return st.tuples(vector_values, schemas).map(lambda t: (t[0], {SCHEMA_HEADER: t[1]}))
+
+
 def records(features, base_rows, max_size=10):
     unreadable = st.sampled_from([None] * 9 + ["CorruptRecordError: x"])  # a placeholder of Consumer.poll
-    return st.lists(st.tuples(keys, values(features, base_rows), headers(), unreadable), min_size=1, max_size=max_size)
+    plain = st.tuples(keys, values(features, base_rows), headers(), unreadable)
+    vector = st.tuples(keys, vectors(features, base_rows), unreadable).map(lambda t: (t[0], *t[1], t[2]))
+    return st.lists(st.one_of(plain, plain, vector), min_size=1, max_size=max_size)
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
@@ -467,6 +486,10 @@ def _bad_inputs(features: list[str], good: bytes) -> list[tuple[str, bytes | Non
         return ("{" + json.dumps(first) + ":" + text + "," + rest[1:]).encode()
 
     deep = b"[" * 1000 + b"]" * 1000
+    row = np.array([np.nan if flow.get(f) is None else float(flow[f]) for f in features])
+    schema = [(SCHEMA_HEADER, vector_schema(features).encode())]
+    with_inf = row.copy()
+    with_inf[0] = np.inf
     return [
         ("malformed JSON", b"malformed", good[:-7], [], "dead-lettered"),
         ("a JSON array, not an object", b"array", b"[1, 2, 3]", [], "dead-lettered"),
@@ -492,6 +515,13 @@ def _bad_inputs(features: list[str], good: bytes) -> list[tuple[str, bytes | Non
         ("oversized headers (500 KB)", b"big-headers", good, [("big", b"h" * 500_000)], "stored"),
         ("non-UTF-8 key", b"\xff\xfe\x00key", good, [], "stored"),
         ("key of 100 KB", b"k" * 100_000, good, [], "stored"),
+        ("vector of another schema", b"vec-schema", encode_vector(row), [(SCHEMA_HEADER, b"f64le-0123456789abcdef")],
+         "dead-lettered"),
+        ("vector one feature short", b"vec-short", encode_vector(row[:-1]), schema, "dead-lettered"),
+        ("vector of all NaN", b"vec-nan", encode_vector(np.full(len(row), np.nan)), schema, "dead-lettered"),
+        ("JSON value with a vector schema header", b"vec-json", good, schema, "dead-lettered"),
+        ("schema header of 1 MB", b"vec-big-schema", encode_vector(row), [(SCHEMA_HEADER, b"s" * MB)], "dead-lettered"),
+        ("vector with an infinity", b"vec-inf", encode_vector(with_inf), schema, "stored"),
     ]
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kstream.serialization import decode_flows, encode_flow, record_id, send_time
+from kstream.serialization import decode_flows, encode_flow, encode_vector, record_id, send_time, vector_schema
 
 FEATURES = ["a", "b", "c", "d"]
 
@@ -16,6 +16,39 @@ def test_round_trip_keeps_values_and_maps_non_finite_to_nan():
     assert json.loads(value) == {"a": 1.0, "b": 2.5e-7, "c": None, "d": None}
     batch = decode_flows([value], FEATURES)
     assert batch.matrix[0, :2].tolist() == [1.0, 2.5e-7] and math.isnan(batch.matrix[0, 2])
+
+
+def test_a_vector_decodes_to_what_the_same_row_as_json_decodes_to():
+    rows = np.array([[1.0, 2.5e-7, np.inf, np.nan], [-0.0, 1e308, 3.0, -np.inf], [7.0, 8.0, 9.0, 10.0]])
+    schema = vector_schema(FEATURES).encode()
+    as_json = decode_flows([encode_flow(FEATURES, r) for r in rows], FEATURES)
+    as_vectors = decode_flows([encode_vector(r) for r in rows], FEATURES, schemas=[schema] * 3)
+    np.testing.assert_array_equal(as_vectors.matrix, as_json.matrix)  # infinities are missing in both
+    assert as_vectors.rows == as_json.rows == [0, 1, 2] and as_vectors.missing == as_json.missing == [2, 1, 0]
+    assert vector_schema(FEATURES) != vector_schema(FEATURES[::-1])  # the order is part of the schema
+
+
+def test_a_poll_of_json_and_vectors_keeps_each_row_with_its_record():
+    schema = vector_schema(FEATURES).encode()
+    values = [encode_vector(np.array([1.0, 1, 1, 1])), b'{"a": 2}', encode_vector(np.array([3.0, 3, 3, np.nan])),
+              encode_vector(np.full(4, np.nan)), encode_vector(np.array([5.0, 5, 5])), b"junk"]
+    schemas = [schema, None, schema.decode(), schema, schema, None]  # a header read as text is the same schema
+    batch = decode_flows(values, FEATURES, max_missing=0.5, schemas=schemas)
+    assert {r: batch.matrix[i, 0] for i, r in enumerate(batch.rows)} == {0: 1.0, 2: 3.0}
+    reasons = dict(batch.errors)
+    assert sorted(reasons) == [1, 3, 4, 5]
+    assert reasons[1] == "3 of 4 model features missing" and reasons[3] == "4 of 4 model features missing"
+    assert reasons[4] == f"vector value is 24 bytes; schema {schema.decode()} takes 32 (4 float64)"
+
+
+def test_a_vector_of_another_schema_is_refused_with_both_schemas_named():
+    other = vector_schema(["a", "b", "c", "e"]).encode()
+    batch = decode_flows([encode_vector(np.ones(4)), encode_vector(np.ones(4))], FEATURES,
+                         schemas=[other, b"\xff" * 100_000])
+    assert batch.rows == [] and batch.matrix.shape == (0, 4)
+    first, second = (reason for _, reason in batch.errors)
+    assert other.decode() in first and vector_schema(FEATURES) in first and "send JSON" in first
+    assert len(second) < 400 and "100000 bytes" in second  # a huge header is described, not quoted
 
 
 def test_matrix_follows_the_requested_feature_order_and_ignores_extras():
