@@ -256,7 +256,8 @@ def send(
         rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-        return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress)
+        return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress,
+                        value_format=settings.value_format, features=card.features if ref.trained else None)
 
 
 def capture(
@@ -375,7 +376,7 @@ def run(
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
                 sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=False,
-                                           check=lambda: (pool.raise_failure(), show()))
+                                           check=lambda: (pool.raise_failure(), show()), features=model.features)
                 sent_so_far[0] = sent.records
                 # wait for distinct stored records, not handled ones: a rebalance redelivers some records
                 pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)

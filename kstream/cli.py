@@ -22,6 +22,7 @@ from kstream import __version__, app, artifacts, daemon, datasets, logs, metrics
 from kstream.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.scoring import format_leakage, format_scores
+from kstream.serialization import VALUE_FORMATS
 from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table, text_table
 
@@ -35,7 +36,7 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
   KSTREAM_DRIFT (1/0), KSTREAM_DRIFT_WINDOW, KSTREAM_DRIFT_WINDOW_S, KSTREAM_DRIFT_PSI, KSTREAM_DRIFT_SHARE,
   KSTREAM_ALERTS (rules separated by ';'), KSTREAM_DRIFT_TOPIC, KSTREAM_ALERTS_TOPIC,
-  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_KAFKA_<OPTION> (any option of that client library
+  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_VALUE_FORMAT (json or vector), KSTREAM_KAFKA_<OPTION> (any option of that client library
   but those the delivery guarantee rests on),
   KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
   KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
     p.add_argument("--limit", type=int, help="stop after this many records")
     p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
+    p.add_argument("--value-format", choices=VALUE_FORMATS,
+                   help="json (default): an object of feature -> number; vector: the model's features as float64 "
+                   "bytes with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
     _kafka_options(p)
 
     # capture
@@ -294,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible")
     p.add_argument("--limit", type=int, help="send only this many test records")
+    p.add_argument("--value-format", choices=VALUE_FORMATS,
+                   help="json (default): an object of feature -> number; vector: the model's features as float64 "
+                   "bytes with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
                    help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")

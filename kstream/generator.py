@@ -2,7 +2,8 @@
 
 Each record goes out as one message: key = record id, value = JSON features
 (no label: evaluation joins on the id), header ``kstream-send-ns`` = the send
-time. ``rate`` paces the stream in records per second (0 = as fast as the
+time. ``value_format="vector"`` sends the features as float64 bytes instead, with
+header ``kstream-schema`` (see :mod:`kstream.serialization`). ``rate`` paces the stream in records per second (0 = as fast as the
 client goes); ``limit`` stops after that many records; ``loop`` starts over at
 the end of the data. Batching and compression are the client's settings
 (``linger_ms``, ``compression_type`` ... through ``kafka_options``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from kstream.clients import Producer
 from kstream.datasets import Dataset
 from kstream.errors import ConfigError
-from kstream.serialization import SEND_TIME_HEADER, encode_flow
+from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, encode_flow, vector_schema
 
 __all__ = ["GenerateStats", "generate", "pace"]
 
@@ -73,6 +74,8 @@ def generate(
     loop: bool = False,
     progress: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    value_format: str = "json",
+    features: Sequence[str] | None = None,
 ) -> GenerateStats:
     """Send ``data``'s records to ``topic``; flushes before returning.
 
@@ -81,14 +84,37 @@ def generate(
 
     With ``loop`` the records repeat with a pass number appended to their id
     (``<id>#<pass>``, from the second pass on) so keys stay unique per record sent.
+
+    ``value_format`` is ``json`` (the default) or ``vector``; a vector holds ``features`` in
+    that order (the receiving model's; features the data lacks are sent missing), by default
+    the data's own.
     """
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0, not {limit}")
     if len(data) == 0:
         raise ConfigError("the dataset split to send is empty")
+    if value_format not in VALUE_FORMATS:
+        raise ConfigError(f"unknown value format {value_format!r}; choose one of: {', '.join(VALUE_FORMATS)}")
     names = data.feature_names
-    matrix = data.features.to_numpy(dtype=np.float64)
     ids = data.ids.to_numpy()
+    if value_format == "vector":
+        names = list(features) if features is not None else names
+        matrix = np.ascontiguousarray(data.features.reindex(columns=names).to_numpy(dtype=np.float64), dtype="<f8")
+        schema = vector_schema(names).encode()
+
+        def encode(row: np.ndarray) -> bytes:
+            return row.tobytes()
+
+        def headers() -> dict[str, bytes]:
+            return {SEND_TIME_HEADER: str(time.time_ns()).encode(), SCHEMA_HEADER: schema}
+    else:
+        matrix = data.features.to_numpy(dtype=np.float64)
+
+        def encode(row: np.ndarray) -> bytes:
+            return encode_flow(names, row)
+
+        def headers() -> dict[str, bytes]:
+            return {SEND_TIME_HEADER: str(time.time_ns()).encode()}
 
     def rows() -> Iterator[tuple[str, np.ndarray]]:
         passes = itertools.count() if loop else range(1)
@@ -102,12 +128,7 @@ def generate(
     start = time.perf_counter()
     with tqdm(total=total, unit="rec", desc=f"send {topic}", disable=not progress, leave=False) as bar:
         for rid, row in pace(stream, rate):
-            producer.send(
-                topic,
-                value=encode_flow(names, row),
-                key=rid.encode(),
-                headers={SEND_TIME_HEADER: str(time.time_ns()).encode()},
-            )
+            producer.send(topic, value=encode(row), key=rid.encode(), headers=headers())
             sent += 1
             if sent % 256 == 0:
                 bar.update(256)

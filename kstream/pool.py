@@ -300,20 +300,23 @@ class DetectorProcesses(_Waiting):
 
 
 def _generator_process(settings: Settings, rows: Dataset, rate: float, limit: int | None, progress: bool,
-                       results: Any, level: int) -> None:
+                       results: Any, level: int, features: list[str] | None) -> None:
     _child_setup(level)
     try:
         settings = settings.replace()
         with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-            stats = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+            stats = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
+                             value_format=settings.value_format, features=features)
         results.put((stats.records, stats.seconds, None))
     except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
         results.put((0, 0.0, _portable(err, "the generator process")))
 
 
 def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, limit: int | None = None,
-                        progress: bool = True, check: Callable[[], None] | None = None) -> GenerateStats:
-    """:func:`~kstream.generator.generate` ``rows`` into ``settings.topic`` from a process of its own.
+                        progress: bool = True, check: Callable[[], None] | None = None,
+                        features: list[str] | None = None) -> GenerateStats:
+    """:func:`~kstream.generator.generate` ``rows`` into ``settings.topic`` from a process of its own
+    (``features``: the order of a vector value, see :func:`~kstream.generator.generate`).
 
     ``check`` is called while it runs (a detector pool's ``raise_failure``), so a failing
     detector stops the wait; the generator's own error is raised here.
@@ -321,7 +324,7 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
     results = _SPAWN.Queue()
     level = logging.getLogger().getEffectiveLevel()
     proc = _SPAWN.Process(target=_generator_process, name="kstream-generator", daemon=True,
-                          args=(settings, rows, rate, limit, progress, results, level))
+                          args=(settings, rows, rate, limit, progress, results, level, features))
     proc.start()
     try:
         while True:

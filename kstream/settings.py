@@ -41,6 +41,7 @@ from kstream.datasets import Dataset
 from kstream.drift import DriftMonitor
 from kstream.errors import ConfigError
 from kstream.reference import FeatureReference
+from kstream.serialization import VALUE_FORMATS
 
 __all__ = ["Settings", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
@@ -78,6 +79,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "drift_share": ("KSTREAM_DRIFT_SHARE",),
     "alerts": ("KSTREAM_ALERTS",),
     "client": ("KSTREAM_CLIENT",),
+    "value_format": ("KSTREAM_VALUE_FORMAT",),
 }
 _INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")
 _FLOATS = ("drift_window_s", "drift_psi", "drift_share")
@@ -127,6 +129,7 @@ class Settings:
     drift_share: float = 0.1  # a window drifts when this share of features (or the scores) drift
     alerts: str = ""  # alert rules on windows, "metric op number" separated by ';'
     client: str = "kafka-python"  # the Kafka client library: kafka-python or confluent (librdkafka)
+    value_format: str = "json"  # what the generator sends: json, or vector (float64 bytes; see kstream.serialization)
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -141,6 +144,8 @@ class Settings:
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         if self.store not in sinks.STORES:
             raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sinks.STORES)}")
+        if self.value_format not in VALUE_FORMATS:
+            raise ConfigError(f"unknown value format {self.value_format!r}; choose one of: {', '.join(VALUE_FORMATS)}")
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"setting {name!r} must not be empty")

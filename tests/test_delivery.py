@@ -18,7 +18,7 @@ from kstream import app, artifacts, datasets
 from kstream.clients import BACKENDS
 from kstream.errors import ConfigError
 from kstream.generator import generate
-from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER
+from kstream.serialization import REASON_HEADER, SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, vector_schema
 from kstream.settings import Settings
 from kstream.sinks import open_store
 
@@ -46,9 +46,18 @@ def store_frame(settings):
         return store.frame()
 
 
-def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, model, test_split, read_topic):
+@pytest.mark.parametrize("value_format", VALUE_FORMATS)
+def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings, model, test_split, read_topic,
+                                                                         value_format):
+    settings = settings.replace(value_format=value_format)
     sent = app.send(settings, progress=False)
     assert sent.records == len(test_split)
+    first = read_topic(settings.bootstrap, settings.topic, 1)[0]
+    if value_format == "vector":  # the model's features as float64, named by the schema header
+        assert dict(first.headers)[SCHEMA_HEADER] == vector_schema(model.features).encode()
+        assert len(first.value) == 8 * len(model.features)
+    else:
+        assert first.value.startswith(b"{") and SCHEMA_HEADER not in dict(first.headers)
     stats = app.detect(settings, model, max_records=len(test_split), idle_timeout_s=60,
                        progress=False, handle_signals=False)
     assert stats.records == len(test_split) and stats.dead_lettered == 0

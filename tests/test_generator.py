@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 
 from kstream.errors import ConfigError
-from kstream.generator import pace
+from kstream.generator import generate, pace
+from kstream.serialization import SCHEMA_HEADER, decode_flows, vector_schema
+from kstream.settings import Settings
 
 
 class FakeClock:
@@ -41,3 +44,40 @@ def test_unpaced_never_sleeps_and_negative_rate_fails():
     assert clock.slept == 0
     with pytest.raises(ConfigError, match="rate"):
         list(pace(range(5), -1))
+
+
+class SentRecords:
+    """A plain fake producer: keeps what the generator sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, value, key=None, headers=None):
+        self.sent.append((topic, value, key, dict(headers or {})))
+
+    def flush(self, deadline_s=300):
+        pass
+
+
+def test_vectors_hold_the_receiving_models_features_in_its_order_and_decode_back(cicids):
+    data = cicids.take(np.arange(5))
+    order = [data.feature_names[3], data.feature_names[0], "not a column"]  # a model's own order, one feature missing
+    producer = SentRecords()
+    generate(data, producer, "flows", progress=False, value_format="vector", features=order)
+    values = [value for _, value, _, _ in producer.sent]
+    schemas = [headers[SCHEMA_HEADER] for _, _, _, headers in producer.sent]
+    assert set(schemas) == {vector_schema(order).encode()} and {len(v) for v in values} == {8 * 3}
+    decoded = decode_flows(values, order, max_missing=0.5, schemas=schemas)
+    expected = data.features.reindex(columns=order).to_numpy(dtype=float)
+    np.testing.assert_array_equal(decoded.matrix, np.where(np.isinf(expected), np.nan, expected))
+    assert [key for _, _, key, _ in producer.sent] == [i.encode() for i in data.ids]
+
+
+def test_json_stays_the_default_and_an_unknown_value_format_fails_at_start(cicids):
+    producer = SentRecords()
+    generate(cicids.take(np.arange(2)), producer, "flows", progress=False)
+    assert all(value.startswith(b"{") and SCHEMA_HEADER not in headers for _, value, _, headers in producer.sent)
+    with pytest.raises(ConfigError, match="unknown value format 'avro'; choose one of: json, vector"):
+        generate(cicids, producer, "flows", progress=False, value_format="avro")
+    with pytest.raises(ConfigError, match="unknown value format 'avro'"):
+        Settings.resolve({}, env={"KSTREAM_VALUE_FORMAT": "avro"})
