@@ -19,9 +19,11 @@ split, repeated up to ``--records``):
   ``--mongo``), on the detector's own rows.
 
 ``ceiling_ratio`` is the detector (1 process) over the slowest of raw consume, decode and predict.
+``--value-format vector`` sends every record as a vector (float64 bytes, see ``kstream.serialization``)
+instead of JSON, for every stage.
 
-Usage: ``python benchmarks/bench_detector.py [--records 20000] [-m random-forest] [--json FILE]
-[--figure FILE] [--mongo]``. It uses ``KSTREAM_BOOTSTRAP`` if set, else the running local broker,
+Usage: ``python benchmarks/bench_detector.py [--records 20000] [-m random-forest] [--value-format json]
+[--json FILE] [--figure FILE] [--mongo]``. It uses ``KSTREAM_BOOTSTRAP`` if set, else the running local broker,
 else a temporary one.
 """
 
@@ -45,20 +47,25 @@ from kstream import app, metrics
 from kstream.clients import BACKENDS, backend
 from kstream.generator import generate
 from kstream.pool import DetectorProcesses, dead_letter_budget
-from kstream.serialization import decode_flows
+from kstream.serialization import decode_flows, vector_schema
 from kstream.settings import Settings
 from kstream.sinks import SQLiteStore, open_store
 
 RATES = (500, 1000, 5000)
 
 
-def fill(settings: Settings, rows, n: int, partitions: int) -> str:
+def send(settings: Settings, model, rows, topic: str, n: int) -> None:
+    """``n`` records into ``topic`` in ``settings.value_format``, by the fastest sender (never the bound)."""
+    with backend("confluent").Producer(settings.bootstrap).connect() as producer:
+        generate(rows, producer, topic, limit=n, loop=True, progress=False, value_format=settings.value_format,
+                 features=model.features)
+
+
+def fill(settings: Settings, model, rows, n: int, partitions: int) -> str:
     """A fresh topic of ``partitions`` holding ``n`` records; its name."""
     topic = f"bench-{partitions}p-{uuid.uuid4().hex[:8]}"
-    kafka = backend("confluent")
-    kafka.ensure_topics(settings.bootstrap, {topic: partitions})
-    with kafka.Producer(settings.bootstrap).connect() as producer:
-        generate(rows, producer, topic, limit=n, loop=True, progress=False)
+    backend("confluent").ensure_topics(settings.bootstrap, {topic: partitions})
+    send(settings, model, rows, topic, n)
     return topic
 
 
@@ -76,11 +83,14 @@ def raw_consume(client: str, bootstrap: str, topic: str, n: int, batch: int) -> 
         return n / (time.perf_counter() - start), values
 
 
-def per_record(model, values: list[bytes], n: int) -> float:
+def per_record(model, values: list[bytes], n: int, vector: bool = False) -> float:
     """The seed's way: one DataFrame and one model call per record."""
     start = time.perf_counter()
     for value in values[:n]:
-        frame = pd.DataFrame([json.loads(value)]).reindex(columns=model.features).astype(float)
+        if vector:
+            frame = pd.DataFrame([np.frombuffer(value, dtype="<f8")], columns=model.features)
+        else:
+            frame = pd.DataFrame([json.loads(value)]).reindex(columns=model.features).astype(float)
         model.pipeline.predict_proba(frame.to_numpy())
     return n / (time.perf_counter() - start)
 
@@ -89,10 +99,12 @@ def best_of(fn, repeat: int = 3) -> float:
     return min(fn() for _ in range(repeat))
 
 
-def decode_and_predict(model, values: list[bytes], batch: int) -> tuple[float, float]:
+def decode_and_predict(model, values: list[bytes], batch: int, vector: bool = False) -> tuple[float, float]:
     chunks = [values[i : i + batch] for i in range(0, len(values), batch)]
-    decode_s = best_of(lambda: _timed(lambda: [decode_flows(c, model.features) for c in chunks]))
-    matrices = [decode_flows(c, model.features).matrix for c in chunks]
+    schemas = [vector_schema(model.features).encode() if vector else None] * batch
+    decode_s = best_of(lambda: _timed(lambda: [decode_flows(c, model.features, schemas=schemas[:len(c)])
+                                               for c in chunks]))
+    matrices = [decode_flows(c, model.features, schemas=schemas[:len(c)]).matrix for c in chunks]
     predict_s = best_of(lambda: _timed(lambda: [model.predict(m) for m in matrices]))
     return len(values) / decode_s, len(values) / predict_s
 
@@ -114,9 +126,7 @@ def detector_processes(settings: Settings, model, rows, n: int, processes: int, 
     run.kafka.ensure_topics(run.bootstrap, {run.topic: processes, run.predictions_topic: processes, run.dlq_topic: 1})
     with SQLiteStore(store_url) as store, DetectorProcesses(run, model, processes, dead_letter_budget(run)) as pool:
         pool.wait_ready(120)
-        kafka = backend("confluent")  # the fastest sender, so sending never bounds the detectors
-        with kafka.Producer(run.bootstrap).connect() as producer:
-            generate(rows, producer, run.topic, limit=n, loop=True, progress=False)
+        send(run, model, rows, run.topic, n)
         pool.wait_until(lambda: store.count() >= n, 600, every_s=0.2)
         frame = store.frame()
     times = np.sort(frame["predicted_ns"].to_numpy())
@@ -131,13 +141,15 @@ def latency(settings: Settings, rate: int, seconds: float, tmp: Path) -> dict[st
     return result.summary["latency_ms"]
 
 
-def store_rates(model, values: list[bytes], mongo: bool, tmp: Path) -> dict[str, float]:
+def store_rates(model, values: list[bytes], mongo: bool, tmp: Path, vector: bool = False) -> dict[str, float]:
     """Rows/s written into each results store, in the detector's batches, new rows."""
     from kstream.clients import Message
     from kstream.detector import Detector
+    from kstream.serialization import SCHEMA_HEADER
 
     detector = Detector(model, None, None, None, "preds", "dlq")
-    messages = [Message("flows", 0, i, f"flow-{i}".encode(), v, {}, "bench") for i, v in enumerate(values)]
+    headers = {SCHEMA_HEADER: vector_schema(model.features).encode()} if vector else {}
+    messages = [Message("flows", 0, i, f"flow-{i}".encode(), v, headers, "bench") for i, v in enumerate(values)]
     rows = [r for i in range(0, len(messages), 500) for r in detector.process(messages[i : i + 500]).predictions]
     stores = {"sqlite": lambda: open_store("sqlite", str(tmp / f"{uuid.uuid4().hex}.sqlite"))}
     out = {}
@@ -216,6 +228,7 @@ def main() -> None:
     parser.add_argument("-t", "--task", default="binary_class")
     parser.add_argument("-m", "--model", default="random-forest")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--value-format", default="json", choices=("json", "vector"), help="what every record is sent as")
     parser.add_argument("--latency-seconds", type=float, default=4.0, help="seconds streamed at each paced rate")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated client backends")
     parser.add_argument("--mongo", action="store_true", help="also time the MongoDB store (a local FerretDB)")
@@ -226,20 +239,23 @@ def main() -> None:
     for noisy in ("kafka", "kstream.librdkafka"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
-    settings = Settings.resolve({"task": args.task, "model": args.model, "batch_size": args.batch_size})
+    settings = Settings.resolve({"task": args.task, "model": args.model, "batch_size": args.batch_size,
+                                 "value_format": args.value_format})
+    vector = args.value_format == "vector"
     ds = app.load_data(settings)
     model = app.model_for(settings.model_ref(ds), ds, train_missing=True)
     test = app.unseen_rows(model, ds)
     results: dict = {"model": model.card.model_id, "records": args.records, "batch_size": args.batch_size,
+                     "value_format": args.value_format,
                      "machine": f"{platform.machine()}, {_cores()} cores, {platform.system()} {platform.release()}, "
                                 f"Python {platform.python_version()}", "backends": {}}
     with app.kafka_cluster(settings) as settings, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        one = fill(settings, test, args.records, 1)
+        one = fill(settings, model, test, args.records, 1)
         values: list[bytes] = []
         for name in args.backends.split(","):
             raw, values = raw_consume(name, settings.bootstrap, one, args.records, args.batch_size)
-            decode, predict = decode_and_predict(model, values, args.batch_size)
+            decode, predict = decode_and_predict(model, values, args.batch_size, vector)
             chosen = settings.replace(client=name)
             det1 = detector_processes(chosen, model, test, args.records, 1, tmp)
             det2 = detector_processes(chosen, model, test, args.records, 2, tmp)
@@ -251,8 +267,8 @@ def main() -> None:
                 "slowest_stage": ["raw consume", "decode", "predict"][[raw, decode, predict].index(slowest)],
                 "latency_ms": lat}
             print(f"{name}: done", flush=True)
-        results["per_record_rps"] = per_record(model, values, args.per_record)
-        results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp)
+        results["per_record_rps"] = per_record(model, values, args.per_record, vector)
+        results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp, vector)
     print(table(results))
     figure(results, Path(args.figure))
     print(f"figure: {args.figure}")
