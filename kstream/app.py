@@ -284,7 +284,8 @@ def capture(
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         if pcap is not None:
             flows = datasets.load(spec.name, pcap)
-            return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress)
+            return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
+                            value_format=settings.value_format)
         from kstream.capture import flows_from_interface  # NFStream only when a capture is asked for
 
         sent, start = 0, time.perf_counter()
@@ -292,7 +293,8 @@ def capture(
         try:
             for ids, features in batches:
                 batch = spec.flows(ids, features, f"interface {interface}")
-                sent += generate(batch, producer, settings.topic, rate=rate, progress=False).records
+                sent += generate(batch, producer, settings.topic, rate=rate, progress=False,
+                                 value_format=settings.value_format).records
         except KeyboardInterrupt:
             log.info("capture on %s stopped", interface)
         finally:

@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="stop after this many flows")
     p.add_argument("--idle-timeout", type=int, default=5,
                    help="live: a flow ends after this many seconds without a packet (default 5)")
+    p.add_argument("--value-format", choices=VALUE_FORMATS,
+                   help="json (default), or vector: the metered features as float64 bytes in their canonical order, "
+                   "which a model trained with --features capture reads")
     _kafka_options(p)
 
     # detect

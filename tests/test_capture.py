@@ -407,14 +407,18 @@ def test_live_capture_without_the_right_to_capture_is_a_one_line_config_error():
 
 
 @pytest.mark.kafka
-def test_packets_to_kafka_to_predictions_through_the_cli(sample, flows, tmp_path, kafka_bootstrap, names, cli):
+@pytest.mark.parametrize("value_format", ["json", "vector"])
+def test_packets_to_kafka_to_predictions_through_the_cli(sample, flows, tmp_path, kafka_bootstrap, names, cli,
+                                                         value_format, read_topic):
     models, store = str(tmp_path / "models"), tmp_path / "p.sqlite"
     trained = cli("-q", "train", "-m", "decision-tree", "--features", "capture", "--models-dir", models)
     assert trained.returncode == 0 and f"({len(CAPTURE_FEATURES)} features of what packets give" in trained.stdout
     common = ["--bootstrap", kafka_bootstrap, "--topic", names["topic"]]
-    sent = cli("-q", "capture", str(sample), *common)
+    sent = cli("-q", "capture", str(sample), "--value-format", value_format, *common)
     ids, _ = flows
     assert sent.returncode == 0 and f"sent {len(ids)} flows" in sent.stdout, sent.stderr
+    first = read_topic(kafka_bootstrap, names["topic"], 1)[0]
+    assert (len(first.value) == 8 * len(CAPTURE_FEATURES)) == (value_format == "vector")
     detected = cli("-q", "detect", "-m", "decision-tree", "--models-dir", models, "--group", names["group"],
                    "--store-url", str(store), "--max-records", str(len(ids)), *common)
     assert detected.returncode == 0 and f"handled {len(ids)} records: {len(ids)} predicted" in detected.stdout
