@@ -36,8 +36,8 @@ _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
   KSTREAM_DRIFT (1/0), KSTREAM_DRIFT_WINDOW, KSTREAM_DRIFT_WINDOW_S, KSTREAM_DRIFT_PSI, KSTREAM_DRIFT_SHARE,
   KSTREAM_ALERTS (rules separated by ';'), KSTREAM_DRIFT_TOPIC, KSTREAM_ALERTS_TOPIC,
-  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_VALUE_FORMAT (json or vector), KSTREAM_KAFKA_<OPTION> (any option of that client library
-  but those the delivery guarantee rests on),
+  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_VALUE_FORMAT (json or vector),
+  KSTREAM_KAFKA_<OPTION> (any option of that client library but those the delivery guarantee rests on),
   KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
   KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
 

@@ -3,9 +3,9 @@
 Each record goes out as one message: key = record id, value = JSON features
 (no label: evaluation joins on the id), header ``kstream-send-ns`` = the send
 time. ``value_format="vector"`` sends the features as float64 bytes instead, with
-header ``kstream-schema`` (see :mod:`kstream.serialization`). ``rate`` paces the stream in records per second (0 = as fast as the
-client goes); ``limit`` stops after that many records; ``loop`` starts over at
-the end of the data. Batching and compression are the client's settings
+header ``kstream-schema`` (see :mod:`kstream.serialization`). ``rate`` paces the
+stream in records per second (0 = as fast as the client goes); ``limit`` stops
+after that many records; ``loop`` starts over at the end of the data. Batching and compression are the client's settings
 (``linger_ms``, ``compression_type`` ... through ``kafka_options``).
 """
 

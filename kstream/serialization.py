@@ -78,13 +78,21 @@ def encode_flow(names: Sequence[str], values: np.ndarray) -> bytes:
 
 
 def vector_schema(features: Sequence[str]) -> str:
-    """The ``kstream-schema`` header of vectors holding ``features`` in this order, as float64."""
+    """The ``kstream-schema`` header of vectors holding ``features`` in this order, as float64.
+
+    >>> vector_schema(["a", "b"]) == vector_schema(["a", "b"]) != vector_schema(["b", "a"])
+    True
+    """
     digest = hashlib.sha256(orjson.dumps(list(features))).hexdigest()
     return f"f64le-{digest[:16]}"
 
 
 def encode_vector(values: np.ndarray) -> bytes:
-    """The vector value of one flow record: its features as little-endian float64 bytes."""
+    """The vector value of one flow record: its features as little-endian float64 bytes.
+
+    >>> encode_vector(np.array([1.0, np.nan])).hex()
+    '000000000000f03f000000000000f87f'
+    """
     return np.ascontiguousarray(values, dtype="<f8").tobytes()
 
 
