@@ -97,7 +97,8 @@ def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_
 @pytest.mark.kafka
 def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path, kafka_bootstrap, cli):
     proc = cli("-q", "sweep", "-p", "model=decision-tree", "-p", "records=1200", "-p", "drift=true",
-               "-p", "drift_window=500", "-p", "alerts=attack_rate > 0.5", "--bootstrap", kafka_bootstrap,
+               "-p", "drift_window=500", "-p", "alerts=attack_rate > 0.5", "-p", "value_format=vector",
+               "--bootstrap", kafka_bootstrap,
                "--out", str(tmp_path), timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "models"]
@@ -112,6 +113,7 @@ def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path,
                      for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(report_images) == 5  # the four figures of every run and the drift windows
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["settings"]["value_format"] == "vector" and summary["records"] == 1200  # streamed as vectors
     assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
     report = (run / "report.md").read_text()
     assert "## Drift" in report and "| alerts | 3: 3 x attack_rate > 0.5 |" in report and "figures/drift.png" in report
