@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import Fetcher
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kstream import app, artifacts
@@ -470,6 +471,47 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
     with sqlite3.connect(settings.store_url) as db:
         stored = sorted(db.execute('SELECT "offset" FROM predictions').fetchall())
     assert stored == [(o,) for o in range(20)]
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_stored(
+    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog
+):
+    """A fault run here showed kafka-python 3.0.12's group leader assign no partition at all (its metadata
+    lacked the just-created topic: "No partition metadata") and never rebalance after: the detector sat
+    with nothing assigned for ten minutes while every record waited. Here the first assignment is made
+    from metadata without the topic, the same way; the detector sees records wait unread with the
+    group's commits standing still, joins again, and stores every record once."""
+    monkeypatch.setattr(kafka_python, "UNOWNED_STALL_S", 2.0)
+    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
+    original = RangePartitionAssignor.assign.__func__
+    calls = []
+
+    class WithoutTheTopic:
+        def partitions_for_topic(self, topic):
+            return None
+
+    def first_without_metadata(cls, cluster, members):
+        calls.append(len(members))
+        return original(cls, WithoutTheTopic() if len(calls) == 1 else cluster, members)
+
+    monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(first_without_metadata))
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        for i, row in enumerate(base_rows[:30]):
+            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
+        producer.flush()
+    finally:
+        producer.close()
+    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
+        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+    assert len(calls) >= 2, "the group was never joined again: the test proves nothing"
+    assert any("no partition assigned here" in r.getMessage() for r in caplog.records)
+    assert stats.records == 30 and stats.predicted == 30
+    with sqlite3.connect(settings.store_url) as db:
+        assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(30)]
 
 
 # --- every bad-input class at once, through the real broker --------------------------------------------

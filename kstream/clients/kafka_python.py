@@ -48,6 +48,11 @@ DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 CLOSE_TIMEOUT_S = 30.0
 #: a poll still running this long past its own timeout is stuck in kafka-python (see kstream.clients.watchdog)
 POLL_STALL_S = 30.0
+#: A consumer given no partition while records of its topics wait and the group's commits stand still this
+#: long (checked every UNOWNED_CHECK_S) joins the group again with a new client: kafka-python 3.0.12 once
+#: assigned nothing (its metadata lacked the topic at the rebalance) and never rebalanced after
+UNOWNED_STALL_S = 30.0
+UNOWNED_CHECK_S = 5.0
 
 
 def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
@@ -260,6 +265,9 @@ class Consumer(_Client):
         )
         self._watchdog = Watchdog(self._unstick)
         self._api_version: Any = None  # the broker's, kept when a stuck client is replaced
+        # the group's committed offsets when no partition was assigned here, and since when they stand still
+        self._unowned: tuple[Any, float] | None = None
+        self._unowned_check_at = 0.0
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -324,7 +332,8 @@ class Consumer(_Client):
             net.stop(timeout_ms=5000)
 
     def _replace_stuck(self, stuck: kafka.KafkaConsumer) -> None:
-        """Drop a client whose poll the watchdog ended; the next poll joins the group with a new one."""
+        """Drop a stuck client (a poll the watchdog ended, or no assignment while records wait unread); the next
+        poll joins the group with a new one."""
         self._client, self._api_version = None, stuck.config.get("api_version")
         self.assignment.lost()  # the new client starts from the committed offsets, not from this one's positions
         # closing may wait on the broken client: on a thread of its own, so the detector goes on meanwhile
@@ -345,12 +354,42 @@ class Consumer(_Client):
         consumer = self._consumer()
         assigned = consumer.assignment()
         if not assigned:
+            self._check_unowned(consumer, timeout_ms)
             return None
+        self._unowned = None
         try:
             ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
             return all(consumer.position(tp, timeout_ms=timeout_ms) >= end for tp, end in ends.items())
         except (kafka.errors.KafkaError, AssertionError, KeyError):
             return None
+
+    def _check_unowned(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> None:
+        """With no partition assigned: join again if records wait that no member of the group reads.
+
+        A group with more detectors than partitions leaves some without any, and that is fine: the
+        others commit as they read. Only when records wait and the group's committed offsets stand
+        still for :data:`UNOWNED_STALL_S` is the assignment taken for broken.
+        """
+        now = time.monotonic()
+        if now < self._unowned_check_at:
+            return
+        self._unowned_check_at = now + UNOWNED_CHECK_S
+        cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
+        parts = [TopicPartition(t, p) for t in self.topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+        try:
+            ends = consumer.end_offsets(parts, timeout_ms=timeout_ms) if parts else {}
+            committed = tuple((tp, consumer.committed(tp, timeout_ms=timeout_ms) or 0) for tp in parts)
+        except (kafka.errors.KafkaError, AssertionError, KeyError):
+            return  # the cluster does not answer: waiting for it is not a broken assignment
+        waiting = sum(max(0, ends.get(tp, 0) - offset) for tp, offset in committed)
+        if not waiting or self._unowned is None or self._unowned[0] != committed:
+            self._unowned = (committed, now) if waiting else None
+            return
+        if now - self._unowned[1] >= UNOWNED_STALL_S:
+            log.warning("no partition assigned here for %.0fs while %d records of %s wait and the group commits "
+                        "nothing; joining the group again", now - self._unowned[1], waiting, ", ".join(self.topics))
+            self._unowned = None
+            self._replace_stuck(consumer)
 
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float = 300) -> bool:
         """Commit ``{(topic, partition): next offset}``; False if the group took the partitions away.
