@@ -77,6 +77,12 @@ def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None
     )
 
 
+def _value_format_option(parser: argparse.ArgumentParser, vector: str = "the model's features") -> None:
+    parser.add_argument("--value-format", choices=VALUE_FORMATS,
+                        help=f"json (default): an object of feature -> number; vector: {vector} as float64 bytes "
+                        "with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
+
+
 def _drift_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("drift and alerts")
     g.add_argument("--drift", action="store_true", default=None,
@@ -220,9 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
     p.add_argument("--limit", type=int, help="stop after this many records")
     p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
-    p.add_argument("--value-format", choices=VALUE_FORMATS,
-                   help="json (default): an object of feature -> number; vector: the model's features as float64 "
-                   "bytes with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
+    _value_format_option(p)
     _kafka_options(p)
 
     # capture
@@ -241,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="stop after this many flows")
     p.add_argument("--idle-timeout", type=int, default=5,
                    help="live: a flow ends after this many seconds without a packet (default 5)")
-    p.add_argument("--value-format", choices=VALUE_FORMATS,
-                   help="json (default), or vector: the metered features as float64 bytes in their canonical order, "
-                   "which a model trained with --features capture reads")
+    _value_format_option(p, "the metered features (in the order a model trained with --features capture reads)")
     _kafka_options(p)
 
     # detect
@@ -301,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible")
     p.add_argument("--limit", type=int, help="send only this many test records")
-    p.add_argument("--value-format", choices=VALUE_FORMATS,
-                   help="json (default): an object of feature -> number; vector: the model's features as float64 "
-                   "bytes with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
+    _value_format_option(p)
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
                    help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from kstream.clients import Producer
 from kstream.datasets import Dataset
 from kstream.errors import ConfigError
-from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, encode_flow, vector_schema
+from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, check_value_format, encode_flow, vector_schema
 
 __all__ = ["GenerateStats", "generate", "pace"]
 
@@ -93,8 +93,7 @@ def generate(
         raise ConfigError(f"limit must be >= 0, not {limit}")
     if len(data) == 0:
         raise ConfigError("the dataset split to send is empty")
-    if value_format not in VALUE_FORMATS:
-        raise ConfigError(f"unknown value format {value_format!r}; choose one of: {', '.join(VALUE_FORMATS)}")
+    check_value_format(value_format)
     names = data.feature_names
     ids = data.ids.to_numpy()
     if value_format == "vector":

@@ -49,6 +49,7 @@ import numpy as np
 import orjson  # 6x faster decoding than the json module on flow records (benchmarks/)
 
 from kstream.deadletter import MAX_KEY_BYTES, REASON_HEADER, bounded_text, describe
+from kstream.errors import ConfigError
 
 __all__ = [
     "SEND_TIME_HEADER",
@@ -59,6 +60,7 @@ __all__ = [
     "encode_flow",
     "encode_vector",
     "vector_schema",
+    "check_value_format",
     "decode_flows",
     "encode_prediction",
     "record_id",
@@ -75,6 +77,19 @@ _NUMERIC_TYPES = frozenset({int, float, type(None)})  # bool is its own type: re
 def encode_flow(names: Sequence[str], values: np.ndarray) -> bytes:
     """JSON bytes for one flow record; NaN and inf become null."""
     return orjson.dumps(dict(zip(names, values.tolist())))  # orjson writes NaN and inf as null
+
+
+def check_value_format(value_format: str) -> None:
+    """ConfigError naming the choices unless ``value_format`` is one of :data:`VALUE_FORMATS`.
+
+    >>> check_value_format("vector")
+    >>> check_value_format("avro")
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: unknown value format 'avro'; choose one of: json, vector
+    """
+    if value_format not in VALUE_FORMATS:
+        raise ConfigError(f"unknown value format {value_format!r}; choose one of: {', '.join(VALUE_FORMATS)}")
 
 
 def vector_schema(features: Sequence[str]) -> str:
@@ -159,6 +174,7 @@ def _decode_mixed(values: Sequence[bytes | None], features: Sequence[str], max_m
     """A poll holding vectors: JSON rows as usual, then the vectors, all in one matrix."""
     n_features = len(features)
     expected = vector_schema(features)
+    expected_bytes = expected.encode()
     size = 8 * n_features
     plain = [i for i, schema in enumerate(schemas) if not schema]
     decoded = decode_flows([values[i] for i in plain], features, max_missing)
@@ -169,7 +185,7 @@ def _decode_mixed(values: Sequence[bytes | None], features: Sequence[str], max_m
         if not schema:
             continue
         raw = values[i]
-        if schema != expected.encode() and schema != expected:
+        if schema != expected_bytes and schema != expected:
             errors.append((i, f"vector schema {describe(schema)} is not the model's ({expected}): send JSON, or "
                               f"vectors of the model's {n_features} features in its order"))
         elif type(raw) is not bytes:

@@ -41,7 +41,7 @@ from kstream.datasets import Dataset
 from kstream.drift import DriftMonitor
 from kstream.errors import ConfigError
 from kstream.reference import FeatureReference
-from kstream.serialization import VALUE_FORMATS
+from kstream.serialization import check_value_format
 
 __all__ = ["Settings", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
@@ -144,8 +144,7 @@ class Settings:
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         if self.store not in sinks.STORES:
             raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sinks.STORES)}")
-        if self.value_format not in VALUE_FORMATS:
-            raise ConfigError(f"unknown value format {self.value_format!r}; choose one of: {', '.join(VALUE_FORMATS)}")
+        check_value_format(self.value_format)
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"setting {name!r} must not be empty")
