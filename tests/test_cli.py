@@ -123,7 +123,10 @@ def test_sigusr1_prints_where_every_thread_is_and_the_detector_goes_on(tmp_path,
             assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
             time.sleep(0.1)
         proc.send_signal(signal.SIGUSR1)
-        assert proc.wait(timeout=120) == 0, err_path.read_text()
+        try:
+            assert proc.wait(timeout=120) == 0, err_path.read_text()
+        except subprocess.TimeoutExpired:  # its log and the stacks SIGUSR1 printed say where it waits
+            pytest.fail("the detector did not stop at its idle timeout:\n" + err_path.read_text())
     finally:
         proc.kill()
     printed = err_path.read_text()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import kafka
@@ -235,3 +237,46 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
     proc = cli("-q", "detect", "--client", settings.client, "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
                settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--max-records", "1")
     one_line_error(proc, "raise the DLQ topic's max.message.bytes")
+
+
+@pytest.mark.timeout(180)
+def test_a_detector_given_no_partition_stops_at_its_idle_timeout_once_nothing_waits(settings, model, caplog):
+    """Detectors started by hand may outnumber the partitions; one given none used to wait for a partition
+    without end, its idle timeout never counting. Here a plain consumer of the group (its member id sorts
+    first, so the range assignor keeps the one partition on it) has read and committed every record: the
+    detector, given nothing, stops at its idle timeout while that member still holds the partition."""
+    settings = settings.replace(partitions=1)
+    assert app.send(settings, limit=20, progress=False).records == 20
+    holder = kafka.KafkaConsumer(settings.topic, bootstrap_servers=settings.bootstrap, group_id=settings.group,
+                                 client_id="0-holder", auto_offset_reset="earliest", enable_auto_commit=False)
+    stop, read = threading.Event(), []
+
+    def hold() -> None:
+        while not stop.is_set():
+            read.extend(r for records in holder.poll(timeout_ms=200).values() for r in records)
+            try:
+                holder.commit()
+            except kafka.errors.KafkaError:  # a rebalance in progress: the next poll joins it
+                pass
+
+    holding = threading.Thread(target=hold, daemon=True)
+    holding.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(read) < 20:
+            assert time.monotonic() < deadline, f"the holder read {len(read)} of 20 records"
+            time.sleep(0.1)
+        done: list = []
+        with caplog.at_level(logging.INFO, logger="kstream.clients.records"):
+            detecting = threading.Thread(target=lambda: done.append(app.detect(
+                settings, model, idle_timeout_s=3, progress=False, handle_signals=False)), daemon=True)
+            detecting.start()
+            detecting.join(timeout=90)
+        assert not detecting.is_alive(), "the detector given no partition never stopped"
+        assert holder.assignment(), "the holder lost its partition: the test proves nothing"
+    finally:
+        stop.set()
+        holding.join(timeout=30)
+        holder.close()
+    assert any("partitions none" in r.getMessage() for r in caplog.records), "the detector was given a partition"
+    assert done[0].records == 0 and store_frame(settings).empty

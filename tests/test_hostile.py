@@ -515,6 +515,33 @@ def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_store
         assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(30)]
 
 
+@pytest.mark.kafka
+@pytest.mark.timeout(120)
+def test_a_detector_whose_group_assigned_nothing_stops_at_its_idle_timeout_on_an_empty_topic(
+    settings, kafka_bootstrap, model, monkeypatch
+):
+    """The same broken assignment with no record at all: nothing waits, so nothing prompts a rejoin, and the
+    detector counted no idle time without a partition; a CI run of ``kstream detect --idle-timeout 3`` on a
+    new topic sat there until killed. Idle time now counts once nothing waits for the group."""
+    original = RangePartitionAssignor.assign.__func__
+    blind: list[bool] = []
+
+    class WithoutTheTopic:
+        def partitions_for_topic(self, topic):
+            return None
+
+    def blind_assignment(cls, cluster, members):
+        blind.append(True)
+        return original(cls, WithoutTheTopic(), members)
+
+    monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_assignment))
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    started = time.monotonic()
+    stats = app.detect(settings, model, idle_timeout_s=3, progress=False, handle_signals=False)
+    assert blind, "the assignment was not made blind: the test proves nothing"
+    assert stats.records == 0 and time.monotonic() - started < 60
+
+
 # --- every bad-input class at once, through the real broker --------------------------------------------
 
 

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from kstream.clients.rdkafka_options import (check_options, coerce_option, coerce_options, from_kafka_python,
                                              option_name, role)
-from kstream.clients.records import Assignment, Message, Record, topic_id_text
+from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
@@ -263,6 +263,8 @@ class Consumer(_Client):
         self._admin: AdminClient | None = None
         #: what the group gave this consumer (a batch read before a change is not committed after it)
         self.assignment = Assignment()
+        # with no partition assigned here: whether records wait for the group (read every second)
+        self._backlog = GroupBacklog(check_s=1.0, stall_s=float("inf"))
 
     def _consumer(self) -> confluent_kafka.Consumer:
         if self._client is None:
@@ -348,12 +350,15 @@ class Consumer(_Client):
         return bool(self._consumer().assignment())
 
     def caught_up(self, timeout_ms: int = 3000) -> bool | None:
-        """True when this consumer has read every record of its partitions, False when some are left,
-        None when it cannot tell (no partition yet, or the cluster does not answer)."""
+        """True when this consumer has read every record of its partitions (given none: when nothing waits for
+        its group), False when some are left, None when it cannot tell (not joined, or no answer)."""
         consumer = self._consumer()
         assigned = consumer.assignment()
         if not assigned:
-            return None
+            if not self.assignment.count or self.assignment.moving:
+                return None  # not joined yet, or a rebalance in progress: waiting, not idle
+            return self._backlog.check(lambda: self._group_offsets(consumer, timeout_ms / 1000), time.monotonic())
+        self._backlog.reset()
         try:
             positions = consumer.position(assigned)
             for tp in positions:
@@ -364,6 +369,19 @@ class Consumer(_Client):
             return True
         except KafkaException:
             return None
+
+    def _group_offsets(self, consumer: confluent_kafka.Consumer, timeout_s: float) -> tuple[dict, dict] | None:
+        """The group's committed offsets and the partitions' ends, for every partition of its topics."""
+        try:
+            topics = consumer.list_topics(timeout=timeout_s).topics
+            parts = [TopicPartition(t, p) for t in self.topics if t in topics for p in topics[t].partitions]
+            committed, ends = {}, {}
+            for tp in consumer.committed(parts, timeout=timeout_s) if parts else ():
+                low, ends[tp.topic, tp.partition] = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+                committed[tp.topic, tp.partition] = tp.offset if tp.offset >= 0 else low  # none yet: from the start
+        except KafkaException:
+            return None
+        return committed, ends
 
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float = 300) -> bool:
         """Commit ``{(topic, partition): next offset}``; False if the group took the partitions away.

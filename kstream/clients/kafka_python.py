@@ -28,7 +28,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
-from kstream.clients.records import Assignment, Message, Record, topic_id_text
+from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
 from kstream.unreadable import UnreadableRecords, is_record_error
@@ -48,11 +48,11 @@ DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 CLOSE_TIMEOUT_S = 30.0
 #: a poll still running this long past its own timeout is stuck in kafka-python (see kstream.clients.watchdog)
 POLL_STALL_S = 30.0
-#: A consumer given no partition while records of its topics wait and the group's commits stand still this
-#: long (checked every UNOWNED_CHECK_S) joins the group again with a new client: kafka-python 3.0.12 once
-#: assigned nothing (its metadata lacked the topic at the rebalance) and never rebalanced after
+#: A consumer given no partition reads its group's backlog every UNOWNED_CHECK_S: idle when nothing waits; if
+#: records wait and the group's commits stand still UNOWNED_STALL_S, it joins the group again with a new
+#: client: kafka-python 3.0.12 once assigned nothing (its metadata lacked the topic) and never rebalanced after
 UNOWNED_STALL_S = 30.0
-UNOWNED_CHECK_S = 5.0
+UNOWNED_CHECK_S = 1.0
 
 
 def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
@@ -265,9 +265,8 @@ class Consumer(_Client):
         )
         self._watchdog = Watchdog(self._unstick)
         self._api_version: Any = None  # the broker's, kept when a stuck client is replaced
-        # the group's committed offsets when no partition was assigned here, and since when they stand still
-        self._unowned: tuple[Any, float] | None = None
-        self._unowned_check_at = 0.0
+        # with no partition assigned here: whether records wait for the group, and whether anyone reads them
+        self._backlog = GroupBacklog(UNOWNED_CHECK_S, UNOWNED_STALL_S)
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -349,47 +348,52 @@ class Consumer(_Client):
         return bool(self._consumer().assignment())
 
     def caught_up(self, timeout_ms: int = 3000) -> bool | None:
-        """True when this consumer has read every record of its partitions, False when some are left,
-        None when it cannot tell (no partition yet, or the cluster does not answer)."""
+        """True when this consumer has read every record of its partitions (given none: when nothing waits for
+        its group), False when some are left, None when it cannot tell (not joined, or no answer)."""
         consumer = self._consumer()
         assigned = consumer.assignment()
         if not assigned:
-            self._check_unowned(consumer, timeout_ms)
-            return None
-        self._unowned = None
+            return self._group_idle(consumer, timeout_ms)
+        self._backlog.reset()
         try:
             ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
             return all(consumer.position(tp, timeout_ms=timeout_ms) >= end for tp, end in ends.items())
         except (kafka.errors.KafkaError, AssertionError, KeyError):
             return None
 
-    def _check_unowned(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> None:
-        """With no partition assigned: join again if records wait that no member of the group reads.
+    def _group_idle(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> bool | None:
+        """With no partition assigned: True when no record waits for the group, else None.
 
         A group with more detectors than partitions leaves some without any, and that is fine: the
         others commit as they read. Only when records wait and the group's committed offsets stand
-        still for :data:`UNOWNED_STALL_S` is the assignment taken for broken.
+        still for :data:`UNOWNED_STALL_S` is the assignment taken for broken, and the group joined again.
         """
-        now = time.monotonic()
-        if now < self._unowned_check_at:
-            return
-        self._unowned_check_at = now + UNOWNED_CHECK_S
-        cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
-        parts = [TopicPartition(t, p) for t in self.topics for p in sorted(cluster.partitions_for_topic(t) or ())]
-        try:
-            ends = consumer.end_offsets(parts, timeout_ms=timeout_ms) if parts else {}
-            committed = tuple((tp, consumer.committed(tp, timeout_ms=timeout_ms) or 0) for tp in parts)
-        except (kafka.errors.KafkaError, AssertionError, KeyError):
-            return  # the cluster does not answer: waiting for it is not a broken assignment
-        waiting = sum(max(0, ends.get(tp, 0) - offset) for tp, offset in committed)
-        if not waiting or self._unowned is None or self._unowned[0] != committed:
-            self._unowned = (committed, now) if waiting else None
-            return
-        if now - self._unowned[1] >= UNOWNED_STALL_S:
+        if not self.assignment.count or self.assignment.moving:
+            return None  # not joined yet, or a rebalance in progress: waiting, not idle
+        def read() -> tuple[dict, dict] | None:
+            cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
+            parts = [TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()]
+            if not parts:
+                cluster.request_update()  # once the metadata has the partitions, kafka-python rebalances by itself
+                return None
+            try:
+                ends = consumer.end_offsets(parts, timeout_ms=timeout_ms)
+                starts = consumer.beginning_offsets(parts, timeout_ms=timeout_ms)
+                committed = {tp: consumer.committed(tp, timeout_ms=timeout_ms) for tp in parts}
+            except (kafka.errors.KafkaError, AssertionError, KeyError):
+                return None  # the cluster does not answer: waiting for it is not idleness nor a broken assignment
+            # a group that committed nothing yet starts at the partition's first offset (auto_offset_reset)
+            return ({tuple(tp): starts[tp] if at is None else at for tp, at in committed.items()},
+                    {tuple(tp): end for tp, end in ends.items()})
+
+        idle = self._backlog.check(read, time.monotonic())
+        if self._backlog.stalled:
             log.warning("no partition assigned here for %.0fs while %d records of %s wait and the group commits "
-                        "nothing; joining the group again", now - self._unowned[1], waiting, ", ".join(self.topics))
-            self._unowned = None
+                        "nothing; joining the group again", UNOWNED_STALL_S, self._backlog.waiting,
+                        ", ".join(self.topics))
+            self._backlog.reset()
             self._replace_stuck(consumer)
+        return idle
 
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float = 300) -> bool:
         """Commit ``{(topic, partition): next offset}``; False if the group took the partitions away.

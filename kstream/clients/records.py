@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Message", "Record", "Assignment", "topic_id_text"]
+__all__ = ["Message", "Record", "Assignment", "GroupBacklog", "topic_id_text"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,69 @@ class Assignment:
 
 def _names(partitions: frozenset[tuple[str, int]]) -> str:
     return ", ".join(f"{topic}-{partition}" for topic, partition in sorted(partitions))
+
+
+#: ``{(topic, partition): offset}``: a group's committed offsets, or the partitions' end offsets
+Offsets = Mapping[tuple[str, int], int]
+
+
+class GroupBacklog:
+    """Whether records wait for a consumer's group, as seen by a member that was given no partition.
+
+    Such a member cannot tell from its own positions whether the stream has gone quiet; the
+    group's committed offsets against the partitions' ends can. :meth:`check` reads them (through
+    ``read``, at most every ``check_s`` seconds) and answers True when nothing waits for the group,
+    None when records wait or the cluster does not answer. :attr:`stalled` turns True once records
+    have waited ``stall_s`` seconds with the committed offsets standing still: nobody reads them.
+
+    >>> ends = {("flows", 0): 9}
+    >>> b = GroupBacklog(check_s=0, stall_s=30)
+    >>> b.check(lambda: ({("flows", 0): 9}, ends), now=0.0), b.stalled
+    (True, False)
+    >>> b.check(lambda: ({("flows", 0): 4}, ends), now=1.0), b.stalled
+    (None, False)
+    >>> b.check(lambda: ({("flows", 0): 4}, ends), now=31.0), b.stalled, b.waiting
+    (None, True, 5)
+    >>> b.check(lambda: None, now=32.0), b.stalled  # the cluster does not answer: no verdict
+    (None, True)
+    """
+
+    def __init__(self, check_s: float, stall_s: float) -> None:
+        self.check_s, self.stall_s = check_s, stall_s
+        #: the last answer of :meth:`check`, and how many records waited at that check
+        self.idle: bool | None = None
+        self.waiting = 0
+        self._next = 0.0
+        self._committed: tuple | None = None  # the committed offsets records wait behind, and since when
+        self._since = 0.0
+        self._now = 0.0
+
+    def check(self, read: Callable[[], tuple[Offsets, Offsets] | None], now: float) -> bool | None:
+        """True when no record waits for the group (committed at the end everywhere), else None."""
+        if now < self._next:
+            return self.idle
+        self._next = now + self.check_s
+        got = read()
+        if got is None or not got[0]:  # no answer, or no partition known yet
+            self.idle = None
+            return None
+        committed, ends = got
+        self._now = now
+        self.waiting = sum(max(0, ends.get(tp, 0) - offset) for tp, offset in committed.items())
+        if not self.waiting:
+            self.idle, self._committed = True, None
+            return True
+        key = tuple(sorted(committed.items()))
+        if key != self._committed:
+            self._committed, self._since = key, now
+        self.idle = None
+        return None
+
+    @property
+    def stalled(self) -> bool:
+        """Records wait and the group's committed offsets have not moved for ``stall_s`` seconds."""
+        return self._committed is not None and self._now - self._since >= self.stall_s
+
+    def reset(self) -> None:
+        """Forget what was seen (the consumer was given partitions, or joins again)."""
+        self.idle, self.waiting, self._committed, self._next = None, 0, None, 0.0
