@@ -29,6 +29,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import Fetcher
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kstream import app, artifacts
@@ -509,6 +510,45 @@ def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_store
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
         stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
     assert any(not members <= calls[0] for members in calls), "no new client joined: the test proves nothing"
+    assert any("no partition assigned here" in r.getMessage() for r in caplog.records)
+    assert stats.records == 30 and stats.predicted == 30
+    with sqlite3.connect(settings.store_url) as db:
+        assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(30)]
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_a_client_that_never_joins_its_group_is_replaced_and_every_record_is_stored(
+    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog
+):
+    """A CI run saw a kafka-python detector poll for ten minutes without a partition and without ever
+    being told its assignment, 30 records waiting. Here the first client's join never completes (the
+    way a lost JoinGroup answer would leave it): the detector sees records wait unread with the group's
+    commits standing still, replaces the client, and the new one stores every record once."""
+    monkeypatch.setattr(kafka_python, "UNOWNED_STALL_S", 2.0)
+    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
+    ensure_active_group = ConsumerCoordinator.ensure_active_group
+    seen: list[ConsumerCoordinator] = []
+
+    def never_for_the_first(coordinator, *args, **kwargs):
+        seen.append(coordinator)
+        if coordinator is seen[0]:
+            time.sleep(0.1)
+            return False  # "timeout in ensure_active_group": kafka-python's poll returns without records
+        return ensure_active_group(coordinator, *args, **kwargs)
+
+    monkeypatch.setattr(ConsumerCoordinator, "ensure_active_group", never_for_the_first)
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        for i, row in enumerate(base_rows[:30]):
+            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
+        producer.flush()
+    finally:
+        producer.close()
+    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
+        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+    assert any(c is not seen[0] for c in seen), "no second client tried to join: the test proves nothing"
     assert any("no partition assigned here" in r.getMessage() for r in caplog.records)
     assert stats.records == 30 and stats.predicted == 30
     with sqlite3.connect(settings.store_url) as db:

@@ -351,12 +351,10 @@ class Consumer(_Client):
 
     def caught_up(self, timeout_ms: int = 3000) -> bool | None:
         """True when this consumer has read every record of its partitions (given none: when nothing waits for
-        its group), False when some are left, None when it cannot tell (not joined, or no answer)."""
+        its group), False when some are left, None when it cannot tell (records wait elsewhere, or no answer)."""
         consumer = self._consumer()
         assigned = consumer.assignment()
-        if not assigned:
-            if not self.assignment.count or self.assignment.moving:
-                return None  # not joined yet, or a rebalance in progress: waiting, not idle
+        if not assigned:  # not joined, between assignments, or given none: idle when nothing waits for the group
             return self._backlog.check(lambda: self._group_offsets(consumer, timeout_ms / 1000), time.monotonic())
         self._backlog.reset()
         try:

@@ -349,7 +349,7 @@ class Consumer(_Client):
 
     def caught_up(self, timeout_ms: int = 3000) -> bool | None:
         """True when this consumer has read every record of its partitions (given none: when nothing waits for
-        its group), False when some are left, None when it cannot tell (not joined, or no answer)."""
+        its group), False when some are left, None when it cannot tell (records wait elsewhere, or no answer)."""
         consumer = self._consumer()
         assigned = consumer.assignment()
         if not assigned:
@@ -362,35 +362,35 @@ class Consumer(_Client):
             return None
 
     def _group_idle(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> bool | None:
-        """With no partition assigned: True when no record waits for the group, else None.
+        """With no partition here (not joined, between assignments, or given none): True when no record
+        waits for the group, else None.
 
         A group with more detectors than partitions leaves some without any, and that is fine: the
-        others commit as they read. Only when records wait and the group's committed offsets stand
-        still for :data:`UNOWNED_STALL_S` is the assignment taken for broken, and the group joined again.
+        others commit as they read. Only when records wait (or the topic's partitions stay unknown)
+        and the group's committed offsets stand still for :data:`UNOWNED_STALL_S` is this client
+        taken for stuck (a broken assignment, a coordinator never found) and replaced.
         """
-        if not self.assignment.count or self.assignment.moving:
-            return None  # not joined yet, or a rebalance in progress: waiting, not idle
         def read() -> tuple[dict, dict] | None:
             cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
             parts = [TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()]
-            if not parts:
-                cluster.request_update()  # once the metadata has the partitions, kafka-python rebalances by itself
-                return None
             try:
-                ends = consumer.end_offsets(parts, timeout_ms=timeout_ms)
-                starts = consumer.beginning_offsets(parts, timeout_ms=timeout_ms)
-                committed = {tp: consumer.committed(tp, timeout_ms=timeout_ms) for tp in parts}
+                ends = consumer.end_offsets(parts, timeout_ms=timeout_ms) if parts else {}
+                starts = consumer.beginning_offsets(parts, timeout_ms=timeout_ms) if parts else {}
             except (kafka.errors.KafkaError, AssertionError, KeyError):
                 return None  # the cluster does not answer: waiting for it is not idleness nor a broken assignment
+            try:
+                committed = {tp: consumer.committed(tp, timeout_ms=timeout_ms) for tp in parts}
+            except (kafka.errors.KafkaError, AssertionError, KeyError):
+                committed = {}  # the group's coordinator does not answer: as if nothing were committed
             # a group that committed nothing yet starts at the partition's first offset (auto_offset_reset)
-            return ({tuple(tp): starts[tp] if at is None else at for tp, at in committed.items()},
+            return ({tuple(tp): starts[tp] if committed.get(tp) is None else committed[tp] for tp in parts},
                     {tuple(tp): end for tp, end in ends.items()})
 
         idle = self._backlog.check(read, time.monotonic())
         if self._backlog.stalled:
-            log.warning("no partition assigned here for %.0fs while %d records of %s wait and the group commits "
-                        "nothing; joining the group again", UNOWNED_STALL_S, self._backlog.waiting,
-                        ", ".join(self.topics))
+            log.warning("no partition assigned here for %.0fs while %s and the group commits nothing; joining the "
+                        "group again", UNOWNED_STALL_S, f"{self._backlog.waiting} records of {', '.join(self.topics)} "
+                        "wait" if self._backlog.waiting else "the topic's partitions are unknown")
             self._backlog.reset()
             self._replace_stuck(consumer)
         return idle

@@ -120,13 +120,15 @@ Offsets = Mapping[tuple[str, int], int]
 
 
 class GroupBacklog:
-    """Whether records wait for a consumer's group, as seen by a member that was given no partition.
+    """Whether records wait for a consumer's group, as seen by a member that holds no partition.
 
-    Such a member cannot tell from its own positions whether the stream has gone quiet; the
-    group's committed offsets against the partitions' ends can. :meth:`check` reads them (through
-    ``read``, at most every ``check_s`` seconds) and answers True when nothing waits for the group,
-    None when records wait or the cluster does not answer. :attr:`stalled` turns True once records
-    have waited ``stall_s`` seconds with the committed offsets standing still: nobody reads them.
+    Such a member (not joined yet, between assignments, or given nothing) cannot tell from its own
+    positions whether the stream has gone quiet; the group's committed offsets against the
+    partitions' ends can. :meth:`check` reads them (through ``read``, at most every ``check_s``
+    seconds) and answers True when nothing waits for the group, None when records wait, when no
+    partition of the topics is known yet, or when the cluster does not answer. :attr:`stalled`
+    turns True once records have waited (or no partition was known) for ``stall_s`` seconds with
+    the committed offsets standing still: nobody reads them.
 
     >>> ends = {("flows", 0): 9}
     >>> b = GroupBacklog(check_s=0, stall_s=30)
@@ -136,8 +138,10 @@ class GroupBacklog:
     (None, False)
     >>> b.check(lambda: ({("flows", 0): 4}, ends), now=31.0), b.stalled, b.waiting
     (None, True, 5)
-    >>> b.check(lambda: None, now=32.0), b.stalled  # the cluster does not answer: no verdict
+    >>> b.check(lambda: None, now=32.0), b.stalled  # the cluster does not answer: no new verdict
     (None, True)
+    >>> b.reset(); b.check(lambda: ({}, {}), now=40.0), b.check(lambda: ({}, {}), now=70.0), b.stalled
+    (None, None, True)
     """
 
     def __init__(self, check_s: float, stall_s: float) -> None:
@@ -156,16 +160,16 @@ class GroupBacklog:
             return self.idle
         self._next = now + self.check_s
         got = read()
-        if got is None or not got[0]:  # no answer, or no partition known yet
+        if got is None:  # no answer: waiting for the cluster is neither idleness nor a stall
             self.idle = None
             return None
         committed, ends = got
         self._now = now
         self.waiting = sum(max(0, ends.get(tp, 0) - offset) for tp, offset in committed.items())
-        if not self.waiting:
+        if committed and not self.waiting:
             self.idle, self._committed = True, None
             return True
-        key = tuple(sorted(committed.items()))
+        key = tuple(sorted(committed.items()))  # () while no partition is known: standing still too
         if key != self._committed:
             self._committed, self._since = key, now
         self.idle = None
