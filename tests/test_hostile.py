@@ -474,6 +474,32 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
     assert stored == [(o,) for o in range(20)]
 
 
+class _WithoutTheTopic:
+    """Cluster metadata that lacks every topic, as kafka-python's leader once saw a just-created one."""
+
+    def partitions_for_topic(self, topic):
+        return None
+
+
+def _detect_thirty_waiting(settings, bootstrap, model, base_rows, caplog) -> tuple[list[int], bool]:
+    """Send 30 flows to a new one-partition topic and detect them with the detector's kafka-python client:
+    the offsets stored, and whether the detector said it joined the group again."""
+    ensure_topics(bootstrap, {settings.topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for i, row in enumerate(base_rows[:30]):
+            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
+        producer.flush()
+    finally:
+        producer.close()
+    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
+        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+    assert stats.records == 30 and stats.predicted == 30
+    with sqlite3.connect(settings.store_url) as db:
+        stored = sorted(offset for (offset,) in db.execute('SELECT "offset" FROM predictions'))
+    return stored, any("no partition assigned here" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.kafka
 @pytest.mark.timeout(180)
 def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_stored(
@@ -490,30 +516,14 @@ def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_store
     original = RangePartitionAssignor.assign.__func__
     calls: list[set[str]] = []
 
-    class WithoutTheTopic:
-        def partitions_for_topic(self, topic):
-            return None
-
     def blind_for_the_first_client(cls, cluster, members):
         calls.append({m.member_id for m in members})
-        return original(cls, WithoutTheTopic() if calls[-1] <= calls[0] else cluster, members)
+        return original(cls, _WithoutTheTopic() if calls[-1] <= calls[0] else cluster, members)
 
     monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_for_the_first_client))
-    ensure_topics(kafka_bootstrap, {settings.topic: 1})
-    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    try:
-        for i, row in enumerate(base_rows[:30]):
-            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
-        producer.flush()
-    finally:
-        producer.close()
-    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+    stored, rejoined = _detect_thirty_waiting(settings, kafka_bootstrap, model, base_rows, caplog)
     assert any(not members <= calls[0] for members in calls), "no new client joined: the test proves nothing"
-    assert any("no partition assigned here" in r.getMessage() for r in caplog.records)
-    assert stats.records == 30 and stats.predicted == 30
-    with sqlite3.connect(settings.store_url) as db:
-        assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(30)]
+    assert rejoined and stored == list(range(30))
 
 
 @pytest.mark.kafka
@@ -538,21 +548,9 @@ def test_a_client_that_never_joins_its_group_is_replaced_and_every_record_is_sto
         return ensure_active_group(coordinator, *args, **kwargs)
 
     monkeypatch.setattr(ConsumerCoordinator, "ensure_active_group", never_for_the_first)
-    ensure_topics(kafka_bootstrap, {settings.topic: 1})
-    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    try:
-        for i, row in enumerate(base_rows[:30]):
-            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
-        producer.flush()
-    finally:
-        producer.close()
-    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+    stored, rejoined = _detect_thirty_waiting(settings, kafka_bootstrap, model, base_rows, caplog)
     assert any(c is not seen[0] for c in seen), "no second client tried to join: the test proves nothing"
-    assert any("no partition assigned here" in r.getMessage() for r in caplog.records)
-    assert stats.records == 30 and stats.predicted == 30
-    with sqlite3.connect(settings.store_url) as db:
-        assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(30)]
+    assert rejoined and stored == list(range(30))
 
 
 @pytest.mark.kafka
@@ -566,13 +564,9 @@ def test_a_detector_whose_group_assigned_nothing_stops_at_its_idle_timeout_on_an
     original = RangePartitionAssignor.assign.__func__
     blind: list[bool] = []
 
-    class WithoutTheTopic:
-        def partitions_for_topic(self, topic):
-            return None
-
     def blind_assignment(cls, cluster, members):
         blind.append(True)
-        return original(cls, WithoutTheTopic(), members)
+        return original(cls, _WithoutTheTopic(), members)
 
     monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_assignment))
     ensure_topics(kafka_bootstrap, {settings.topic: 1})
