@@ -47,7 +47,6 @@ from kstream.processes import free_ports, port_free, terminate, write_private
 from kstream.scram import SCRAM_MECHANISM, Credentials, scram_arg
 
 __all__ = ["QUICK_START_JVM", "LocalBroker", "wait_ready"]
-
 log = logging.getLogger(__name__)
 
 _BROKER_USER = "kstream-broker"  # inter-broker identity on the SASL listener
@@ -274,7 +273,8 @@ class LocalBroker:
             "transaction.state.log.min.isr": isr,
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": isr,
-            "group.initial.rebalance.delay.ms": "0",
+            "group.initial.rebalance.delay.ms": "0",  # a group's first rebalance does not wait for more members
+            "group.coordinator.append.linger.ms": "0",  # an offset commit is written at once, not batched for 5 ms
             "auto.create.topics.enable": "true",
         }
         if n == 1:  # exactly the single-node settings of before
