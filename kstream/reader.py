@@ -4,7 +4,9 @@
 not thread-safe), so the detector's commits go through it too (:meth:`ReadAhead.commit`), served
 between polls. It polls a batch, hands it to ``process`` (decode and predict, no I/O) and queues
 the result for the writer (the detector's own thread: store, publish, wait for acknowledgements,
-commit). At most ``depth`` processed batches wait; then it only serves commits. Nothing it reads
+commit). At most ``depth`` full batches' worth of records wait (so a slow stream's many small polls
+keep being read and scored while the writer is busy, and the writer takes them as one); then it only
+serves commits. Nothing it reads
 ahead is committed before the writer has stored and published it, so the delivery guarantee is
 the sequential loop's: a crash loses nothing, and what was read ahead is read again after a restart.
 
@@ -46,7 +48,9 @@ class ReadAhead:
         self.process = process
         self.batch_size = batch_size
         self.poll_timeout_ms = max(1, min(poll_timeout_ms, MAX_POLL_WAIT_MS))
-        self._ready: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._ready: queue.Queue = queue.Queue()
+        self._room = max(1, depth) * max(1, batch_size)  # records that may wait for the writer
+        self._waiting = 0  # records waiting now (under the queue's lock)
         self._commits: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kstream-read-ahead", daemon=True)
@@ -55,6 +59,11 @@ class ReadAhead:
         self._backlog: list[tuple[list, int]] = list(backlog or [])
         #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
         self.idle_since: float | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Records read and scored that wait for the writer."""
+        return self._waiting
 
     def start(self) -> ReadAhead:
         self._thread.start()
@@ -70,13 +79,7 @@ class ReadAhead:
         if self._thread.is_alive():
             self._thread.join()
         self._fail_commits(RuntimeError("the read-ahead thread stopped"))
-        queued: list[tuple[list, int]] = []
-        while True:
-            try:
-                messages, _, read_at = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            queued.append((messages, read_at))
+        queued = [(messages, read_at) for messages, _, read_at in self.drain()]
         left, self._backlog = queued + self._backlog, []  # the queued ones were read first
         return left
 
@@ -84,10 +87,12 @@ class ReadAhead:
         """The next ``(messages, processed, rebalances)``, or None if none came within ``timeout_s``; re-raises the
         thread's error. ``rebalances`` is the consumer's count of group changes when the batch was read."""
         try:
-            return self._ready.get(timeout=timeout_s)
+            item = self._ready.get(timeout=timeout_s)
         except queue.Empty:
             self._raise()
             return None
+        self._taken([item])
+        return item
 
     def drain(self) -> list[tuple[list, Any, int]]:
         """Every batch waiting now, taken out of line (so the thread has room to poll again)."""
@@ -96,6 +101,7 @@ class ReadAhead:
             try:
                 out.append(self._ready.get_nowait())
             except queue.Empty:
+                self._taken(out)
                 return out
 
     def more(self, same_as: int, room: int) -> list[tuple[list, Any, int]]:
@@ -108,8 +114,23 @@ class ReadAhead:
                     break
                 out.append(self._ready.queue.popleft())
                 room -= len(messages)
-            self._ready.not_full.notify_all()
+                self._waiting -= len(messages)
         return out
+
+    def _taken(self, items: list[tuple[list, Any, int]]) -> None:
+        with self._ready.mutex:
+            self._waiting -= sum(len(messages) for messages, _, _ in items)
+
+    def _offer(self, item: tuple[list, Any, int]) -> bool:
+        """Queue ``item`` if its records fit the room left (or nothing waits); whether it was queued."""
+        with self._ready.mutex:
+            if self._waiting and self._waiting + len(item[0]) > self._room:
+                return False
+            self._waiting += len(item[0])
+            self._ready.queue.append(item)
+            self._ready.unfinished_tasks += 1
+            self._ready.not_empty.notify()
+        return True
 
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float, rebalances: int = 0) -> bool:
         """Have the consumer commit ``offsets`` (on the read-ahead thread); its answer, or its error.
@@ -178,12 +199,10 @@ class ReadAhead:
                 self.idle_since = None
                 item = (messages, self.process(messages), read_at)
                 while not self._stop.is_set():  # never block on a full queue: the writer may wait for a commit
-                    try:
-                        self._ready.put(item, timeout=0.001)
+                    if self._offer(item):
                         self._backlog.pop(0)
                         break
-                    except queue.Full:
-                        self._serve_commits(wait_s=0.01)
+                    self._serve_commits(wait_s=0.01)
             while not self._commits.empty():  # the writer's last commit, asked for as it stopped us
                 self._serve_commits()
         except BaseException as err:  # noqa: BLE001 - re-raised in the writer's thread

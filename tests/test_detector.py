@@ -1,6 +1,7 @@
 """The detector loop's logic with plain fakes for its I/O (Kafka delivery is in test_delivery)."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from kstream import artifacts
 from kstream.artifacts import ModelRef
 from kstream.clients import Message
 from kstream.detector import Detector
+from kstream.reader import ReadAhead
 from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, encode_flow
 
 
@@ -280,3 +282,56 @@ def test_a_window_of_seconds_closes_on_an_empty_poll(model, test_rows):
     assert det.step() == 0
     assert [w["records"] for w in det.store.windows] == [20] and journal[-2:] == ["store windows", "publish"]
     assert [t for t, *_ in det.producer.sent].count("drift") == 1 and det.stats.windows == 1
+
+
+class Trickle:
+    """A consumer whose every poll returns ``per_poll`` new records, as a slow stream's polls do."""
+
+    def __init__(self, per_poll: int) -> None:
+        self.per_poll, self.offset = per_poll, 0
+
+    def poll(self, n, timeout_ms):
+        out = [Message("flows", 0, self.offset + i, None, b"{}", {}) for i in range(min(n, self.per_poll))]
+        self.offset += len(out)
+        return out
+
+    def caught_up(self):
+        return False
+
+    def commit(self, offsets, deadline_s):
+        return True
+
+
+def test_the_read_ahead_keeps_reading_small_polls_while_the_writer_is_busy_up_to_its_room_in_records():
+    reader = ReadAhead(Trickle(per_poll=1), lambda messages: len(messages), batch_size=10, poll_timeout_ms=10,
+                       depth=2).start()
+    try:
+        deadline = time.monotonic() + 10
+        while reader.waiting < 20 and time.monotonic() < deadline:  # the writer takes nothing meanwhile
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert reader.waiting == 20  # 20 polls of one record wait (2 batches' worth), not 2 polls
+        first = reader.next(1.0)
+        taken = [first] + reader.more(first[2], room=9)
+        assert [len(m) for m, _, _ in taken] == [1] * 10  # one write takes a whole batch of them, in order
+        assert [m[0].offset for m, _, _ in taken] == list(range(10))
+        deadline = time.monotonic() + 10
+        while reader.waiting < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.waiting == 20
+    finally:
+        left = reader.stop()
+    assert [m[0].offset for m, _ in left] == list(range(10, 10 + len(left)))  # what was read, in order, none lost
+
+
+def test_a_poll_bigger_than_the_room_left_waits_until_the_writer_takes_what_waits():
+    reader = ReadAhead(Trickle(per_poll=15), lambda messages: len(messages), batch_size=20, poll_timeout_ms=10,
+                       depth=1).start()
+    try:
+        first = reader.next(5.0)
+        assert first is not None and len(first[0]) == 15
+        time.sleep(0.2)
+        assert reader.waiting == 15  # a second poll of 15 would not fit the 20 records of room: it is held back
+        assert len(reader.next(5.0)[0]) == 15
+    finally:
+        reader.stop()
