@@ -14,7 +14,8 @@ split, repeated up to ``--records``):
 - detector, 2 processes: two detector processes in one group on a two-partition topic (for both,
   the processes take their partitions first, then the records are sent as fast as librdkafka goes);
 - latency p50/p95/p99 (ms, produce to prediction) at a paced rate, generator and detector each in
-  a process of their own (``kstream run --rate R``);
+  a process of their own (``kstream run --rate R``); and from the send to the prediction's
+  publication on the predictions topic (its record timestamp, taken after the store write);
 - the results stores' write rates (SQLite; MongoDB wire protocol through a local FerretDB with
   ``--mongo``), on the detector's own rows.
 
@@ -134,11 +135,32 @@ def detector_processes(settings: Settings, model, rows, n: int, processes: int, 
     return (len(times) - first) / ((times[-1] - times[0]) / 1e9)
 
 
-def latency(settings: Settings, rate: int, seconds: float, tmp: Path) -> dict[str, float]:
-    """Produce-to-prediction latency percentiles (ms) of ``kstream run --rate``, processes apart."""
+def latency(settings: Settings, rate: int, seconds: float, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Latency percentiles (ms) of ``kstream run --rate``, processes apart: from a flow's send to its
+    prediction (the detector's clock when it scored the flow), and to the prediction's publication."""
     result = app.run(settings.replace(store_url=""), rate=rate, limit=int(rate * seconds), progress=False,
                      run_dir=tmp / f"latency-{settings.client}-{rate}")
-    return result.summary["latency_ms"]
+    topic = result.summary["settings"]["predictions_topic"]  # the run's own topic
+    return result.summary["latency_ms"], published_latency(settings, topic, result.summary["records"])
+
+
+def published_latency(settings: Settings, topic: str, n: int) -> dict[str, float]:
+    """Percentiles (ms) from each flow's send to its prediction's publication: the predictions topic's record
+    timestamps (set when the detector hands the prediction to its producer, after the store write)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    options = settings.kafka_options if settings.client == "confluent" else {}
+    consumer = Consumer({**options, "bootstrap.servers": settings.bootstrap, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions])
+    ms: list[float] = []
+    deadline = time.monotonic() + 60
+    while len(ms) < n and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 1.0):
+            if msg.error() is None:
+                ms.append(msg.timestamp()[1] - json.loads(msg.value())["send_ns"] / 1e6)
+    consumer.close()
+    return metrics.latency_percentiles(np.array(ms, dtype=float))
 
 
 def store_rates(model, values: list[bytes], mongo: bool, tmp: Path, vector: bool = False) -> dict[str, float]:
@@ -213,6 +235,10 @@ def table(results: dict) -> str:
         rows.append((f"latency p50/p95/p99 at {rate} rec/s, ms",
                      *["/".join(f"{results['backends'][n]['latency_ms'][str(rate)][p]:.0f}" for p in ("p50", "p95", "p99"))
                        for n in names]))
+    for rate in RATES:
+        rows.append((f"send to published p50/p95/p99 at {rate} rec/s, ms",
+                     *["/".join(f"{results['backends'][n]['published_latency_ms'][str(rate)][p]:.0f}"
+                                for p in ("p50", "p95", "p99")) for n in names]))
     for name, rate in results["store_rows_per_s"].items():
         rows.append((f"results store {name}, new rows/s", *[f"{rate:,.0f}"] * len(names)))
     header = ("", *names)
@@ -259,13 +285,15 @@ def main() -> None:
             chosen = settings.replace(client=name)
             det1 = detector_processes(chosen, model, test, args.records, 1, tmp)
             det2 = detector_processes(chosen, model, test, args.records, 2, tmp)
-            lat = {str(rate): latency(chosen, rate, args.latency_seconds, tmp) for rate in RATES}
+            paced = {str(rate): latency(chosen, rate, args.latency_seconds, tmp) for rate in RATES}
+            lat = {rate: scored for rate, (scored, _) in paced.items()}
+            published = {rate: out for rate, (_, out) in paced.items()}
             slowest = min(raw, decode, predict)
             results["backends"][name] = {
                 "raw_consume_rps": raw, "decode_rps": decode, "predict_rps": predict, "detector_rps": det1,
                 "detector_2p_rps": det2, "scale_2p": det2 / det1, "ceiling_ratio": det1 / slowest,
                 "slowest_stage": ["raw consume", "decode", "predict"][[raw, decode, predict].index(slowest)],
-                "latency_ms": lat}
+                "latency_ms": lat, "published_latency_ms": published}
             print(f"{name}: done", flush=True)
         results["per_record_rps"] = per_record(model, values, args.per_record, vector)
         results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp, vector)
