@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 
 import kafka
@@ -121,3 +123,33 @@ def test_hooks_refuse_unknown_nodes_and_topics(cluster):
         cluster.restart(2)
     with pytest.raises(BrokerError, match="no partition 0 of topic 'never-made'"):
         cluster.leader("never-made")
+
+
+def test_topic_creation_asks_again_while_the_cluster_names_a_controller_it_does_not_list_yet(cluster, monkeypatch,
+                                                                                           caplog):
+    from kstream.clients import kafka_python
+
+    caplog.set_level(logging.INFO, logger="kstream")
+    real, calls = kafka.KafkaAdminClient.create_topics, []
+
+    def racing(admin, *args, **kwargs):  # what a just-started cluster's metadata made kafka-python raise in CI
+        calls.append(1)
+        if len(calls) == 1:
+            raise kafka.errors.UnknownBrokerIdError(3)
+        return real(admin, *args, **kwargs)
+
+    monkeypatch.setattr(kafka.KafkaAdminClient, "create_topics", racing)
+    ensure_topics(cluster.bootstrap, {"settling": 3})
+    assert len(calls) == 2 and "cannot create topics yet (UnknownBrokerIdError)" in caplog.text
+
+    def third_partition():
+        with contextlib.suppress(BrokerError):
+            return cluster.partition_info("settling", 2)
+
+    assert len(wait_for(third_partition, "partition 2 of the new topic")["replicas"]) == 3
+
+    monkeypatch.setattr(kafka.KafkaAdminClient, "create_topics",
+                        lambda *a, **k: (_ for _ in ()).throw(kafka.errors.UnknownBrokerIdError(3)))
+    monkeypatch.setattr(kafka_python, "ADMIN_RETRY_S", 1.0)
+    with pytest.raises(BrokerError, match="could not create topics within 1s .*is every broker of the cluster up"):
+        ensure_topics(cluster.bootstrap, {"never-made": 1})

@@ -40,17 +40,17 @@ log = logging.getLogger(__name__)
 
 BOOTSTRAP_TIMEOUT_MS = 10_000
 MAX_BACKOFF_S = 5.0
-#: kafka-python retries a record (idempotently: the broker drops a retried duplicate) until this much time
-#: has passed; kstream's own deadline (``--outage-timeout``) always ends first. A shorter one lets a batch
-#: the broker may have written expire, and kafka-python 3.0.12 then resets the idempotent producer's id
-#: without ever asking for a new one: that producer sends nothing again (seen with a broker paused 150 s).
+#: kafka-python retries a record (idempotently) until this much time has passed; kstream's own deadline
+#: (``--outage-timeout``) always ends first. A shorter one lets a batch the broker may have written expire,
+#: and kafka-python 3.0.12 then resets the idempotent producer's id without asking for a new one: that
+#: producer sends nothing again (seen with a broker paused 150 s).
 DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 CLOSE_TIMEOUT_S = 30.0
+ADMIN_RETRY_S = 30.0  # how long topic creation is asked again while a cluster just started settles
 #: a poll still running this long past its own timeout is stuck in kafka-python (see kstream.clients.watchdog)
 POLL_STALL_S = 30.0
-#: A consumer given no partition reads its group's backlog every UNOWNED_CHECK_S: idle when nothing waits; if
-#: records wait and the group's commits stand still UNOWNED_STALL_S, it joins the group again with a new
-#: client: kafka-python 3.0.12 once assigned nothing (its metadata lacked the topic) and never rebalanced after
+#: A consumer given no partition reads its group's backlog every UNOWNED_CHECK_S; if records wait and the group's
+#: commits stand still UNOWNED_STALL_S, it joins again with a new client (kafka-python 3.0.12 once assigned nothing)
 UNOWNED_STALL_S = 30.0
 UNOWNED_CHECK_S = 1.0
 
@@ -363,13 +363,9 @@ class Consumer(_Client):
 
     def _group_idle(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> bool | None:
         """With no partition here (not joined, between assignments, or given none): True when no record
-        waits for the group, else None.
-
-        A group with more detectors than partitions leaves some without any, and that is fine: the
-        others commit as they read. Only when records wait (or the topic's partitions stay unknown)
-        and the group's committed offsets stand still for :data:`UNOWNED_STALL_S` is this client
-        taken for stuck (a broken assignment, a coordinator never found) and replaced.
-        """
+        waits for the group, else None. Only when records wait (or the topic's partitions stay unknown) and
+        the group's commits stand still for :data:`UNOWNED_STALL_S` is this client taken for stuck (a broken
+        assignment, a coordinator never found) and replaced: more detectors than partitions is fine."""
         def read() -> tuple[dict, dict] | None:
             cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
             parts = [TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()]
@@ -454,31 +450,34 @@ class _Rebalances(kafka.ConsumerRebalanceListener):
         self.assignment.assigned([(tp.topic, tp.partition) for tp in assigned], keeps_positions=True)
 
 
-def _admin(bootstrap: str, options: Mapping[str, Any]) -> kafka.KafkaAdminClient:
-    client = _Client(bootstrap, options)
-    return client._make(kafka.KafkaAdminClient)
-
-
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[str, Any] | None = None) -> None:
-    """Create each topic with the given partition count unless it exists already."""
-    admin = _admin(bootstrap, options or {})
-    try:
-        existing = set(admin.list_topics())
-        # replication factor -1: the cluster's default.replication.factor (1 on the local broker)
-        wanted = [NewTopic(name, parts, -1) for name, parts in topics.items() if name not in existing]
-        if wanted:
-            try:
-                admin.create_topics(wanted)
-            except kafka.errors.TopicAlreadyExistsError:
-                pass
-            log.info("created topics %s", ", ".join(t.name for t in wanted))
-    finally:
-        admin.close()
+    """Create each topic with the given partition count unless it exists already. A cluster just started may
+    name a controller its metadata does not list yet (kafka-python then fails): asked again for ADMIN_RETRY_S."""
+    deadline = time.monotonic() + ADMIN_RETRY_S
+    while True:
+        admin = _Client(bootstrap, options)._make(kafka.KafkaAdminClient)
+        try:
+            existing = set(admin.list_topics())
+            # replication factor -1: the cluster's default.replication.factor (1 on the local broker)
+            wanted = [NewTopic(name, parts, -1) for name, parts in topics.items() if name not in existing]
+            if wanted:
+                with contextlib.suppress(kafka.errors.TopicAlreadyExistsError):
+                    admin.create_topics(wanted)
+                log.info("created topics %s", ", ".join(t.name for t in wanted))
+            return
+        except (kafka.errors.UnknownBrokerIdError, kafka.errors.NodeNotReadyError) as err:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"Kafka at {bootstrap} could not create topics within {ADMIN_RETRY_S:.0f}s "
+                                  f"({type(err).__name__}: {err}); is every broker of the cluster up?") from err
+            log.info("the cluster cannot create topics yet (%s); asking again", type(err).__name__)
+            time.sleep(0.5)
+        finally:
+            admin.close()
 
 
 def topic_max_message_bytes(bootstrap: str, topic: str, options: Mapping[str, Any] | None = None) -> int | None:
     """The largest record batch ``topic`` accepts (its ``max.message.bytes``), or None if it cannot be read."""
-    admin = _admin(bootstrap, options or {})
+    admin = _Client(bootstrap, options)._make(kafka.KafkaAdminClient)
     try:
         found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
         entry = found.get("topic", {}).get(topic, {}).get("max.message.bytes", {})
