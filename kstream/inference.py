@@ -6,11 +6,10 @@ of the cost of a small batch and sets the detector's latency floor. For a forest
 trees one after another (``n_jobs`` None or 1), :class:`Scorer` runs the Pipeline's preprocessing
 steps, checks the input once as the forest does, then has each fitted tree (its ``tree_``) predict
 in the forest's order and sums their probabilities into one array, as scikit-learn's sequential
-path does, and divides by the number of trees. Same trees,
-same float32 input, same order of additions: the result is bit for bit scikit-learn's (the tests
-check it on real and crafted rows). Rows that are not all finite once in float32 (a missing value
-the trees route, or an infinity scikit-learn refuses) and any other final step are left to
-scikit-learn itself.
+path does, and divides by the number of trees. Same trees, same float32 input, same order of
+additions: the result is bit for bit scikit-learn's (the tests check it on real and crafted rows).
+Rows that are not all finite once in float32 (a missing value the trees route, or an infinity
+scikit-learn refuses) and any other final step are left to scikit-learn itself.
 
 >>> import numpy as np
 >>> from sklearn.ensemble import RandomForestClassifier

@@ -6,9 +6,9 @@ between polls. It polls a batch, hands it to ``process`` (decode and predict, no
 the result for the writer (the detector's own thread: store, publish, wait for acknowledgements,
 commit). At most ``depth`` full batches' worth of records wait (so a slow stream's many small polls
 keep being read and scored while the writer is busy, and the writer takes them as one); then it only
-serves commits. Nothing it reads
-ahead is committed before the writer has stored and published it, so the delivery guarantee is
-the sequential loop's: a crash loses nothing, and what was read ahead is read again after a restart.
+serves commits. Nothing it reads ahead is committed before the writer has stored and published it,
+so the delivery guarantee is the sequential loop's: a crash loses nothing, and what was read ahead
+is read again after a restart.
 
 >>> class Empty:
 ...     def poll(self, n, timeout_ms): return []
