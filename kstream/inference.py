@@ -43,18 +43,23 @@ class Scorer:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+        steps = len(pipeline) if isinstance(pipeline, Pipeline) else 1
+        final = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
         self._forest: Any = final if _sequential_forest(final) else None
-        self._before = pipeline[:-1] if self._forest is not None and isinstance(pipeline, Pipeline) else None
+        self._before = pipeline[:-1] if self._forest is not None and steps > 1 else None  # the preprocessing steps
         self._trees = [tree.tree_ for tree in final.estimators_] if self._forest is not None else []
-        self.summed = self._forest is not None
+
+    @property
+    def summed(self) -> bool:
+        """Whether the forest's trees are summed here (False: the Pipeline scores)."""
+        return self._forest is not None
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Class probabilities of each row of ``x``, in the order of the Pipeline's ``classes_``."""
         forest = self._forest
         if forest is None:
             return self.pipeline.predict_proba(x)
-        if self._before is not None and len(self._before):
+        if self._before is not None:
             x = self._before.transform(x)
         # what the forest's own input check gives its trees: C-ordered float32, the width it was fitted on
         with np.errstate(over="ignore"):

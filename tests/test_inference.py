@@ -41,7 +41,8 @@ def test_a_multi_class_forest_with_missing_values_is_summed_exactly(forest):
     x[rng.random(x.shape) < 0.1] = np.nan  # trees in scikit-learn route missing values themselves
     pipe = forest(n_estimators=25, max_features=3, random_state=0).fit(x, y)
     with_steps = make_pipeline(SimpleImputer(), forest(n_estimators=25, random_state=1)).fit(x, y)
-    for fitted in (pipe, with_steps):
+    alone = make_pipeline(forest(n_estimators=25, random_state=2)).fit(x, y)  # a Pipeline of the forest only
+    for fitted in (pipe, with_steps, alone):
         scorer = Scorer(fitted)
         assert scorer.summed
         for test in (rng.normal(size=(200, 6)), np.where(rng.random((50, 6)) < 0.2, np.nan, rng.normal(size=(50, 6)))):
