@@ -11,6 +11,12 @@ additions: the result is bit for bit scikit-learn's (the tests check it on real 
 Rows that are not all finite once in float32 (a missing value the trees route, or an infinity
 scikit-learn refuses) and any other final step are left to scikit-learn itself.
 
+The preprocessing steps run one after another as the Pipeline runs them. A fitted ``SimpleImputer``
+that fills NaN from its statistics (no indicator, default output) fills a float64 array without
+its input checks, which cost about 0.15 ms a call: the same statistics written into the same
+places. An array it would refuse or convert (another dtype, another width, an infinity) goes to its
+own ``transform``.
+
 >>> import numpy as np
 >>> from sklearn.ensemble import RandomForestClassifier
 >>> from sklearn.pipeline import make_pipeline
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble._forest import ForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
@@ -46,7 +53,9 @@ class Scorer:
         steps = len(pipeline) if isinstance(pipeline, Pipeline) else 1
         final = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
         self._forest: Any = final if _sequential_forest(final) else None
-        self._before = pipeline[:-1] if self._forest is not None and steps > 1 else None  # the preprocessing steps
+        # the preprocessing steps, run as the Pipeline runs them (None and "passthrough" do nothing)
+        before = pipeline.steps[:-1] if self._forest is not None and steps > 1 else []
+        self._before = [(step, _fill_values(step)) for _, step in before if step not in (None, "passthrough")]
         self._trees = [tree.tree_ for tree in final.estimators_] if self._forest is not None else []
 
     @property
@@ -59,8 +68,8 @@ class Scorer:
         forest = self._forest
         if forest is None:
             return self.pipeline.predict_proba(x)
-        if self._before is not None:
-            x = self._before.transform(x)
+        for step, fill in self._before:
+            x = _filled(x, fill) if fill is not None and _fillable(x, fill) else step.transform(x)
         # what the forest's own input check gives its trees: C-ordered float32, the width it was fitted on
         with np.errstate(over="ignore"):
             x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -82,3 +91,28 @@ def _sequential_forest(step: Any) -> bool:
     return (isinstance(step, ForestClassifier) and hasattr(step, "estimators_")
             and getattr(step, "n_outputs_", 0) == 1 and step.n_jobs in (None, 1)
             and all(type(tree).predict_proba is DecisionTreeClassifier.predict_proba for tree in step.estimators_))
+
+
+def _fill_values(step: Any) -> np.ndarray | None:
+    """A fitted SimpleImputer's value for each column when it only writes them over NaN, else None."""
+    if type(step) is not SimpleImputer or not hasattr(step, "statistics_") or step.add_indicator:
+        return None
+    missing = step.missing_values
+    if not (isinstance(missing, float) and np.isnan(missing)) or getattr(step, "_sklearn_output_config", {}):
+        return None
+    stats = np.asarray(step.statistics_)
+    if stats.dtype != np.float64 or stats.ndim != 1 or getattr(step, "_fill_dtype", None) != np.float64 \
+            or (np.isnan(stats).any() and not step.keep_empty_features):
+        return None  # columns it would drop, or values of another type: its own transform decides
+    return stats
+
+
+def _fillable(x: Any, fill: np.ndarray) -> bool:
+    """Whether the imputer's own checks would pass ``x`` through as it is: float64, its width, no infinity."""
+    return (type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 2 and x.shape[1] == len(fill)
+            and not np.isinf(x).any())
+
+
+def _filled(x: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """``x`` with each NaN replaced by its column's value (a new array, as the imputer's copy)."""
+    return np.where(np.isnan(x), fill, x)

@@ -69,3 +69,29 @@ def test_rows_of_the_wrong_width_are_refused_before_any_tree_reads_them():
     for bad in (np.zeros((2, 4)), np.zeros((2, 6)), np.zeros(5)):
         with pytest.raises(ValueError, match="features"):
             Scorer(fitted).predict_proba(bad)
+
+
+def test_an_imputer_fills_plain_arrays_itself_and_leaves_the_rest_to_scikit_learn(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 5))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[:, 3] = np.nan  # a column never seen: kept and filled (keep_empty_features), or dropped by the imputer
+    y = (np.nan_to_num(x[:, 0]) > 0).astype(int)
+    keeps = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                          RandomForestClassifier(n_estimators=10, random_state=0)).fit(x, y)
+    drops = make_pipeline(SimpleImputer(), RandomForestClassifier(n_estimators=10, random_state=0)).fit(x, y)
+    test = np.where(rng.random((80, 5)) < 0.3, np.nan, rng.normal(size=(80, 5)))
+    for fitted in (keeps, drops):
+        assert np.array_equal(Scorer(fitted).predict_proba(test), fitted.predict_proba(test))
+        assert np.array_equal(Scorer(fitted).predict_proba(test.astype(np.float32)),
+                              fitted.predict_proba(test.astype(np.float32)))
+    with pytest.raises(ValueError, match="infinity"):  # the imputer's own check, as in the Pipeline
+        Scorer(keeps).predict_proba(np.full((1, 5), np.inf))
+    calls: list[np.dtype] = []
+    real = SimpleImputer.transform
+    monkeypatch.setattr(SimpleImputer, "transform", lambda self, a: calls.append(a.dtype) or real(self, a))
+    scorer_keeps, scorer_drops = Scorer(keeps), Scorer(drops)
+    scorer_keeps.predict_proba(test)  # float64 of its width: filled here
+    scorer_keeps.predict_proba(test.astype(np.float32))  # another dtype: the imputer converts it itself
+    scorer_drops.predict_proba(test)  # it drops a column: its own transform
+    assert calls == [np.float32, np.float64]
