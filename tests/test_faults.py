@@ -233,7 +233,7 @@ def test_a_detector_frozen_mid_batch_is_replaced_and_its_stale_commit_refused(pi
     pipe.partitions = 2
     pipe.create_topics()
     group = ["--kafka-option", "session_timeout_ms=6000", "--kafka-option", "max_poll_interval_ms=10000",
-             "--idle-timeout", "15"]
+             "--idle-timeout", "30"]  # longer than the generator's start on a loaded CI machine
     stale = pipe.detect(*group, name="stale", env={"KSTREAM_CRASH_AT": "after-store:3:stop"})
     pipe.detect(*group, name="other", verbosity="")  # INFO: its rebalances
     pipe.generate("--rate", str(RATE), "--limit", str(records))
