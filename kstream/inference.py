@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.ensemble._forest import ForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -108,9 +109,10 @@ def _fill_values(step: Any) -> np.ndarray | None:
 
 
 def _fillable(x: Any, fill: np.ndarray) -> bool:
-    """Whether the imputer's own checks would pass ``x`` through as it is: float64, its width, no infinity."""
+    """Whether the imputer's own checks would pass ``x`` through as it is (float64, its width, no infinity) and
+    it would return an array (no ``transform_output`` set for all of scikit-learn)."""
     return (type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 2 and x.shape[1] == len(fill)
-            and not np.isinf(x).any())
+            and not np.isinf(x).any() and sklearn.get_config()["transform_output"] == "default")
 
 
 def _filled(x: np.ndarray, fill: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
@@ -95,3 +96,6 @@ def test_an_imputer_fills_plain_arrays_itself_and_leaves_the_rest_to_scikit_lear
     scorer_keeps.predict_proba(test.astype(np.float32))  # another dtype: the imputer converts it itself
     scorer_drops.predict_proba(test)  # it drops a column: its own transform
     assert calls == [np.float32, np.float64]
+    with sklearn.config_context(transform_output="pandas"):  # set for all of scikit-learn: the imputer's own output
+        assert np.array_equal(scorer_keeps.predict_proba(test), keeps.predict_proba(test))
+    assert calls[2:] == [np.float64, np.float64]
