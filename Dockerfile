@@ -14,7 +14,7 @@ RUN pip install --no-cache-dir ".${EXTRAS}"
 
 COPY datasets ./datasets
 # kstream finds datasets/, models/ and runs/ next to the kstream package it imports
-# (kstream/config.py PROJECT_ROOT). Import it from /app, not from site-packages, so the
+# (kstream/paths.py PROJECT_ROOT). Import it from /app, not from site-packages, so the
 # bundled sample and the mounted /app/models are the ones it uses.
 ENV PYTHONPATH=/app
 

@@ -18,10 +18,11 @@ import time
 
 import numpy as np
 
-from kstream import app, datasets
-from kstream.artifacts import ModelRef
-from kstream.config import MODELS_DIR
-from kstream.serialization import decode_flows, encode_flow
+from kstream import app
+from kstream.data import datasets
+from kstream.messages.wire import decode_flows, encode_flow
+from kstream.modeling.artifacts import ModelRef
+from kstream.paths import MODELS_DIR
 
 
 def main() -> None:

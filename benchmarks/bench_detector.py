@@ -20,7 +20,7 @@ split, repeated up to ``--records``):
   ``--mongo``), on the detector's own rows.
 
 ``ceiling_ratio`` is the detector (1 process) over the slowest of raw consume, decode and predict.
-``--value-format vector`` sends every record as a vector (float64 bytes, see ``kstream.serialization``)
+``--value-format vector`` sends every record as a vector (float64 bytes, see ``kstream.messages.wire``)
 instead of JSON, for every stage.
 
 Usage: ``python benchmarks/bench_detector.py [--records 20000] [-m random-forest] [--value-format json]
@@ -44,13 +44,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kstream import app, metrics
+from kstream import app
+from kstream.analysis import summaries
 from kstream.clients import BACKENDS, backend
+from kstream.detector.pool import DetectorProcesses, dead_letter_budget
 from kstream.generator import generate
-from kstream.pool import DetectorProcesses, dead_letter_budget
-from kstream.serialization import decode_flows, vector_schema
+from kstream.messages.wire import decode_flows, vector_schema
 from kstream.settings import Settings
-from kstream.sinks import SQLiteStore, open_store
+from kstream.stores.sqlite import SQLiteStore, open_store
 
 RATES = (500, 1000, 5000)
 
@@ -160,14 +161,14 @@ def published_latency(settings: Settings, topic: str, n: int) -> dict[str, float
             if msg.error() is None:
                 ms.append(msg.timestamp()[1] - json.loads(msg.value())["send_ns"] / 1e6)
     consumer.close()
-    return metrics.latency_percentiles(np.array(ms, dtype=float))
+    return summaries.latency_percentiles(np.array(ms, dtype=float))
 
 
 def store_rates(model, values: list[bytes], mongo: bool, tmp: Path, vector: bool = False) -> dict[str, float]:
     """Rows/s written into each results store, in the detector's batches, new rows."""
     from kstream.clients import Message
-    from kstream.detector import Detector
-    from kstream.serialization import SCHEMA_HEADER
+    from kstream.detector.loop import Detector
+    from kstream.messages.wire import SCHEMA_HEADER
 
     detector = Detector(model, None, None, None, "preds", "dlq")
     headers = {SCHEMA_HEADER: vector_schema(model.features).encode()} if vector else {}
@@ -177,7 +178,7 @@ def store_rates(model, values: list[bytes], mongo: bool, tmp: Path, vector: bool
     out = {}
     with contextlib.ExitStack() as stack:
         if mongo:
-            from kstream.ferretdb import LocalMongo
+            from kstream.servers.ferretdb import LocalMongo
 
             server = stack.enter_context(LocalMongo())
             stores["mongodb (FerretDB)"] = lambda: open_store("mongodb", server.url,

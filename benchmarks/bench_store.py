@@ -24,15 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kstream import app, datasets
-from kstream.artifacts import ModelRef
+from kstream import app
 from kstream.clients import Message
-from kstream.config import MODELS_DIR
-from kstream.detector import Detector
-from kstream.ferretdb import LocalMongo
-from kstream.predictions import Store
-from kstream.serialization import SEND_TIME_HEADER, encode_flow
-from kstream.sinks import open_store
+from kstream.data import datasets
+from kstream.detector.loop import Detector
+from kstream.messages.wire import SEND_TIME_HEADER, encode_flow
+from kstream.modeling.artifacts import ModelRef
+from kstream.paths import MODELS_DIR
+from kstream.servers.ferretdb import LocalMongo
+from kstream.stores.protocol import Store
+from kstream.stores.sqlite import open_store
 
 
 def prediction_rows(records: int, models_dir: str) -> list[dict]:

@@ -5,28 +5,21 @@ consumes them in micro-batches, predicts each record's class with a pretrained s
 Pipeline (binary benign/attack or multi-class attack type) and writes the predictions to a
 results store and a predictions topic.
 
-Modules, one concept each, from the bottom up (a module imports only those above it):
+Subpackages by concept, bottom layer first (docs/architecture.md; ``tests/test_imports.py`` keeps
+every import pointing down):
 
-- :mod:`kstream.errors`: the named errors; :mod:`kstream.config`: paths and the cache folder
-- :mod:`kstream.formats`: the readers, one module per source format
-- :mod:`kstream.datasets`: registered datasets, record ids, tasks, label levels, the split
-- :mod:`kstream.features`: the feature selection step saved inside each Pipeline
-- :mod:`kstream.zoo`: the models kstream trains, each a whole Pipeline
-- :mod:`kstream.tables`, :mod:`kstream.scoring`: table formatting; the quality scores
-- :mod:`kstream.artifacts`: which model (:class:`~kstream.artifacts.ModelRef`), its card, hash-checked loading
-- :mod:`kstream.training`: training one model or a grid
+- :mod:`kstream.errors`: the named errors; :mod:`kstream.paths`, :mod:`kstream.logs`,
+  :mod:`kstream.tables`, :mod:`kstream.retry`: paths, secret-safe logging, tables, retries
+- :mod:`kstream.data`: the dataset registry, file formats (CSV, JSON, packets), leak-free splits
+- :mod:`kstream.messages`: the wire format and dead letters; :mod:`kstream.clients`: the Kafka clients
+- :mod:`kstream.drift`: training reference, drift windows, change detection, alerts
+- :mod:`kstream.modeling`: the model zoo, training, model cards and trusted loading, scoring
+- :mod:`kstream.stores`: the results stores (SQLite, MongoDB)
+- :mod:`kstream.generator`: the generator; :mod:`kstream.servers`: local Kafka and FerretDB
 - :mod:`kstream.settings`: the typed :class:`~kstream.settings.Settings` (CLI > environment > defaults)
-- :mod:`kstream.broker`: a real local Kafka broker (KRaft) without Docker
-- :mod:`kstream.clients`: the thin layer over the Kafka client library
-- :mod:`kstream.serialization`: the message format and batch decoding
-- :mod:`kstream.sinks`: the results store
-- :mod:`kstream.generator`: the generator; :mod:`kstream.detector`: the detector loop
-- :mod:`kstream.pool`: N detectors in one consumer group
-- :mod:`kstream.metrics`: run summaries
-- :mod:`kstream.app`: jobs wiring the parts (used by the CLI and notebooks)
-- :mod:`kstream.plots`, :mod:`kstream.report`: the figures; a run folder read back, drawn, summarised
-- :mod:`kstream.sweep`: the notebooks run by papermill over a parameter grid
-- :mod:`kstream.cli`: the ``kstream`` command
+- :mod:`kstream.detector`: the detector loop, its read-ahead, detector processes
+- :mod:`kstream.analysis`: run summaries, the live view, the report and its figures
+- :mod:`kstream.app`: the jobs; :mod:`kstream.sweep`: notebook sweeps; :mod:`kstream.cli`: the command
 """
 
 from kstream.errors import BrokerError, ConfigError, DataError, KstreamError, ModelError, StoreError

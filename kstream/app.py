@@ -30,16 +30,19 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kstream import artifacts, broker, daemon, datasets, leakage, metrics, training, zoo
-from kstream.artifacts import ModelCard, ModelRef, TrainedModel
-from kstream.config import RUNS_DIR
-from kstream.datasets import Dataset
-from kstream.detector import DetectorStats
+from kstream.analysis import summaries
+from kstream.analysis.watch import BatchTally, LiveState, StoreWatch
+from kstream.data import datasets, leakage
+from kstream.data.datasets import Dataset
+from kstream.detector.loop import DetectorStats
+from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, generate
-from kstream.live import BatchTally, LiveState, StoreWatch
-from kstream.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
-from kstream.scoring import scores_with_leakage
+from kstream.modeling import artifacts, training, zoo
+from kstream.modeling.artifacts import ModelCard, ModelRef, TrainedModel
+from kstream.modeling.quality import scores_with_leakage
+from kstream.paths import RUNS_DIR
+from kstream.servers import broker, daemon
 from kstream.settings import Settings
 
 __all__ = [
@@ -156,10 +159,10 @@ def train(settings: Settings, data: str | Path | None = None, params: dict[str, 
 
 
 def features_of(settings: Settings, source: str) -> list[str]:
-    """The features a source offers: ``capture`` (what packets give, :data:`kstream.capture.CAPTURE_FEATURES`),
+    """The features a source offers: ``capture`` (what packets give, :data:`kstream.data.formats.capture.CAPTURE_FEATURES`),
     or a data file of ``settings.dataset``'s format (its columns, read from its header where it can)."""
     if source == "capture":
-        from kstream.capture import CAPTURE_FEATURES  # NFStream only when captures are asked for
+        from kstream.data.formats.capture import CAPTURE_FEATURES  # NFStream only when captures are asked for
 
         return list(CAPTURE_FEATURES)
     return datasets.spec(settings.dataset).feature_names_of(source, settings.label_column or None)
@@ -286,7 +289,7 @@ def capture(
             flows = datasets.load(spec.name, pcap)
             return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
                             value_format=settings.value_format)
-        from kstream.capture import flows_from_interface  # NFStream only when a capture is asked for
+        from kstream.data.formats.capture import flows_from_interface  # NFStream only when a capture is asked for
 
         sent, start = 0, time.perf_counter()
         batches = flows_from_interface(interface, batch_size=64, max_flows=limit or 0, idle_timeout=idle_timeout_s)
@@ -330,12 +333,12 @@ def run(
 
     The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
     fixed shuffled order. The generator and each of the ``detectors`` detectors run in a process of
-    their own (:mod:`kstream.pool`); the detectors share one consumer group, so Kafka spreads the
+    their own (:mod:`kstream.detector.pool`); the detectors share one consumer group, so Kafka spreads the
     topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
     group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
     records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
 
-    While it streams, ``on_progress`` gets a :class:`~kstream.live.LiveState` (what the detectors
+    While it streams, ``on_progress`` gets a :class:`~kstream.analysis.watch.LiveState` (what the detectors
     have stored so far) about every ``progress_every_s`` seconds, on this thread, and once more at
     the end; with ``progress`` the same state is the status line of a progress bar. With
     ``settings.drift`` the summary counts drift windows, drifted windows and alerts.
@@ -386,7 +389,7 @@ def run(
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
         location = store.location
-    summary = metrics.summarize(frame, rows.truth(settings.task), settings.task)
+    summary = summaries.summarize(frame, rows.truth(settings.task), settings.task)
     seen = model.seen_in_training(rows, ds)
     summary.update(
         seen_in_training=None if seen is None else int(seen[: sent.records].sum()),

@@ -2,7 +2,7 @@
 
 Every subcommand calls the same library functions the notebooks use. Settings
 follow one rule: command-line option > environment > default (see
-:mod:`kstream.config`). Errors print one line and exit 1; usage errors exit 2.
+:mod:`kstream.paths`). Errors print one line and exit 1; usage errors exit 2.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kstream import __version__, app, artifacts, daemon, datasets, logs, metrics, provision, training, zoo
-from kstream.datasets import TASKS
+from kstream import __version__, app, logs
+from kstream.analysis import summaries
+from kstream.data import datasets
+from kstream.data.datasets import TASKS
 from kstream.errors import KstreamError
-from kstream.scoring import format_leakage, format_scores
-from kstream.serialization import VALUE_FORMATS
+from kstream.messages.wire import VALUE_FORMATS
+from kstream.modeling import artifacts, training, zoo
+from kstream.modeling.quality import format_leakage, format_scores
+from kstream.servers import daemon, provision
 from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table, text_table
 
@@ -455,7 +459,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if ds is not None:
             with settings.open_store() as store:
                 frame = store.frame(settings.topic)
-            print(metrics.format_summary(metrics.summarize(frame, ds.truth(settings.task), settings.task)))
+            print(summaries.format_summary(summaries.summarize(frame, ds.truth(settings.task), settings.task)))
         return 0
     result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
                      run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors,
@@ -463,7 +467,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary, indent=2, default=str))
     else:
-        print(metrics.format_summary(result.summary))
+        print(summaries.format_summary(result.summary))
         print(f"predictions    {result.store}")
     return 0
 

@@ -3,7 +3,7 @@
 Each record goes out as one message: key = record id, value = JSON features
 (no label: evaluation joins on the id), header ``kstream-send-ns`` = the send
 time. ``value_format="vector"`` sends the features as float64 bytes instead, with
-header ``kstream-schema`` (see :mod:`kstream.serialization`). ``rate`` paces the
+header ``kstream-schema`` (see :mod:`kstream.messages.wire`). ``rate`` paces the
 stream in records per second (0 = as fast as the client goes); ``limit`` stops
 after that many records; ``loop`` starts over at the end of the data. Batching and compression are the client's settings
 (``linger_ms``, ``compression_type`` ... through ``kafka_options``).
@@ -21,9 +21,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kstream.clients import Producer
-from kstream.datasets import Dataset
+from kstream.data.datasets import Dataset
 from kstream.errors import ConfigError
-from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, check_value_format, encode_flow, vector_schema
+from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, check_value_format, encode_flow, vector_schema
 
 __all__ = ["GenerateStats", "generate", "pace"]
 

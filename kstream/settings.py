@@ -4,7 +4,7 @@ Every run of kstream is described by one :class:`Settings`. Values come from thr
 the first that has one wins: command-line options, then the environment, then the defaults
 below. Validation happens here, at the edge, so bad configuration fails at start with one line
 naming the valid choices; names are checked by the modules that own them (datasets, tasks and
-levels by :mod:`kstream.datasets`, models by :mod:`kstream.zoo`).
+levels by :mod:`kstream.data.datasets`, models by :mod:`kstream.modeling.zoo`).
 
 The environment names of the original docker-compose system still work: ``DATASET``, ``MODEL``,
 ``TASK_TYPE``, ``MODELS_CHECKPOINT``, ``KAFKA_BROKER_URL``, ``DB_URL``, ``DB_NAME`` and
@@ -33,15 +33,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kstream import clients, datasets, leakage, logs, sinks, zoo
-from kstream.alerts import AlertRule, parse_rules
-from kstream.artifacts import ModelRef
-from kstream.config import MODELS_DIR
-from kstream.datasets import Dataset
-from kstream.drift import DriftMonitor
+from kstream import clients, logs
+from kstream.data import datasets, leakage
+from kstream.data.datasets import Dataset
+from kstream.drift.alerts import AlertRule, parse_rules
+from kstream.drift.monitor import DriftMonitor
+from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError
-from kstream.reference import FeatureReference
-from kstream.serialization import check_value_format
+from kstream.messages.wire import check_value_format
+from kstream.modeling import zoo
+from kstream.modeling.artifacts import ModelRef
+from kstream.paths import MODELS_DIR
+from kstream.stores import sqlite
 
 __all__ = ["Settings", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
@@ -129,7 +132,7 @@ class Settings:
     drift_share: float = 0.1  # a window drifts when this share of features (or the scores) drift
     alerts: str = ""  # alert rules on windows, "metric op number" separated by ';'
     client: str = "kafka-python"  # the Kafka client library: kafka-python or confluent (librdkafka)
-    value_format: str = "json"  # what the generator sends: json, or vector (float64 bytes; see kstream.serialization)
+    value_format: str = "json"  # what the generator sends: json, or vector (float64 bytes; see kstream.messages.wire)
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -142,8 +145,8 @@ class Settings:
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
-        if self.store not in sinks.STORES:
-            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sinks.STORES)}")
+        if self.store not in sqlite.STORES:
+            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sqlite.STORES)}")
         check_value_format(self.value_format)
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
@@ -153,7 +156,7 @@ class Settings:
             if getattr(self, name) == self.topic:
                 raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
                                   "(the detector would read its own output)")
-        sinks.check_table_name(self.store_table)
+        sqlite.check_table_name(self.store_table)
         if self.store == "mongodb" and not self.store_database.strip():
             raise ConfigError("the MongoDB results store needs a database name (DB_NAME / KSTREAM_STORE_DATABASE)")
         logs.register_secret(_url_password(self.store_url))
@@ -280,9 +283,9 @@ class Settings:
                             psi_threshold=self.drift_psi, share_threshold=self.drift_share,
                             min_records=min(DRIFT_MIN_RECORDS, self.drift_window))
 
-    def open_store(self) -> sinks.Store:
+    def open_store(self) -> sqlite.Store:
         """The results store these settings name (retrying failures until ``outage_timeout_s``)."""
-        return sinks.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s, self.store_database)
+        return sqlite.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s, self.store_database)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())

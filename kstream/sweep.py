@@ -31,8 +31,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from kstream.app import kafka_cluster
-from kstream.config import NOTEBOOKS_DIR, RUNS_DIR
 from kstream.errors import ConfigError
+from kstream.paths import NOTEBOOKS_DIR, RUNS_DIR
 from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table
 

@@ -2,7 +2,7 @@
 the CLI in a subprocess, pipelines of `kstream generate` and `kstream detect` processes with the
 ledger that checks what they left, and CICIDS2017 files written the way the 2017 release spells them.
 
-The broker is a real single-node KRaft Kafka started by :class:`kstream.broker.LocalBroker`
+The broker is a real single-node KRaft Kafka started by :class:`kstream.servers.broker.LocalBroker`
 on free ports (or the cluster named by ``KSTREAM_TEST_BOOTSTRAP``). Each test gets its own
 topic and consumer-group names so tests never see each other's records. A test that uses the
 broker must be marked ``kafka`` (checked at collection), so ``-m "not kafka"`` runs the rest
@@ -28,12 +28,14 @@ import kafka
 import pandas as pd
 import pytest
 
-from kstream import artifacts, broker, datasets, training
 from kstream.clients import ensure_topics
-from kstream.artifacts import ModelRef
-from kstream.config import DATASETS_DIR
+from kstream.data import datasets
+from kstream.modeling import artifacts, training
+from kstream.modeling.artifacts import ModelRef
+from kstream.paths import DATASETS_DIR
+from kstream.servers import broker
 from kstream.settings import Settings
-from kstream.sinks import open_store
+from kstream.stores.sqlite import open_store
 
 IMPROVED = DATASETS_DIR / "cicids2017-improved-sample"
 
@@ -71,7 +73,7 @@ def kafka_bootstrap():
 def mongo_server():
     """One FerretDB (MongoDB wire protocol, SQLite backend) without authentication for the session;
     built with Go into the cache on first use."""
-    from kstream.ferretdb import LocalMongo
+    from kstream.servers.ferretdb import LocalMongo
 
     with LocalMongo() as server:
         yield server

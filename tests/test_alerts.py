@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kstream.alerts import Alert, AlertRule, check_alerts, parse_rules
-from kstream.drift import WindowResult
+from kstream.drift.alerts import Alert, AlertRule, check_alerts, parse_rules
+from kstream.drift.monitor import WindowResult
 from kstream.errors import ConfigError
 
 # --- alerts ---------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from kstream import app, artifacts, datasets
+from kstream import app
+from kstream.data import datasets
 from kstream.errors import ModelError
+from kstream.modeling import artifacts
 from kstream.settings import Settings
 
 

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from kstream import artifacts, datasets, training, zoo
-from kstream.artifacts import ModelRef
+from kstream.data import datasets
 from kstream.errors import ConfigError, DataError, ModelError
+from kstream.modeling import artifacts, training, zoo
+from kstream.modeling.artifacts import ModelRef
 
 
 def ref(task="binary_class", model="decision-tree", root=None, **kw):

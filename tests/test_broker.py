@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from kstream import broker, processes
 from kstream.clients import check_reachable
 from kstream.errors import BrokerError
+from kstream.servers import broker, processes
 
 
 @pytest.mark.kafka

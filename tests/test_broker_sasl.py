@@ -10,10 +10,10 @@ import kafka
 import kafka.errors
 import pytest
 
-from kstream.broker import QUICK_START_JVM, LocalBroker
-from kstream.scram import Credentials
 from kstream.clients import Producer, Record, backend, ensure_topics
 from kstream.errors import BrokerError
+from kstream.servers.broker import QUICK_START_JVM, LocalBroker
+from kstream.servers.scram import Credentials
 
 pytestmark = pytest.mark.kafka
 

@@ -26,15 +26,15 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter, PcapWriter
 
-from kstream.capture import (
+from kstream.data.formats.capture import (
     CAPTURE_FEATURES,
     FEATURE_DEFINITIONS,
     LEFT_OUT,
     flows_from_interface,
     flows_from_pcap,
 )
+from kstream.data.formats.cicflowmeter import CICIDS_FEATURES
 from kstream.errors import ConfigError, DataError
-from kstream.formats.cicflowmeter import CICIDS_FEATURES
 
 T0 = 1_499_000_000  # a CICIDS2017-era epoch second
 CLIENT, SERVER, RESOLVER = "192.168.10.5", "192.168.10.50", "192.168.10.3"
@@ -387,7 +387,7 @@ def test_leaving_a_live_capture_early_stops_its_meters():
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop rights")
 def test_live_capture_without_the_right_to_capture_is_a_one_line_config_error():
     script = (
-        "from kstream.capture import flows_from_interface\n"
+        "from kstream.data.formats.capture import flows_from_interface\n"
         "from kstream.errors import ConfigError\n"
         "try:\n"
         "    next(flows_from_interface('lo'))\n"
@@ -432,7 +432,8 @@ def test_packets_to_kafka_to_predictions_through_the_cli(sample, flows, tmp_path
 @pytest.mark.kafka
 def test_a_run_on_a_capture_trains_on_the_bundled_features_it_has_and_reports_without_truth(sample, flows, tmp_path,
                                                                                             kafka_bootstrap):
-    from kstream import app, report
+    from kstream import app
+    from kstream.analysis import report
     from kstream.settings import Settings
 
     settings = Settings(model="decision-tree", models_dir=tmp_path / "models", bootstrap=kafka_bootstrap)

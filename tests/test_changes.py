@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from kstream.changes import PageHinkley
+from kstream.drift.pagehinkley import PageHinkley
 from kstream.errors import ConfigError
-
 
 # --- Page-Hinkley ---------------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kstream import artifacts, datasets
-from kstream.artifacts import ModelRef
-from kstream.config import cache_dir
+from kstream.data import datasets
+from kstream.modeling import artifacts
+from kstream.modeling.artifacts import ModelRef
+from kstream.paths import cache_dir
 
 
 @pytest.mark.parametrize("command", [[], ["broker"], ["broker", "start"], ["train"], ["generate"], ["detect"], ["run"]])
@@ -131,7 +132,7 @@ def test_sigusr1_prints_where_every_thread_is_and_the_detector_goes_on(tmp_path,
         proc.kill()
     printed = err_path.read_text()
     assert "most recent call first" in printed and "Thread 0x" in printed
-    assert "kstream/detector.py" in printed  # the main thread, in the detector's loop
+    assert "kstream/detector/loop.py" in printed  # the main thread, in the detector's loop
     assert "no new record for 3.0s; stopping" in printed  # it went on to its normal end
 
 

@@ -9,9 +9,9 @@ import time
 import kafka
 import pytest
 
-from kstream.broker import QUICK_START_JVM, LocalBroker
 from kstream.clients import Producer, Record, check_reachable, ensure_topics
 from kstream.errors import BrokerError
+from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 
 pytestmark = pytest.mark.kafka
 

@@ -13,9 +13,9 @@ import time
 import kafka
 import pytest
 
-from kstream import daemon, processes
 from kstream.clients import Producer, Record, ensure_topics
 from kstream.errors import BrokerError
+from kstream.servers import daemon, processes
 
 
 @pytest.fixture

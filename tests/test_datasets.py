@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kstream import datasets
+from kstream.data import datasets
 from kstream.errors import ConfigError, DataError
 
 NAMES = datasets.available()

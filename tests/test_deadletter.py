@@ -5,7 +5,8 @@ import hashlib
 import pytest
 
 from kstream.clients import Message
-from kstream.deadletter import (
+from kstream.errors import ConfigError
+from kstream.messages.deadletters import (
     DROPPED_HEADERS_HEADER,
     MAX_KEY_BYTES,
     MAX_REASON_BYTES,
@@ -19,7 +20,6 @@ from kstream.deadletter import (
     minimum_budget,
     record_size,
 )
-from kstream.errors import ConfigError
 
 
 def _deep(levels):

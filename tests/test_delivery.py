@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kstream import app, artifacts, datasets
+from kstream import app
 from kstream.clients import BACKENDS
+from kstream.data import datasets
 from kstream.errors import ConfigError
 from kstream.generator import generate
-from kstream.serialization import REASON_HEADER, SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, vector_schema
+from kstream.messages.wire import REASON_HEADER, SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, vector_schema
+from kstream.modeling import artifacts
 from kstream.settings import Settings
-from kstream.sinks import open_store
+from kstream.stores.sqlite import open_store
 
 pytestmark = pytest.mark.kafka
 

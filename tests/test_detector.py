@@ -6,12 +6,12 @@ import time
 import numpy as np
 import pytest
 
-from kstream import artifacts
-from kstream.artifacts import ModelRef
 from kstream.clients import Message
-from kstream.detector import Detector
-from kstream.reader import ReadAhead
-from kstream.serialization import REASON_HEADER, SEND_TIME_HEADER, encode_flow
+from kstream.detector.loop import Detector
+from kstream.detector.readahead import ReadAhead
+from kstream.messages.wire import REASON_HEADER, SEND_TIME_HEADER, encode_flow
+from kstream.modeling import artifacts
+from kstream.modeling.artifacts import ModelRef
 
 
 class Journal(list):
@@ -208,8 +208,8 @@ def test_a_dlq_too_small_for_a_dead_letter_fails_at_construction(model):
 
 
 def _drift_detector(model, batches, window=100, rules=()):
-    from kstream.alerts import parse_rules
-    from kstream.drift import DriftMonitor
+    from kstream.drift.alerts import parse_rules
+    from kstream.drift.monitor import DriftMonitor
 
     journal = Journal()
     consumer = FakeConsumer(batches, journal)
@@ -264,7 +264,7 @@ def test_a_failing_monitor_never_stops_detection(model, test_rows):
 
 
 def test_a_window_of_seconds_closes_on_an_empty_poll(model, test_rows):
-    from kstream.drift import DriftMonitor
+    from kstream.drift.monitor import DriftMonitor
 
     names = test_rows.feature_names
     now = [0]

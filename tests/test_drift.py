@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kstream import datasets, zoo
-from kstream.alerts import AlertRule, check_alerts
-from kstream.drift import DriftMonitor, WindowResult
+from kstream.data import datasets
+from kstream.drift.alerts import AlertRule, check_alerts
+from kstream.drift.monitor import DriftMonitor, WindowResult
+from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError, DataError
-from kstream.reference import FeatureReference
+from kstream.modeling import zoo
 
 WINDOW = 500
 
@@ -257,7 +258,7 @@ def test_the_other_cicids2017_extraction_is_flagged_in_every_window():
     # default sample its corrected re-extraction: a model trained on the re-extraction, restricted to
     # the 76 features both have, sees another feature distribution in the 2017 one (measured: 92% of
     # the features past PSI 0.2 in each of 10 windows, and 0% for its own held-out rows)
-    from kstream import training
+    from kstream.modeling import training
 
     improved, other = datasets.load("cicids2017"), datasets.load("cicids2017", "csv-sample")
     ds = improved.restrict(other.feature_names, "csv-sample")

@@ -15,11 +15,12 @@ import json
 import numpy as np
 import pytest
 
-from kstream import app, artifacts
-from kstream.artifacts import ModelRef
+from kstream import app
 from kstream.clients import Producer, ensure_topics
+from kstream.detector.pool import DetectorPool
 from kstream.generator import generate
-from kstream.pool import DetectorPool
+from kstream.modeling import artifacts
+from kstream.modeling.artifacts import ModelRef
 
 WINDOW = 500
 

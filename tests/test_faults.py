@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from kstream.broker import QUICK_START_JVM, LocalBroker
 from kstream.clients import BACKENDS, Producer, Record, ensure_topics
 from kstream.errors import BrokerError
+from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 
 pytestmark = pytest.mark.kafka
 

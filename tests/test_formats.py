@@ -1,4 +1,4 @@
-"""The readers of kstream.formats, through the datasets: CICIDS2017 dialects, NetML JSON lines, NSL-KDD.
+"""The readers of kstream.data.formats, through the datasets: CICIDS2017 dialects, NetML JSON lines, NSL-KDD.
 
 Each test writes its own small files (from the bundled samples' real rows) into tmp_path.
 """
@@ -16,10 +16,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from kstream import datasets
-from kstream.config import DATASETS_DIR
-from kstream.formats import cicflowmeter, kdd, netml
+from kstream.data import datasets
+from kstream.data.formats import cicflowmeter, kdd, netml
 from kstream.errors import ConfigError, DataError
+from kstream.paths import DATASETS_DIR
 
 IMPROVED = DATASETS_DIR / "cicids2017-improved-sample"
 NETML = DATASETS_DIR / "netml-iscx-vpn-nonvpn2016"

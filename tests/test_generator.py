@@ -3,7 +3,7 @@ import pytest
 
 from kstream.errors import ConfigError
 from kstream.generator import generate, pace
-from kstream.serialization import SCHEMA_HEADER, decode_flows, vector_schema
+from kstream.messages.wire import SCHEMA_HEADER, decode_flows, vector_schema
 from kstream.settings import Settings
 
 

@@ -12,8 +12,8 @@ examples); choose one with ``KSTREAM_HYPOTHESIS_PROFILE=kstream-thorough``.
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 import os
 import sqlite3
 import tempfile
@@ -21,33 +21,41 @@ import time
 from pathlib import Path
 
 import kafka
-from kafka.admin import NewTopic
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from kafka.admin import NewTopic
 from kafka.consumer.fetcher import Fetcher
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from kstream import app, artifacts
-from kstream.artifacts import ModelRef
+from kstream import app
 from kstream.clients import BACKENDS, Message, ensure_topics, kafka_python
-from kstream.deadletter import (
+from kstream.detector.loop import Detector
+from kstream.messages.deadletters import (
     MAX_REASON_BYTES,
     ORIGINAL_SHA256_HEADER,
     ORIGINAL_SIZE_HEADER,
-    RECORD_OVERHEAD,
     REASON_HEADER,
+    RECORD_OVERHEAD,
     SOURCE_HEADER,
     DeadLetterBuilder,
     minimum_budget,
 )
-from kstream.detector import Detector
-from kstream.serialization import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_flow, encode_vector, vector_schema
-from kstream.sinks import SQLiteStore
+from kstream.messages.wire import (
+    SCHEMA_HEADER,
+    SEND_TIME_HEADER,
+    decode_flows,
+    encode_flow,
+    encode_vector,
+    vector_schema,
+)
+from kstream.modeling import artifacts
+from kstream.modeling.artifacts import ModelRef
+from kstream.stores.sqlite import SQLiteStore
 
 hypothesis_settings.register_profile(
     "kstream", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -264,7 +272,7 @@ def headers(draw):
 
 
 def vectors(features, base_rows):
-    """Vector values (see kstream.serialization) with a schema header: the model's vectors, any 8n bytes
+    """Vector values (see kstream.messages.wire) with a schema header: the model's vectors, any 8n bytes
     (every float64 pattern: NaN, infinities, subnormals), any length, all missing, and other schemas."""
     n = len(features)
     right = vector_schema(features).encode()

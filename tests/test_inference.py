@@ -7,9 +7,9 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
-from kstream import artifacts
-from kstream.artifacts import ModelRef
-from kstream.inference import Scorer
+from kstream.modeling import artifacts
+from kstream.modeling.artifacts import ModelRef
+from kstream.modeling.scorer import Scorer
 
 
 def crafted(width: int, rng: np.random.Generator) -> np.ndarray:

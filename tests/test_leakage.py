@@ -1,6 +1,6 @@
 """Identical feature vectors: the grouped split, the leakage counts, the ceiling and the learning curve.
 
-The expectations are computed here without kstream.leakage: rows are compared through a text key of
+The expectations are computed here without kstream.data.leakage: rows are compared through a text key of
 their values (NaN as 'nan', -0.0 as 0.0), so a bug in the hashing cannot hide itself.
 """
 
@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
-from kstream import app, artifacts, leakage, training
+from kstream import app
+from kstream.data import leakage
 from kstream.errors import ConfigError, ModelError
-from kstream.scoring import score
+from kstream.modeling import artifacts, training
+from kstream.modeling.quality import score
 from kstream.settings import Settings
 
 SAMPLES = ["cicids2017", "csv-sample", "netml", "nsl-kdd"]

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from kstream.drift import WindowResult, window_row
-from kstream.live import BatchTally, LiveState, StoreWatch
-from kstream.sinks import SQLiteStore
+from kstream.analysis.watch import BatchTally, LiveState, StoreWatch
+from kstream.drift.monitor import WindowResult, window_row
+from kstream.stores.sqlite import SQLiteStore
 
 
 def _rows(start, n, topic="flows.t", label="attack"):

@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from kstream import ferretdb
 from kstream.errors import BrokerError, ConfigError, DataError
-from kstream.ferretdb import LocalMongo, mongo_url
-from kstream.mongostore import STORE_FIELDS, MongoStore
+from kstream.servers import ferretdb
+from kstream.servers.ferretdb import LocalMongo, mongo_url
+from kstream.stores.mongodb import STORE_FIELDS, MongoStore
 
 # the first test builds FerretDB when it is not cached yet: a few minutes on a busy 2-core machine
 pytestmark = [pytest.mark.mongodb, pytest.mark.timeout(1800)]
@@ -239,7 +239,7 @@ def test_the_seed_configuration_streams_into_mongodb_with_drift_windows_and_repo
     assert windows["window"].tolist() == [0, 1, 2, 3] and windows["records"].tolist() == [500] * 4
     assert windows["monitor"].nunique() == 1
     assert not (tmp_path / "run" / "predictions.sqlite").exists()
-    from kstream import report
+    from kstream.analysis import report
 
     run = report.load_run(tmp_path / "run")  # through the same interface as a SQLite run
     assert len(run.predictions) == 2000 and run.predictions["true_label"].notna().all()
@@ -248,7 +248,7 @@ def test_the_seed_configuration_streams_into_mongodb_with_drift_windows_and_repo
 def test_drift_windows_are_stored_once_per_monitor_and_window_and_read_back_per_topic(store):
     import numpy as np
 
-    from kstream.drift import WindowResult, window_row
+    from kstream.drift.monitor import WindowResult, window_row
 
     topic = f"flows-{uuid.uuid4().hex[:8]}"
     windows = [WindowResult(i, 10 * i, 10 * i + 5, 500, {"Flow Bytes/s": 0.3}, ["Flow Bytes/s"], 0.5, 0.3, 0.9,

@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import time
-import tomllib
 import urllib.request
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 def test_the_package_ships_its_subpackages():
     find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    assert "kstream*" in find["include"]  # kstream.formats too, not only the top package
+    assert "kstream*" in find["include"]  # kstream.data.formats too, not only the top package
 
 
 def _free_port() -> int:

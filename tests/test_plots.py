@@ -1,4 +1,4 @@
-"""Figures of kstream.plots: what they draw is read back from the Axes and checked against the data."""
+"""Figures of kstream.analysis.plots: what they draw is read back from the Axes and checked against the data."""
 
 import matplotlib
 
@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from kstream import plots  # noqa: E402
+from kstream.analysis import plots  # noqa: E402
 
 LONG_NAMES = [f"Web Attack \u2013 Brute Force variant {i:02d}" if i % 2 else f"class_{i:02d}" for i in range(24)]
 

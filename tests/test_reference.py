@@ -8,11 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from kstream.drift import DriftMonitor
+from kstream.drift.monitor import DriftMonitor
+from kstream.drift.reference import EPS, FeatureReference, psi
 from kstream.errors import ConfigError, DataError, ModelError
-from kstream.reference import EPS, FeatureReference, psi
-
-
 
 # --- PSI ------------------------------------------------------------------------------------
 

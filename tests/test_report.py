@@ -18,8 +18,8 @@ matplotlib.use("Agg")  # this process only
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from kstream import report  # noqa: E402
-from kstream.sinks import SQLiteStore  # noqa: E402
+from kstream.analysis import report  # noqa: E402
+from kstream.stores.sqlite import SQLiteStore  # noqa: E402
 
 
 def write_run(run_dir, model, ds, rows):
@@ -91,7 +91,7 @@ def test_leakage_lines_give_the_unseen_scores_only_when_some_rows_were_seen(seen
 
 
 def test_a_run_with_drift_windows_draws_them_and_summarises_drift_and_alerts(csv_model, samples, tmp_path):
-    from kstream.drift import DriftMonitor, window_row
+    from kstream.drift.monitor import DriftMonitor, window_row
 
     ds = samples["csv-sample"]
     part = write_run(tmp_path, csv_model, ds, np.random.default_rng(0).permutation(len(ds))[:2000])  # mixed classes

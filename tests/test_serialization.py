@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kstream.serialization import decode_flows, encode_flow, encode_vector, record_id, send_time, vector_schema
+from kstream.messages.wire import decode_flows, encode_flow, encode_vector, record_id, send_time, vector_schema
 
 FEATURES = ["a", "b", "c", "d"]
 

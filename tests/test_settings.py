@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from kstream import datasets
-from kstream.settings import Settings, parse_kafka_options
+from kstream.data import datasets
+from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError
+from kstream.settings import Settings, parse_kafka_options
 
 
 def test_cli_beats_environment_beats_defaults():
@@ -124,7 +125,7 @@ def test_drift_settings_come_from_options_or_the_environment_and_are_checked():
     assert cli.drift is False and cli.drift_window == 100  # the command line wins
     assert cli.alerts == "mean_score < 0.8; max_psi > 1"
     assert Settings.resolve({}, env={}).drift is False and Settings().drift_topic == "flows.drift"
-    monitor = s.drift_monitor(__import__("kstream.reference").reference.FeatureReference.fit([[0.0], [1.0]], ["x"]))
+    monitor = s.drift_monitor(FeatureReference.fit([[0.0], [1.0]], ["x"]))
     assert monitor.window_records == 250 and monitor.window_ns == 2_500_000_000 and monitor.min_records == 200
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kstream import artifacts, training
-from kstream.artifacts import ModelRef
 from kstream.errors import ConfigError, ModelError
-from kstream.trust import Trust
+from kstream.modeling import artifacts, training
+from kstream.modeling.artifacts import ModelRef
+from kstream.modeling.trust import Trust
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from kstream import artifacts, datasets, training, zoo
-from kstream.artifacts import ModelRef
-from kstream.datasets import TASKS
+from kstream.data import datasets
+from kstream.data.datasets import TASKS
 from kstream.errors import ConfigError
+from kstream.modeling import artifacts, training, zoo
+from kstream.modeling.artifacts import ModelRef
 
 GRID = list(itertools.product(datasets.available(), TASKS, zoo.MODELS))
 DEFINED = [g for g in GRID if g[1] in datasets.spec(g[0]).tasks]

@@ -25,8 +25,14 @@ import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from kstream.clients.rdkafka_options import (check_options, coerce_option, coerce_options, from_kafka_python,
-                                             option_name, role)
+from kstream.clients.rdkafka_options import (
+    check_options,
+    coerce_option,
+    coerce_options,
+    from_kafka_python,
+    option_name,
+    role,
+)
 from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 

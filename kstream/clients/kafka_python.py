@@ -29,9 +29,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
 from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
+from kstream.clients.unreadable import UnreadableRecords, is_record_error
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
-from kstream.unreadable import UnreadableRecords, is_record_error
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -297,7 +297,7 @@ class Consumer(_Client):
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first.
 
         A record the client library cannot parse comes back as a placeholder :class:`Message`
-        with ``error`` set, and its partition moves past it (:mod:`kstream.unreadable`), so one
+        with ``error`` set, and its partition moves past it (:mod:`kstream.clients.unreadable`), so one
         bad record never stalls a partition.
         """
         consumer = self._consumer()

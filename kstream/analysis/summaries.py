@@ -1,0 +1,97 @@
+"""Summaries of a streaming run: volume, speed, latency and quality.
+
+Latency is produce-to-prediction: the detector's prediction time minus the send time the
+generator put in the message header. Quality comes from :func:`kstream.modeling.quality.score` on the
+predictions joined to the truth by record id, so a run's accuracy is computed exactly as an
+offline evaluation's.
+
+>>> import pandas as pd
+>>> preds = pd.DataFrame({"record_id": ["a", "b"], "predicted_label": ["attack", "benign"],
+...                       "send_ns": [0, 0], "predicted_ns": [2_000_000, 4_000_000]})
+>>> truth = pd.DataFrame({"record_id": ["a", "b"], "true_label": ["attack", "attack"]})
+>>> s = summarize(preds, truth, task="binary_class")
+>>> s["records"], s["accuracy"], s["tpr"], s["latency_ms"]["p50"]
+(2, 0.5, 0.5, 3.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kstream.modeling.quality import HEADLINE, score
+
+__all__ = ["summarize", "format_summary", "join_truth", "latency_percentiles"]
+
+
+def join_truth(predictions: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with a ``true_label`` column, joined on the record id.
+
+    Ids of looped passes (``<id>#<pass>``) join to their original record.
+    """
+    base = predictions["record_id"].astype(str).str.split("#", n=1).str[0]
+    mapping = truth.drop_duplicates("record_id").set_index("record_id")["true_label"]
+    out = predictions.copy()
+    out["true_label"] = base.map(mapping)
+    return out
+
+
+def latency_percentiles(latency_ms: np.ndarray) -> dict[str, float]:
+    """p50, p95, p99 and max of latencies in ms (NaN when there are none).
+
+    >>> latency_percentiles(np.array([1.0, 2.0, 3.0]))["p50"]
+    2.0
+    """
+    latency_ms = latency_ms[~np.isnan(latency_ms)]
+    if not len(latency_ms):
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p95, p99 = np.percentile(latency_ms, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(latency_ms.max())}
+
+
+def summarize(predictions: pd.DataFrame, truth: pd.DataFrame | None = None, task: str = "multi_class") -> dict[str, Any]:
+    """Records, throughput, latency p50/p95/p99 (ms), predicted class counts and the quality scores."""
+    n = len(predictions)
+    out: dict[str, Any] = {"records": n}
+    send = predictions["send_ns"].dropna().astype("int64") if n else pd.Series(dtype="int64")
+    done = predictions["predicted_ns"].astype("int64") if n else pd.Series(dtype="int64")
+    span_s = (done.max() - send.min()) / 1e9 if n and len(send) else float("nan")
+    out["throughput_rps"] = float(n / span_s) if span_s and span_s > 0 else float("nan")
+    latency = (predictions["predicted_ns"] - predictions["send_ns"]).to_numpy(dtype=float) / 1e6 if n else np.array([])
+    out["latency_ms"] = latency_percentiles(latency)
+    out["predicted_counts"] = {str(k): int(v) for k, v in predictions["predicted_label"].value_counts().items()}
+    if truth is not None and n:
+        joined = join_truth(predictions, truth).dropna(subset=["true_label"])
+        out["evaluated"] = len(joined)
+        if len(joined):
+            scores = score(joined["true_label"], joined["predicted_label"], task=task)
+            out.update({k: scores[k] for k in HEADLINE if k in scores})
+    return out
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few aligned lines for a terminal."""
+    lat = summary["latency_ms"]
+    lines = [
+        f"records        {summary['records']}",
+        f"throughput     {summary['throughput_rps']:.0f} records/s (first send to last prediction)",
+        f"latency ms     p50 {lat['p50']:.1f}   p95 {lat['p95']:.1f}   p99 {lat['p99']:.1f}",
+        "predicted      " + ", ".join(f"{k} {v}" for k, v in summary["predicted_counts"].items()),
+    ]
+    if "accuracy" in summary:
+        lines.append(f"accuracy       {summary['accuracy']:.4f}   macro-F1 {summary['macro_f1']:.4f}   "
+                     f"(on {summary['evaluated']} records)")
+    if "tpr" in summary:
+        lines.append(f"TPR / FAR      {summary['tpr']:.4f} / {summary['far']:.4f}")
+    if summary.get("seen_in_training") is not None:
+        lines.append(f"{'seen':<15}{summary['seen_in_training']} records had the feature vector of a training row")
+    for key in ("dead_lettered", "imputed"):
+        if key in summary:
+            lines.append(f"{key:<15}{summary[key]}")
+    drift = summary.get("drift")
+    if drift:
+        lines.append(f"{'drift':<15}{drift['drifted']} of {drift['windows']} windows drifted "
+                     f"({drift['judged']} judged), {drift['alerts']} alert(s)")
+    return "\n".join(lines)

@@ -1,0 +1,346 @@
+"""Detectors in one consumer group, so Kafka spreads a topic's partitions over them; and the generator apart.
+
+:class:`DetectorProcesses` runs each detector in a process of its own (``kstream run``, the
+``2.0-stream`` notebook and sweeps use it), so detectors and the generator
+(:func:`generate_in_process`) never share an interpreter lock. Each process builds its own Kafka
+clients and results-store connection from the run's settings, waits for a partition, says it is
+ready, and runs until asked to stop: it then finishes its batch, commits, and sends its
+:class:`~kstream.detector.loop.DetectorStats` back. Processes are started with ``spawn`` (a fresh
+interpreter, no client threads copied by a fork). :class:`DetectorPool` is the same interface
+with threads of one process (for callers that already hold a model and store in memory).
+
+>>> pool = DetectorPool(lambda: None, 0)
+Traceback (most recent call last):
+...
+kstream.errors.ConfigError: a detector pool needs at least one detector, not 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kstream.data.datasets import Dataset
+from kstream.detector.crashpoints import crash_point_from_env
+from kstream.detector.loop import Detector, DetectorStats
+from kstream.errors import BrokerError, ConfigError, KstreamError
+from kstream.generator import GenerateStats, generate
+from kstream.messages.deadletters import RECORD_OVERHEAD
+from kstream.modeling.artifacts import TrainedModel
+from kstream.settings import Settings
+from kstream.stores.sqlite import Store
+
+__all__ = ["DetectorPool", "DetectorProcesses", "generate_in_process", "build_detector", "dead_letter_budget"]
+
+log = logging.getLogger(__name__)
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes
+STOP_TIMEOUT_S = 120.0  # how long a detector process may take to finish its batch and commit once asked to stop
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
+    """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``,
+    with the clients of ``settings.kafka`` (the backend ``--client`` picks).
+
+    ``dlq_budget`` (default: :func:`dead_letter_budget`) bounds a dead letter's size so every one fits.
+    With ``settings.drift`` it monitors drift against the model card's reference (a card without
+    one stops here, naming the retrain command).
+    """
+    monitor = settings.drift_monitor(model.reference()) if settings.drift else None
+    consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
+    return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
+                    batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
+                    outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
+                    dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings),
+                    monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
+                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic)
+
+
+def dead_letter_budget(settings: Settings) -> int:
+    """The largest dead letter the DLQ topic and the producer both take: the smaller of the topic's
+    ``max.message.bytes`` (the broker default when it cannot be read) and the producer's largest
+    request, less the client's per-record overhead. A DLQ too small for any dead letter stops the
+    detector at start, in one line."""
+    topic_limit = settings.kafka.topic_max_message_bytes(settings.bootstrap, settings.dlq_topic, settings.kafka_options)
+    producer_limit = settings.kafka.Producer(settings.bootstrap, settings.kafka_options).max_request_size
+    return min(topic_limit or BROKER_DEFAULT_MAX_MESSAGE_BYTES, producer_limit) - RECORD_OVERHEAD
+
+
+class _Waiting:
+    """What both pools share: waiting for a condition while watching for a failed detector."""
+
+    def raise_failure(self) -> None:  # pragma: no cover - each pool says how its detectors fail
+        raise NotImplementedError
+
+    def wait_until(self, done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
+        """Poll ``done()`` until it holds, a detector fails, or ``timeout_s`` passes; returns ``done()``."""
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            self.raise_failure()
+            time.sleep(every_s)
+        self.raise_failure()
+        return done()
+
+
+class DetectorPool(_Waiting):
+    """``n`` detectors made by ``make``, each on its own thread; a context manager."""
+
+    def __init__(self, make: Callable[[], Detector], n: int) -> None:
+        if n < 1:
+            raise ConfigError(f"a detector pool needs at least one detector, not {n}")
+        self._make = make
+        self.n = n
+        self.detectors: list[Detector] = []
+        self._threads: list[threading.Thread] = []
+        self._ready: list[threading.Event] = []
+        self._failures: list[BaseException] = []
+
+    def __enter__(self) -> DetectorPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Make the detectors and start their threads (each connects, then waits for a partition)."""
+        for i in range(self.n):
+            detector, ready = self._make(), threading.Event()
+            thread = threading.Thread(target=self._work, args=(detector, ready), name=f"kstream-detector-{i}",
+                                      daemon=True)
+            self.detectors.append(detector)
+            self._ready.append(ready)
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self, detector: Detector, ready: threading.Event) -> None:
+        try:
+            _serve(detector, ready.set)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            self._failures.append(err)
+            ready.set()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until every detector has a partition; BrokerError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        for event in self._ready:
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        """Re-raise the first error a detector thread ended with, if any."""
+        if self._failures:
+            raise self._failures[0]
+
+    def stop(self) -> None:
+        """Ask every detector to finish its batch and commit; wait for the threads."""
+        for detector in self.detectors:
+            detector.stop()
+        for thread in self._threads:
+            thread.join()
+
+    @property
+    def dead_lettered(self) -> int:
+        """Dead letters written so far by all the detectors."""
+        return sum(d.stats.dead_lettered for d in self.detectors)
+
+    @property
+    def stats(self) -> list[DetectorStats]:
+        return [d.stats for d in self.detectors]
+
+
+def _serve(detector: Detector, ready: Callable[[], None],
+           on_batch: Callable[[int], None] | None = None) -> DetectorStats:
+    with detector.consumer.connect(), detector.producer.connect():
+        while not detector.consumer.assigned() and not detector.stopped:
+            detector.step()
+        ready()
+        return detector.run(on_batch=on_batch)
+
+
+def _portable(err: BaseException, what: str) -> KstreamError:
+    """``err`` as an error that crosses a process boundary intact (kstream's own are kept as they are)."""
+    if isinstance(err, KstreamError) and type(err).__module__ == "kstream.errors":
+        return err
+    return KstreamError(f"{what} failed: {type(err).__name__}: {err}")
+
+
+def _child_setup(level: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us in order
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL)
+
+
+def _detector_process(index: int, settings: Settings, model: TrainedModel, budget: int, ready: Any, stop: Any,
+                      results: Any, level: int, dead_letters: Any) -> None:
+    _child_setup(level)
+    detector: Detector | None = None
+    try:
+        settings = settings.replace()  # checked again here, which registers its secrets with this process's logs
+        with settings.open_store() as store:
+            detector = build_detector(settings, model, store, budget)
+            watcher = threading.Thread(target=lambda: (stop.wait(), detector.stop()), daemon=True)
+            watcher.start()
+            # the parent's live view reads the dead-letter count as it grows (the rows it reads from the store)
+            stats = _serve(detector, ready.set, lambda _: setattr(dead_letters, "value", detector.stats.dead_lettered))
+        results.put((index, dataclasses.asdict(stats), None))
+    except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
+        results.put((index, None, _portable(err, f"detector process {index}")))
+    finally:
+        ready.set()
+
+
+class DetectorProcesses(_Waiting):
+    """``n`` detector processes in one consumer group, the interface of :class:`DetectorPool`; a context manager.
+
+    ``settings`` name the group, topics, store and client; ``budget`` is the dead-letter budget
+    (:func:`dead_letter_budget`, measured once by the parent).
+    """
+
+    def __init__(self, settings: Settings, model: TrainedModel, n: int, budget: int) -> None:
+        if n < 1:
+            raise ConfigError(f"a detector pool needs at least one detector, not {n}")
+        self.settings, self.model, self.n, self.budget = settings, model, n, budget
+        self._stop = _SPAWN.Event()
+        self._results = _SPAWN.Queue()
+        self._ready: list[Any] = []
+        self._procs: list[Any] = []
+        self._stats: dict[int, DetectorStats] = {}
+        self._failures: list[BaseException] = []
+        self._dead_letters: list[Any] = []  # per process, shared: its dead letters so far
+
+    def __enter__(self) -> DetectorProcesses:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the processes (each connects, then waits for a partition)."""
+        level = logging.getLogger().getEffectiveLevel()
+        for i in range(self.n):
+            ready, dead_letters = _SPAWN.Event(), _SPAWN.Value("q", 0, lock=False)
+            proc = _SPAWN.Process(target=_detector_process, name=f"kstream-detector-{i}", daemon=True,
+                                  args=(i, self.settings, self.model, self.budget, ready, self._stop, self._results,
+                                        level, dead_letters))
+            self._dead_letters.append(dead_letters)
+            proc.start()
+            self._ready.append(ready)
+            self._procs.append(proc)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until every detector has a partition; BrokerError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        for event in self._ready:
+            while not event.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                self.raise_failure()
+                if time.monotonic() >= deadline:
+                    raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
+        self.raise_failure()
+
+    def _collect(self, wait_s: float = 0.0) -> None:
+        try:
+            while True:
+                index, stats, err = self._results.get(timeout=wait_s) if wait_s else self._results.get_nowait()
+                if err is not None:
+                    self._failures.append(err)
+                else:
+                    self._stats[index] = DetectorStats(**stats)
+                wait_s = 0.0
+        except queue.Empty:
+            pass
+
+    def raise_failure(self) -> None:
+        """Raise the first error a detector process ended with (or its unexpected exit), if any."""
+        self._collect()
+        if self._failures:
+            raise self._failures[0]
+        for i, proc in enumerate(self._procs):
+            if proc.exitcode is not None and i not in self._stats:
+                self._collect(wait_s=1.0)  # its last words may still be on their way
+                if self._failures:
+                    raise self._failures[0]
+                if i not in self._stats:
+                    raise KstreamError(f"detector process {i} exited with code {proc.exitcode} before it finished; "
+                                       "see its log above")
+
+    def stop(self) -> None:
+        """Ask every detector to finish its batch and commit; wait for the processes and their stats."""
+        self._stop.set()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in self._procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+        self._collect(wait_s=0.5 if len(self._stats) + len(self._failures) < len(self._procs) else 0.0)
+        for i, proc in enumerate(self._procs):
+            if proc.is_alive():
+                log.warning("detector process %d did not stop within %.0fs; terminating it", i, STOP_TIMEOUT_S)
+                proc.terminate()
+                proc.join(10)
+
+    @property
+    def dead_lettered(self) -> int:
+        """Dead letters written so far by all the processes (read while they run)."""
+        return sum(int(v.value) for v in self._dead_letters)
+
+    @property
+    def stats(self) -> list[DetectorStats]:
+        """Each detector's totals (empty ones for a process that sent none back)."""
+        return [self._stats.get(i, DetectorStats()) for i in range(len(self._procs))]
+
+
+def _generator_process(settings: Settings, rows: Dataset, rate: float, limit: int | None, progress: bool,
+                       results: Any, level: int, features: list[str] | None) -> None:
+    _child_setup(level)
+    try:
+        settings = settings.replace()
+        with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+            stats = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
+                             value_format=settings.value_format, features=features)
+        results.put((stats.records, stats.seconds, None))
+    except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
+        results.put((0, 0.0, _portable(err, "the generator process")))
+
+
+def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, limit: int | None = None,
+                        progress: bool = True, check: Callable[[], None] | None = None,
+                        features: list[str] | None = None) -> GenerateStats:
+    """:func:`~kstream.generator.generate` ``rows`` into ``settings.topic`` from a process of its own
+    (``features``: the order of a vector value, see :func:`~kstream.generator.generate`).
+
+    ``check`` is called while it runs (a detector pool's ``raise_failure``), so a failing
+    detector stops the wait; the generator's own error is raised here.
+    """
+    results = _SPAWN.Queue()
+    level = logging.getLogger().getEffectiveLevel()
+    proc = _SPAWN.Process(target=_generator_process, name="kstream-generator", daemon=True,
+                          args=(settings, rows, rate, limit, progress, results, level, features))
+    proc.start()
+    try:
+        while True:
+            try:
+                records, seconds, err = results.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if check is not None:
+                    check()
+                if proc.exitcode is not None and results.empty():
+                    raise KstreamError(f"the generator process exited with code {proc.exitcode}; see its log above")
+        if err is not None:
+            raise err
+        return GenerateStats(records, seconds)
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)

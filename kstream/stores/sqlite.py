@@ -1,0 +1,204 @@
+"""Where predictions go: the results store, SQLite (the default) or MongoDB (:mod:`kstream.stores.mongodb`).
+
+A prediction row holds the record id, the predicted label, its score (the probability of the
+predicted class), the model id, the send and prediction times (ns since the epoch) and where the
+flow was read: topic, topic id, partition and offset. That source identity is the store's key:
+writing the same batch twice, as a restarted detector does with records whose offsets it had not
+committed, leaves exactly one row per record, the one first written; a topic deleted and created again
+under the same name has a new topic id, so its records never overwrite the earlier ones. Both
+stores have the interface of :class:`Store`; :func:`open_store` opens the one the settings name.
+
+A write is durable when it returns. A store that cannot be written (locked by another
+connection, a full disk) is retried with backoff until the deadline, then
+:class:`~kstream.errors.StoreError`: the detector commits nothing it could not store.
+
+>>> import tempfile, os
+>>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "p.sqlite"))
+>>> row = dict(record_id="r1", predicted_label="attack", score=0.9, model_id="m", send_ns=1,
+...            predicted_ns=2, topic="flows", topic_id="a1", partition=0, offset=7)
+>>> store.write([row]); store.write([row]); store.write([{**row, "topic_id": "b2"}]); store.count()
+2
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kstream.drift.monitor import WINDOW_FIELDS, decode_windows
+from kstream.errors import ConfigError, StoreError
+from kstream.paths import RUNS_DIR
+from kstream.stores.protocol import DRIFT_TABLE, IDENTITY, PREDICTION_FIELDS, Store, check_table_name
+
+__all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "sqlite_path_from_url",
+           "check_table_name"]  # the first, Store and check_table_name re-exported from kstream.stores.protocol
+
+log = logging.getLogger(__name__)
+
+STORES = ("sqlite", "mongodb")
+_ROW_VALUES = operator.itemgetter(*PREDICTION_FIELDS)
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    """The file behind a store URL: ``sqlite:///abs/path``, ``sqlite:///rel/path`` or a plain path.
+
+    >>> str(sqlite_path_from_url("sqlite:////tmp/x.sqlite"))
+    '/tmp/x.sqlite'
+    >>> sqlite_path_from_url("").name
+    'predictions.sqlite'
+    """
+    if not url:
+        return RUNS_DIR / "predictions.sqlite"
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :] or "predictions.sqlite")
+    if "://" in url:
+        raise ConfigError(f"results store URL {url!r} is not sqlite; use sqlite:///path/to/file.sqlite or a file path")
+    return Path(url)
+
+
+class SQLiteStore:
+    """Predictions in one SQLite table, upserted on their source identity.
+
+    ``deadline_s`` bounds how long :meth:`write` retries a store it cannot write.
+    """
+
+    def __init__(self, path: str | Path, table: str = "predictions", deadline_s: float = 300) -> None:
+        self.path = Path(path)
+        self.table = check_table_name(table)
+        self.deadline_s = deadline_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a writer waits for a lock at most 10 s per attempt, and never past the deadline
+            self._db = sqlite3.connect(self.path, timeout=min(10.0, deadline_s), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                    record_id TEXT NOT NULL, predicted_label TEXT NOT NULL, score REAL,
+                    model_id TEXT NOT NULL, send_ns INTEGER, predicted_ns INTEGER NOT NULL,
+                    topic TEXT NOT NULL, topic_id TEXT NOT NULL DEFAULT '', partition INTEGER NOT NULL,
+                    "offset" INTEGER NOT NULL,
+                    PRIMARY KEY (topic, topic_id, partition, "offset"))"""
+            )
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (
+                    monitor TEXT NOT NULL, "window" INTEGER NOT NULL, topic TEXT NOT NULL, model_id TEXT NOT NULL,
+                    start_ns INTEGER, end_ns INTEGER, records INTEGER NOT NULL, judged INTEGER NOT NULL,
+                    drifted INTEGER NOT NULL, share_drifting REAL, max_psi REAL, score_psi REAL, attack_rate REAL,
+                    mean_score REAL, drifting TEXT, psi_top TEXT, changes TEXT, reasons TEXT, alerts TEXT,
+                    PRIMARY KEY (monitor, "window"))"""
+            )
+            self._db.commit()
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")}
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the results store {self.path}: {err}; pass another --store-url") from err
+        if "topic_id" not in columns:
+            raise StoreError(f"the table {self.table!r} in {self.path} was written by an older kstream (no topic_id); "
+                             "pass a new --store-url or another table name")
+        self._lock = threading.Lock()  # detectors of one run share the store: one transaction at a time
+        cols = ", ".join(f'"{c}"' for c in PREDICTION_FIELDS)
+        marks = ", ".join("?" for _ in PREDICTION_FIELDS)
+        keys = ", ".join(f'"{c}"' for c in IDENTITY)
+        # a redelivered record keeps its first row (and so the latency it was first predicted with)
+        self._upsert = f"INSERT INTO {self.table} ({cols}) VALUES ({marks}) ON CONFLICT({keys}) DO NOTHING"
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the rows are, for messages."""
+        return f"{self.path} (table {self.table})"
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert rows in one transaction (durable when this returns); retried until the deadline."""
+        if not rows:
+            return
+        try:  # the detector's rows have every field: one C call per row
+            values = list(map(_ROW_VALUES, rows))
+        except KeyError:  # rows written before topic ids were kept
+            values = [tuple(r.get(c, "") if c == "topic_id" else r[c] for c in PREDICTION_FIELDS) for r in rows]
+        self._retry(self._upsert, values)
+
+    def _retry(self, query: str, values: list[tuple[Any, ...]]) -> None:
+        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
+        while True:
+            try:
+                with self._lock, self._db:
+                    self._db.executemany(query, values)
+                return
+            except sqlite3.OperationalError as err:  # locked, full disk, I/O error: may pass
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"cannot write to the results store {self.path} for {self.deadline_s:.0f}s "
+                                     f"({err}); nothing was committed: free the disk or the lock and restart") from err
+                log.warning("results store %s not writable (%s); retrying in %.1fs", self.path, err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def write_windows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store drift windows (rows of :data:`~kstream.drift.monitor.WINDOW_FIELDS`) in one transaction; a window
+        stored already keeps its first row. Retried like :meth:`write`."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in WINDOW_FIELDS)
+        query = (f"INSERT INTO {DRIFT_TABLE} ({cols}) VALUES ({', '.join('?' for _ in WINDOW_FIELDS)}) "
+                 'ON CONFLICT(monitor, "window") DO NOTHING')
+        self._retry(query, [tuple(r[c] for c in WINDOW_FIELDS) for r in rows])
+
+    def windows(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""
+        query, args = f"SELECT * FROM {DRIFT_TABLE}", ()
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
+        with self._lock:
+            frame = pd.read_sql_query(query, self._db, params=args)
+        return decode_windows(frame)
+
+    def count(self, topic: str | None = None) -> int:
+        """Rows stored (for one source topic when ``topic`` is given)."""
+        with self._lock:
+            if topic is None:
+                return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
+            query = f"SELECT COUNT(*) FROM {self.table} WHERE topic = ?"
+            return int(self._db.execute(query, (topic,)).fetchone()[0])
+
+    def frame(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored predictions (of one source topic when given: a shared store holds many runs),
+        as a data frame with ``latency_ms`` added."""
+        query, args = f"SELECT * FROM {self.table}", ()
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
+        with self._lock:
+            frame = pd.read_sql_query(query, self._db, params=args)
+        frame["latency_ms"] = (frame["predicted_ns"] - frame["send_ns"]) / 1e6
+        return frame
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions", deadline_s: float = 300,
+               database: str = "kstream") -> Store:
+    """Open the results store of ``kind``: SQLite at ``url`` (see :func:`sqlite_path_from_url`), or the
+    MongoDB ``database`` at the ``mongodb://`` ``url``; ``table`` is the table or collection."""
+    if kind not in STORES:
+        raise ConfigError(f"unknown results store {kind!r}; choose one of: {', '.join(STORES)}")
+    if kind == "mongodb":
+        from kstream.stores.mongodb import MongoStore  # pymongo only when MongoDB is asked for
+
+        if not url.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError("the MongoDB results store needs a mongodb:// URL in DB_URL / --store-url "
+                              "(e.g. mongodb://user:password@host:27017/?authSource=admin)")
+        return MongoStore(url, database, check_table_name(table), deadline_s=deadline_s)
+    return SQLiteStore(sqlite_path_from_url(url), table, deadline_s)
