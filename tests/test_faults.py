@@ -3,7 +3,9 @@
 Every test runs `kstream generate` and `kstream detect` as processes against a real broker,
 injects one fault, lets the pipeline finish, and checks its ledger (the ``ledger`` fixture):
 exactly one stored row per record sent, committed offsets equal to what is stored, and at most
-one batch published twice. The broker outages are slow (one pauses a broker for 150 s), so they
+``dup_batches`` batches published again on the predictions topic: one by default, exactly the
+uncommitted batch for a detector killed after publishing, two for a detector frozen until its group
+rebalanced, three for a broker killed and restarted. The broker outages are slow (one pauses a broker for 150 s), so they
 start in the background, each on a broker of its own, as soon as this module starts; their
 tests come last and wait for their own case.
 """
