@@ -6,11 +6,15 @@ The generator, the detector and the tests talk to Kafka only through the names h
 (``check_options``, ``coerce_option``, ``option_name``). :func:`backend` gives the backend a name
 picks (:data:`BACKENDS`); the names re-exported at this level are kafka-python's.
 
-Both backends keep the same guarantees. Delivery is checked, never assumed: ``Producer.flush``
-waits for the acknowledgement of every record sent since the last flush, sends the failed ones
-again with backoff, and raises if they still fail when its deadline passes; ``Consumer.commit``
-commits explicit offsets and tells a lost group membership (the batch will be redelivered) from
-an unreachable cluster (retried). Topic ids read the same on both (Kafka's URL-safe base64).
+Both backends are held to the same delivery contract. Delivery is checked, never assumed:
+``Producer.flush`` waits for the acknowledgement of every record sent since the last flush, sends
+the failed ones again with backoff, and raises if they still fail when its deadline passes;
+``Consumer.commit`` commits explicit offsets and tells a lost group membership (the batch will be
+redelivered) from an unreachable cluster (retried). Topic ids read the same on both (Kafka's
+URL-safe base64). The fault tests hold both to it with a detector killed at each step of a batch
+and a broker killed and restarted; only kafka-python is tested under a frozen broker, a frozen
+detector, a lost partition leader and store faults, so the confluent backend claims nothing there
+(docs/reliability.md).
 
 >>> from kstream.clients import Record, check_options
 >>> check_options({"linger_ms": 5}); Record("flows", b"{}").topic

@@ -1,6 +1,7 @@
 """The clients on confluent-kafka (librdkafka): the same :class:`Producer`, :class:`Consumer` and admin calls.
 
-Same surface and same guarantees as :mod:`kstream.clients.kafka_python`: the producer sends with
+The same surface and the same delivery contract as :mod:`kstream.clients.kafka_python` (tested under
+fewer faults: see :mod:`kstream.clients`): the producer sends with
 ``acks=all`` and idempotence, every delivery callback is checked by :meth:`Producer.flush` (failed
 records are sent again with backoff until the deadline, then BrokerError); the consumer never
 commits by itself (``enable.auto.commit`` and ``enable.auto.offset.store`` off), commits explicit

@@ -3,7 +3,7 @@
 :class:`MongoStore` has the interface of :class:`kstream.stores.sqlite.SQLiteStore`:
 ``write(rows)``, ``count(topic)``, ``frame(topic)``, ``close()``, and it is a
 context manager. A row is a prediction (the fields of
-:data:`kstream.stores.sqlite.PREDICTION_FIELDS`), whose ``topic_id`` is the Kafka topic's
+:data:`kstream.stores.protocol.PREDICTION_FIELDS`), whose ``topic_id`` is the Kafka topic's
 id: a topic deleted and created again under the same name gets a new id, so
 its records are new records and never overwrite the earlier ones.
 
