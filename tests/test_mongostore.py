@@ -8,11 +8,12 @@ import math
 import os
 import signal
 import socket
+import threading
 import uuid
 
 import pytest
 
-from kstream.errors import BrokerError, ConfigError, DataError
+from kstream.errors import BrokerError, ConfigError, DataError, StoreError
 from kstream.servers import ferretdb
 from kstream.servers.ferretdb import LocalMongo, mongo_url
 from kstream.stores.mongodb import STORE_FIELDS, MongoStore
@@ -194,6 +195,32 @@ def test_acknowledged_writes_survive_a_killed_server(tmp_path):
         server.process.wait()
     with LocalMongo(data_dir=data) as again, MongoStore(again.url, "kstream") as s:
         assert s.count() == 200
+
+
+def test_a_write_while_the_server_is_down_is_retried_until_it_is_back(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="kstream")
+    data, port = tmp_path / "ferretdb", _free_port()
+    with LocalMongo(data_dir=data, port=port) as server:
+        store = MongoStore(server.url, "kstream", timeout_ms=1000, deadline_s=120)
+    back = LocalMongo(data_dir=data, port=port)  # the same server, started again while the write is retried
+    restart = threading.Timer(3.0, back.start)
+    restart.start()
+    try:
+        store.write(rows(range(50)))
+        assert store.count() == 50
+    finally:
+        restart.join()
+        back.stop()
+        store.close()
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retries and all(m.startswith("lost the MongoDB results store") for m in retries)
+
+
+def test_a_write_while_the_server_is_down_fails_at_the_deadline_in_one_line(tmp_path):
+    with LocalMongo(data_dir=tmp_path / "ferretdb") as server:
+        store = MongoStore(server.url, "kstream", timeout_ms=500, deadline_s=2)
+    with store, pytest.raises(StoreError, match="lost the MongoDB results store .*nothing was committed"):
+        store.write(rows(range(10)))
 
 
 def test_stop_ends_the_server_and_removes_its_temporary_folder():

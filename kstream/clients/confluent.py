@@ -34,8 +34,9 @@ from kstream.clients.rdkafka_options import (
     option_name,
     role,
 )
-from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
+from kstream.clients.records import Assignment, GroupBacklog, Message, Record, Unacknowledged, topic_id_text
 from kstream.errors import BrokerError, ConfigError
+from kstream.retry import Backoff, Deadline, retry
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -72,6 +73,11 @@ def _unreachable(bootstrap: str, err: Any, options: Mapping[str, Any]) -> Broker
                            "and password and that the cluster is up")
     return BrokerError(f"cannot reach Kafka at {bootstrap} ({_why(err)}); start one with `kstream broker start` "
                        "or pass --bootstrap / KSTREAM_BOOTSTRAP with a reachable cluster")
+
+
+def _kafka_error(err: KafkaException) -> KafkaError | None:
+    """The KafkaError a KafkaException carries, if it carries one."""
+    return err.args[0] if err.args and isinstance(err.args[0], KafkaError) else None
 
 
 def _why(err: Any) -> str:
@@ -208,30 +214,39 @@ class Producer(_Client):
         """
         if self._client is None:
             return
-        deadline, backoff = time.monotonic() + deadline_s, 0.2
-        while True:
-            self._client.flush(max(0.5, min(30.0, deadline - time.monotonic())))
+        deadline, delays = Deadline(deadline_s), Backoff(cap=MAX_BACKOFF_S).delays()
+        again: list[Record] = []  # the records that failed in the last round: sent again after the backoff
+
+        def acknowledged() -> None:
+            """One round: send ``again``, wait for every acknowledgement; Unacknowledged names what is missing."""
+            for record in again:
+                self._send(record.topic, record.value, record.key, list(record.headers))
+            self._client.flush(deadline.remaining(floor=0.5, cap=30.0))
             with self._lock:
                 failed, self._failed, inflight = self._failed, [], self._inflight
             if not failed and inflight == 0:
                 return
             first = failed[0][1] if failed else self._last_error
             topic = failed[0][0].topic if failed else "their topics"
-            count = len(failed) + inflight
             if failed and not _retriable(first):
                 raise BrokerError(f"Kafka at {self.bootstrap} refused {len(failed)} record(s) for {topic}: "
                                   f"{_why(first)}; nothing was committed")
-            if time.monotonic() >= deadline:
-                reason = _why(first) if first else "no acknowledgement"
-                raise BrokerError(f"{count} record(s) for {topic} were not acknowledged by Kafka at {self.bootstrap} "
-                                  f"within {deadline_s:.0f}s ({reason}); nothing was committed, restart when Kafka is back")
-            log.warning("%d record(s) not acknowledged yet (%s)%s", count, _why(first) if first else "no answer",
-                        f"; sending {len(failed)} again in {backoff:.1f}s" if failed else "; still waiting")
-            if failed:
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                for record, _ in failed:
-                    self._send(record.topic, record.value, record.key, list(record.headers))
+            again[:] = [record for record, _ in failed]
+            raise Unacknowledged(len(failed) + inflight, topic, first, len(failed))
+
+        def retrying(err: Unacknowledged, wait_s: float) -> None:
+            log.warning("%d record(s) not acknowledged yet (%s)%s", err.count,
+                        _why(err.first) if err.first else "no answer",
+                        f"; sending {err.again} again in {wait_s:.1f}s" if err.again else "; still waiting")
+
+        try:  # records only in flight need no backoff: the next round's flush waits for them
+            retry(acknowledged, retry_on=Unacknowledged, deadline=deadline, on_retry=retrying,
+                  backoff=lambda err: next(delays) if err.again else 0.0)
+        except Unacknowledged as err:
+            reason = _why(err.first) if err.first else "no acknowledgement"
+            raise BrokerError(f"{err.count} record(s) for {err.topic} were not acknowledged by Kafka at "
+                              f"{self.bootstrap} within {deadline_s:.0f}s ({reason}); nothing was committed, "
+                              "restart when Kafka is back") from None
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Send what is queued and close; gives up on unacknowledged records after ``timeout_s``."""
@@ -406,25 +421,30 @@ class Consumer(_Client):
         if not kept:
             return False
         commits = [TopicPartition(t, p, o) for (t, p), o in kept.items()]
-        deadline, backoff = time.monotonic() + deadline_s, 0.2
-        while True:
+
+        def commit_once() -> bool:
             try:
                 for tp in consumer.commit(offsets=commits, asynchronous=False) or ():
                     if tp.error is not None:
                         raise KafkaException(tp.error)
                 return len(kept) == len(offsets)
             except KafkaException as err:
-                error = err.args[0] if err.args and isinstance(err.args[0], KafkaError) else None
+                error = _kafka_error(err)
                 if error is not None and error.code() in _LOST:
                     log.warning("offset commit refused after a rebalance (%s); the batch goes to the partition's new "
                                 "owner, whose store writes are idempotent", error.name())
                     return False
-                if not _retriable(error) or time.monotonic() >= deadline:
-                    raise BrokerError(f"cannot commit offsets to Kafka at {self.bootstrap} ({_why(err)}); the batch is "
-                                      "stored and will be read again after a restart") from err
-                log.warning("offset commit failed (%s); retrying in %.1fs", _why(err), backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                raise
+
+        def retrying(err: KafkaException, wait_s: float) -> None:
+            log.warning("offset commit failed (%s); retrying in %.1fs", _why(err), wait_s)
+
+        try:
+            return retry(commit_once, retry_on=KafkaException, retry_if=lambda err: _retriable(_kafka_error(err)),
+                         deadline=deadline_s, backoff=Backoff(cap=MAX_BACKOFF_S), on_retry=retrying)
+        except KafkaException as err:  # not retriable, or still failing at the deadline
+            raise BrokerError(f"cannot commit offsets to Kafka at {self.bootstrap} ({_why(err)}); the batch is "
+                              "stored and will be read again after a restart") from err
 
     def close(self) -> None:
         client, self._client, self._admin = self._client, None, None

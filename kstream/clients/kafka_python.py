@@ -28,10 +28,11 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
-from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
+from kstream.clients.records import Assignment, GroupBacklog, Message, Record, Unacknowledged, topic_id_text
 from kstream.clients.unreadable import UnreadableRecords, is_record_error
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
+from kstream.retry import Backoff, Deadline, retry
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -178,10 +179,15 @@ class Producer(_Client):
         if self._client is None or not self._pending:
             self._pending = []
             return
-        deadline, backoff = time.monotonic() + deadline_s, 0.2
-        while True:
+        deadline, delays = Deadline(deadline_s), Backoff(cap=MAX_BACKOFF_S).delays()
+        again: list[Record] = []  # the records that failed in the last round: sent again after the backoff
+
+        def acknowledged() -> None:
+            """One round: send ``again``, wait for every acknowledgement; Unacknowledged names what is missing."""
+            for record in again:
+                self._send(record)
             try:
-                self._client.flush(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+                self._client.flush(timeout=deadline.remaining(floor=1.0, cap=30.0))
             except kafka.errors.KafkaTimeoutError:
                 pass  # the futures tell which records are still unacknowledged
             failed = [(r, f) for r, f in self._pending if not f.is_done or f.exception is not None]
@@ -193,22 +199,24 @@ class Producer(_Client):
                 self._pending = []
                 raise BrokerError(f"Kafka at {self.bootstrap} refused {len(failed)} record(s) for "
                                   f"{failed[0][0].topic}: {type(first).__name__}: {first}; nothing was committed")
-            if time.monotonic() >= deadline:
-                self._pending = []
-                reason = f"{type(first).__name__}: {first}" if first else "no acknowledgement"
-                raise BrokerError(f"{len(failed)} record(s) for {failed[0][0].topic} were not acknowledged by Kafka at "
-                                  f"{self.bootstrap} within {deadline_s:.0f}s ({reason}); nothing was committed, "
-                                  "restart when Kafka is back")
-            again = [r for r, f in failed if f.is_done]
-            log.warning("%d record(s) not acknowledged yet (%s)%s", len(failed),
-                        type(first).__name__ if first else "no answer from Kafka",
-                        f"; sending {len(again)} again in {backoff:.1f}s" if again else "; still waiting")
-            if again:
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            again[:] = [r for r, f in failed if f.is_done]
             self._pending = [(r, f) for r, f in failed if not f.is_done]  # in flight: the client retries them
-            for record in again:
-                self._send(record)
+            raise Unacknowledged(len(failed), failed[0][0].topic, first, len(again))
+
+        def retrying(err: Unacknowledged, wait_s: float) -> None:
+            log.warning("%d record(s) not acknowledged yet (%s)%s", err.count,
+                        type(err.first).__name__ if err.first else "no answer from Kafka",
+                        f"; sending {err.again} again in {wait_s:.1f}s" if err.again else "; still waiting")
+
+        try:  # records only in flight need no backoff: the next round's flush waits for them
+            retry(acknowledged, retry_on=Unacknowledged, deadline=deadline, on_retry=retrying,
+                  backoff=lambda err: next(delays) if err.again else 0.0)
+        except Unacknowledged as err:
+            self._pending = []
+            reason = f"{type(err.first).__name__}: {err.first}" if err.first else "no acknowledgement"
+            raise BrokerError(f"{err.count} record(s) for {err.topic} were not acknowledged by Kafka at "
+                              f"{self.bootstrap} within {deadline_s:.0f}s ({reason}); nothing was committed, "
+                              "restart when Kafka is back") from None
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Send what is queued and close; gives up on unacknowledged records after ``timeout_s``."""
@@ -401,23 +409,27 @@ class Consumer(_Client):
         if not offsets:
             return True
         commits = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-        deadline, backoff = time.monotonic() + deadline_s, 0.2
-        while True:
+        deadline = Deadline(deadline_s)
+
+        def commit_once() -> bool:
             try:
-                self._consumer().commit(commits, timeout_ms=int(min(30.0, max(1.0, deadline - time.monotonic())) * 1000))
+                self._consumer().commit(commits, timeout_ms=int(deadline.remaining(floor=1.0, cap=30.0) * 1000))
                 return True
             except (kafka.errors.CommitFailedError, kafka.errors.RebalanceInProgressError,
                     kafka.errors.IllegalGenerationError, kafka.errors.UnknownMemberIdError) as err:
                 log.warning("offset commit refused after a rebalance (%s); the batch goes to the partition's new "
                             "owner, whose store writes are idempotent", type(err).__name__)
                 return False
-            except kafka.errors.KafkaError as err:
-                if not _retriable(err) or time.monotonic() >= deadline:
-                    raise BrokerError(f"cannot commit offsets to Kafka at {self.bootstrap} ({type(err).__name__}: "
-                                      f"{err}); the batch is stored and will be read again after a restart") from err
-                log.warning("offset commit failed (%s); retrying in %.1fs", type(err).__name__, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+        def retrying(err: kafka.errors.KafkaError, wait_s: float) -> None:
+            log.warning("offset commit failed (%s); retrying in %.1fs", type(err).__name__, wait_s)
+
+        try:
+            return retry(commit_once, retry_on=kafka.errors.KafkaError, retry_if=_retriable, deadline=deadline,
+                         backoff=Backoff(cap=MAX_BACKOFF_S), on_retry=retrying)
+        except kafka.errors.KafkaError as err:  # not retriable, or still failing at the deadline
+            raise BrokerError(f"cannot commit offsets to Kafka at {self.bootstrap} ({type(err).__name__}: "
+                              f"{err}); the batch is stored and will be read again after a restart") from err
 
     def close(self) -> None:
         self._unreadable.close()
@@ -453,8 +465,7 @@ class _Rebalances(kafka.ConsumerRebalanceListener):
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[str, Any] | None = None) -> None:
     """Create each topic with the given partition count unless it exists already. A cluster just started may
     name a controller its metadata does not list yet (kafka-python then fails): asked again for ADMIN_RETRY_S."""
-    deadline = time.monotonic() + ADMIN_RETRY_S
-    while True:
+    def create() -> None:
         admin = _Client(bootstrap, options)._make(kafka.KafkaAdminClient)
         try:
             existing = set(admin.list_topics())
@@ -464,15 +475,19 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], options: Mapping[st
                 with contextlib.suppress(kafka.errors.TopicAlreadyExistsError):
                     admin.create_topics(wanted)
                 log.info("created topics %s", ", ".join(t.name for t in wanted))
-            return
-        except (kafka.errors.UnknownBrokerIdError, kafka.errors.NodeNotReadyError) as err:
-            if time.monotonic() >= deadline:
-                raise BrokerError(f"Kafka at {bootstrap} could not create topics within {ADMIN_RETRY_S:.0f}s "
-                                  f"({type(err).__name__}: {err}); is every broker of the cluster up?") from err
-            log.info("the cluster cannot create topics yet (%s); asking again", type(err).__name__)
-            time.sleep(0.5)
         finally:
             admin.close()
+
+    def retrying(err: Exception, wait_s: float) -> None:
+        log.info("the cluster cannot create topics yet (%s); asking again", type(err).__name__)
+
+    settling = (kafka.errors.UnknownBrokerIdError, kafka.errors.NodeNotReadyError)
+    try:
+        retry(create, retry_on=settling, deadline=ADMIN_RETRY_S, backoff=Backoff(first=0.5, factor=1),
+              on_retry=retrying)
+    except settling as err:
+        raise BrokerError(f"Kafka at {bootstrap} could not create topics within {ADMIN_RETRY_S:.0f}s "
+                          f"({type(err).__name__}: {err}); is every broker of the cluster up?") from err
 
 
 def topic_max_message_bytes(bootstrap: str, topic: str, options: Mapping[str, Any] | None = None) -> int | None:

@@ -1,4 +1,5 @@
-"""What goes in and out of Kafka, independent of the client library: :class:`Message` and :class:`Record`.
+"""What goes in and out of Kafka, independent of the client library: :class:`Message` and :class:`Record`
+(and :class:`Unacknowledged`, the records a flush still waits for).
 
 >>> Record("flows", b"{}").headers
 ()
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Message", "Record", "Assignment", "GroupBacklog", "topic_id_text"]
+__all__ = ["Message", "Record", "Unacknowledged", "Assignment", "GroupBacklog", "topic_id_text"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,23 @@ class Record:
     value: bytes
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+class Unacknowledged(Exception):
+    """One round of a producer's flush ended with records Kafka has not acknowledged yet.
+
+    The flush retries it (:func:`kstream.retry.retry`) and turns the last one into a
+    :class:`~kstream.errors.BrokerError` at its deadline. ``count`` records wait, the first for
+    ``topic``; ``first`` is the first delivery error (None: no answer yet); ``again`` of them failed
+    and are sent again after the backoff (the others are still in flight).
+
+    >>> print(Unacknowledged(3, "flows", None, again=1))
+    3 record(s) for flows not acknowledged yet (1 to send again)
+    """
+
+    def __init__(self, count: int, topic: str, first: object, again: int) -> None:
+        super().__init__(f"{count} record(s) for {topic} not acknowledged yet ({again} to send again)")
+        self.count, self.topic, self.first, self.again = count, topic, first, again
 
 
 def topic_id_text(raw: bytes) -> str:

@@ -23,7 +23,6 @@ the same batch are unreadable too: when the failure shows the batch (the parser'
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ import kafka
 import kafka.errors
 
 from kstream.errors import BrokerError
+from kstream.retry import wait_until
 
 __all__ = ["PROBE_TIMEOUT_S", "UnreadableRecords", "is_record_error", "failed_batch_end"]
 
@@ -98,17 +98,14 @@ class UnreadableRecords:
         probe = self._probe
         probe.assign([tp])
         probe.seek(tp, offset)
-        deadline = time.monotonic() + PROBE_TIMEOUT_S
-        try:
-            while time.monotonic() < deadline:
-                if probe.poll(timeout_ms=200, max_records=1):
-                    return None
+        try:  # each poll waits up to 200 ms itself
+            wait_until(lambda: probe.poll(timeout_ms=200, max_records=1), PROBE_TIMEOUT_S, interval=0)
         except Exception as failure:  # noqa: BLE001 - sorted out just below
             if not is_record_error(failure):
                 raise
             self._failed_at[tp] = offset
             return failure
-        return None  # nothing came back in time: not shown unreadable
+        return None  # a record came back (or none in time): not shown unreadable
 
     def close(self) -> None:
         self._failed_at.clear()

@@ -23,7 +23,6 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.generator import GenerateStats, generate
 from kstream.messages.deadletters import RECORD_OVERHEAD
 from kstream.modeling.artifacts import TrainedModel
+from kstream.retry import Deadline, wait_until
 from kstream.settings import Settings
 from kstream.stores.sqlite import Store
 
@@ -83,12 +83,12 @@ class _Waiting:
 
     def wait_until(self, done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
         """Poll ``done()`` until it holds, a detector fails, or ``timeout_s`` passes; returns ``done()``."""
-        deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline:
+        def done_unless_failed() -> bool:
+            held = done()
             self.raise_failure()
-            time.sleep(every_s)
-        self.raise_failure()
-        return done()
+            return held
+
+        return wait_until(done_unless_failed, timeout_s, every_s)
 
 
 class DetectorPool(_Waiting):
@@ -131,9 +131,9 @@ class DetectorPool(_Waiting):
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every detector has a partition; BrokerError after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         for event in self._ready:
-            if not event.wait(max(0.0, deadline - time.monotonic())):
+            if not event.wait(deadline.remaining()):
                 raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
         self.raise_failure()
 
@@ -241,11 +241,11 @@ class DetectorProcesses(_Waiting):
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every detector has a partition; BrokerError after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         for event in self._ready:
-            while not event.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            while not event.wait(deadline.remaining(cap=0.2)):
                 self.raise_failure()
-                if time.monotonic() >= deadline:
+                if deadline.expired:
                     raise BrokerError(f"a detector got no partition within {timeout_s:.0f}s; is the topic there?")
         self.raise_failure()
 
@@ -278,9 +278,9 @@ class DetectorProcesses(_Waiting):
     def stop(self) -> None:
         """Ask every detector to finish its batch and commit; wait for the processes and their stats."""
         self._stop.set()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = Deadline(STOP_TIMEOUT_S)
         for proc in self._procs:
-            proc.join(max(0.1, deadline - time.monotonic()))
+            proc.join(deadline.remaining(floor=0.1))
         self._collect(wait_s=0.5 if len(self._stats) + len(self._failures) < len(self._procs) else 0.0)
         for i, proc in enumerate(self._procs):
             if proc.is_alive():

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from kstream.retry import wait_until
+
 __all__ = ["ReadAhead", "still_ours", "REJOIN_WAIT_S"]
 
 log = logging.getLogger(__name__)
@@ -239,10 +241,8 @@ def still_ours(consumer: Any, messages: list, read_at: int, stop: threading.Even
     assignment = getattr(consumer, "assignment", None)
     if not hasattr(assignment, "kept_since"):
         return messages
-    deadline = time.monotonic() + wait_s
-    while (assignment.moving or (assignment.count == read_at and expect_change)) and time.monotonic() < deadline \
-            and not stop.is_set():
-        time.sleep(0.005)
+    wait_until(lambda: stop.is_set() or not (assignment.moving or (assignment.count == read_at and expect_change)),
+               wait_s, interval=0.005)
     kept = None if assignment.moving else assignment.kept_since(read_at)
     if kept is None:
         return messages

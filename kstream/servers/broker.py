@@ -34,7 +34,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from kstream.errors import BrokerError
+from kstream.retry import wait_until
 from kstream.servers.processes import free_ports, port_free, terminate, write_private
 from kstream.servers.provision import KAFKA_VERSION, find_java, provision
 from kstream.servers.scram import SCRAM_MECHANISM, Credentials, scram_arg
@@ -484,17 +484,16 @@ def wait_ready(
     from kstream.clients import check_reachable
 
     procs = process if isinstance(process, list) else [process] if process is not None else []
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def ready() -> bool:
         for proc in procs:
             if proc.poll() is not None:
                 raise BrokerError(f"Kafka exited with code {proc.returncode} while starting; see its log")
         try:
             live = _unfenced(check_reachable(bootstrap, options, timeout_ms=2000))
-            if len(live) >= brokers and (node is None or node in live):
-                return
         except BrokerError:
-            pass
-        if time.monotonic() > deadline:
-            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s; see its log") from None
-        time.sleep(0.5)
+            return False
+        return len(live) >= brokers and (node is None or node in live)
+
+    if not wait_until(ready, timeout_s, interval=0.5):
+        raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s; see its log")

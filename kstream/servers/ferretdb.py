@@ -36,6 +36,7 @@ from pathlib import Path
 
 from kstream.errors import BrokerError
 from kstream.paths import cache_dir
+from kstream.retry import wait_until
 
 __all__ = ["FERRETDB_VERSION", "LocalMongo", "provision", "find_go", "mongo_url"]
 
@@ -284,24 +285,25 @@ class LocalMongo:
         import pymongo
         import pymongo.errors
 
-        deadline = time.monotonic() + timeout_s
         client: pymongo.MongoClient = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise BrokerError(
+                    f"FerretDB exited with code {self.process.returncode} while starting; see {self.log_path}"
+                )
+            try:
+                client[self.database].command("ping")
+            except pymongo.errors.PyMongoError:
+                return False
+            return True
+
         try:
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise BrokerError(
-                        f"FerretDB exited with code {self.process.returncode} while starting; see {self.log_path}"
-                    )
-                try:
-                    client[self.database].command("ping")
-                    return
-                except pymongo.errors.PyMongoError:
-                    if time.monotonic() > deadline:
-                        raise BrokerError(
-                            f"FerretDB at {self.address} did not answer within {timeout_s:.0f}s; see {self.log_path}"
-                        ) from None
-                    time.sleep(0.2)
+            if not wait_until(ready, timeout_s, interval=0.2):
+                raise BrokerError(
+                    f"FerretDB at {self.address} did not answer within {timeout_s:.0f}s; see {self.log_path}"
+                )
         finally:
             client.close()
 

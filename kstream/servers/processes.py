@@ -14,8 +14,9 @@ import logging
 import os
 import signal
 import socket
-import time
 from pathlib import Path
+
+from kstream.retry import wait_until
 
 __all__ = ["free_ports", "port_free", "alive", "terminate", "write_private"]
 
@@ -61,9 +62,7 @@ def terminate(pids: int | list[int], timeout_s: float = 30) -> bool:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.2)
+    wait_until(lambda: not any(alive(p) for p in pids), timeout_s, interval=0.2)
     for pid in pids:
         if alive(pid):
             log.warning("process %d did not stop within %.0fs; killing it", pid, timeout_s)

@@ -31,7 +31,6 @@ import logging
 import math
 import numbers
 import operator
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +43,7 @@ from pymongo.write_concern import WriteConcern
 
 from kstream.drift.monitor import WINDOW_FIELDS, decode_windows
 from kstream.errors import ConfigError, DataError, StoreError
+from kstream.retry import retry
 from kstream.stores.protocol import DRIFT_TABLE, PREDICTION_FIELDS
 
 __all__ = ["STORE_FIELDS", "MongoStore", "document_id", "to_document", "mask_url"]
@@ -253,17 +253,9 @@ class MongoStore:
 
     def _insert_retrying(self, docs: list[dict[str, Any]], collection: Any) -> None:
         """:meth:`_insert` into ``collection``, retried with backoff while the server is unreachable, until the deadline."""
-        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
-        while True:
-            try:
-                self._insert(docs, collection)
-                return
-            except StoreError as err:
-                if not isinstance(err.__cause__, pymongo.errors.ConnectionFailure) or time.monotonic() >= deadline:
-                    raise
-                log.warning("%s; retrying in %.1fs", err, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        retry(lambda: self._insert(docs, collection), retry_on=StoreError, deadline=self.deadline_s,
+              retry_if=lambda err: isinstance(err.__cause__, pymongo.errors.ConnectionFailure),
+              on_retry=lambda err, wait_s: log.warning("%s; retrying in %.1fs", err, wait_s))
 
     def write_windows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Store drift windows (rows of :data:`~kstream.drift.monitor.WINDOW_FIELDS`), one document each with

@@ -27,7 +27,6 @@ import logging
 import operator
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import pandas as pd
 from kstream.drift.monitor import WINDOW_FIELDS, decode_windows
 from kstream.errors import ConfigError, StoreError
 from kstream.paths import RUNS_DIR
+from kstream.retry import retry
 from kstream.stores.protocol import DRIFT_TABLE, IDENTITY, PREDICTION_FIELDS, Store, check_table_name
 
 __all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "sqlite_path_from_url",
@@ -132,19 +132,18 @@ class SQLiteStore:
         self._retry(self._upsert, values)
 
     def _retry(self, query: str, values: list[tuple[Any, ...]]) -> None:
-        deadline, backoff = time.monotonic() + self.deadline_s, 0.2
-        while True:
-            try:
-                with self._lock, self._db:
-                    self._db.executemany(query, values)
-                return
-            except sqlite3.OperationalError as err:  # locked, full disk, I/O error: may pass
-                if time.monotonic() >= deadline:
-                    raise StoreError(f"cannot write to the results store {self.path} for {self.deadline_s:.0f}s "
-                                     f"({err}); nothing was committed: free the disk or the lock and restart") from err
-                log.warning("results store %s not writable (%s); retrying in %.1fs", self.path, err, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        def write() -> None:
+            with self._lock, self._db:
+                self._db.executemany(query, values)
+
+        def retrying(err: sqlite3.OperationalError, wait_s: float) -> None:
+            log.warning("results store %s not writable (%s); retrying in %.1fs", self.path, err, wait_s)
+
+        try:  # locked, full disk, I/O error: may pass
+            retry(write, retry_on=sqlite3.OperationalError, deadline=self.deadline_s, on_retry=retrying)
+        except sqlite3.OperationalError as err:
+            raise StoreError(f"cannot write to the results store {self.path} for {self.deadline_s:.0f}s "
+                             f"({err}); nothing was committed: free the disk or the lock and restart") from err
 
     def write_windows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store drift windows (rows of :data:`~kstream.drift.monitor.WINDOW_FIELDS`) in one transaction; a window
