@@ -18,8 +18,8 @@ $(BIN)/kstream: pyproject.toml
 
 venv: $(BIN)/kstream ## create .venv with kstream installed (editable) and its test tools
 
-run: venv ## the main job: notebooks train -> stream -> report via papermill (local broker); prints the report path
-	$(BIN)/kstream sweep --models-dir models
+run: venv ## the main job: notebooks train -> stream -> report via papermill (local broker, models in models/); prints the report path
+	$(BIN)/kstream sweep
 
 stream: venv ## the same job without notebooks: train if missing, stream the test split, print a summary
 	$(BIN)/kstream run

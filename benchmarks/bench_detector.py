@@ -139,7 +139,7 @@ def detector_processes(settings: Settings, model, rows, n: int, processes: int, 
 def latency(settings: Settings, rate: int, seconds: float, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
     """Latency percentiles (ms) of ``kstream run --rate``, processes apart: from a flow's send to its
     prediction (the detector's clock when it scored the flow), and to the prediction's publication."""
-    result = app.run(settings.replace(store_url=""), rate=rate, limit=int(rate * seconds), progress=False,
+    result = app.run(settings.replace(store_url="", records=int(rate * seconds)), rate=rate, progress=False,
                      run_dir=tmp / f"latency-{settings.client}-{rate}")
     topic = result.summary["settings"]["predictions_topic"]  # the run's own topic
     return result.summary["latency_ms"], published_latency(settings, topic, result.summary["records"])

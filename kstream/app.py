@@ -9,8 +9,12 @@ data) and passes both on.
 - :func:`load_data`, :func:`model_for`: the data, and the model checked against it (trained
   when a job may train it), so a model never scores data it does not match;
 - :func:`train`, :func:`evaluate`: a model trained, or scored offline (what streaming reproduces);
-- :func:`send`, :func:`detect`: the generator and the detector, each on its own;
-- :func:`run`: the whole job (model -> stream -> classify -> summarize) with 1..N detectors.
+- :func:`send`, :func:`capture`, :func:`detect`: the generator (dataset records, or flows metered
+  from packets) and the detector, each on its own;
+- :func:`run`: the whole job (model -> stream -> classify -> summarize) with 1..N detectors;
+- :func:`report`: a finished run's figures and one-page ``report.md``.
+
+How many records a job sends or handles is ``settings.records`` (0: all of them).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +49,9 @@ from kstream.paths import RUNS_DIR
 from kstream.servers import broker, daemon
 from kstream.settings import Settings
 
+if TYPE_CHECKING:  # matplotlib is imported only when a report is asked for
+    from kstream.analysis.report import Run
+
 __all__ = [
     "kafka_cluster",
     "load_data",
@@ -59,6 +66,7 @@ __all__ = [
     "capture",
     "run",
     "RunResult",
+    "report",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,7 +90,7 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Sett
         return
     if not start_local:
         raise BrokerError("no Kafka broker: run `kstream broker start`, or pass --bootstrap / set KSTREAM_BOOTSTRAP")
-    with broker.LocalBroker(partitions=settings.partitions) as temporary:
+    with broker.LocalBroker(partitions=settings.partitions or 1) as temporary:
         yield settings.replace(bootstrap=temporary.bootstrap)
 
 
@@ -199,12 +207,12 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
 def detect(
     settings: Settings,
     model: TrainedModel,
-    max_records: int | None = None,
     idle_timeout_s: float | None = None,
     progress: bool = True,
     handle_signals: bool = True,
 ) -> DetectorStats:
-    """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``max_records`` or idleness.
+    """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``settings.records`` handled
+    (0: no limit), or ``idle_timeout_s`` seconds with every record read.
 
     With ``progress``, a progress bar carries one live status line (records/s, p99 latency, classes,
     dead letters, drift), tallied from the batches handled and redrawn at most once a second.
@@ -224,8 +232,8 @@ def detect(
                 shown[0] = time.monotonic()
 
         with detector.consumer.connect(), detector.producer.connect():
-            with tqdm(total=max_records, unit="rec", desc="detect", disable=not progress) as bar:
-                stats = detector.run(max_records, idle_timeout_s, on_batch=on_batch if progress else None,
+            with tqdm(total=settings.records or None, unit="rec", desc="detect", disable=not progress) as bar:
+                stats = detector.run(settings.records or None, idle_timeout_s, on_batch=on_batch if progress else None,
                                      handle_signals=handle_signals)
                 if progress:
                     tally.add(None, stats)
@@ -238,11 +246,11 @@ def send(
     split: str = "test",
     data: str | Path | None = None,
     rate: float = 0.0,
-    limit: int | None = None,
     loop: bool = False,
     progress: bool = True,
 ) -> GenerateStats:
-    """Stream a split of ``settings.dataset`` into ``settings.topic``.
+    """Stream a split of ``settings.dataset`` into ``settings.topic``: ``settings.records`` of them (0: all,
+    or with ``loop`` without end), at ``rate`` records per second (0: as fast as possible).
 
     The ``test`` split is the held-out split of the model ``settings`` name when it is trained
     (its card's seed and split mode), else the split of ``settings.seed`` (default 42) and
@@ -259,7 +267,8 @@ def send(
         rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
-        return generate(rows, producer, settings.topic, rate=rate, limit=limit, loop=loop, progress=progress,
+        return generate(rows, producer, settings.topic, rate=rate, limit=settings.records or None, loop=loop,
+                        progress=progress,
                         value_format=settings.value_format, features=card.features if ref.trained else None)
 
 
@@ -268,15 +277,14 @@ def capture(
     pcap: str | Path | None = None,
     interface: str | None = None,
     rate: float = 0.0,
-    limit: int | None = None,
-    idle_timeout_s: int = 5,
+    flow_idle_timeout_s: int = 5,
     progress: bool = True,
 ) -> GenerateStats:
     """Meter flows from packets and stream them into ``settings.topic`` (the generator's contract).
 
-    From a capture file ``pcap`` (all its flows), or live from ``interface`` (flows are sent as they
-    end: after ``idle_timeout_s`` without a packet, or 120 s from their first; Ctrl-C stops,
-    or ``limit`` flows).
+    From a capture file ``pcap`` (all its flows, or the first ``settings.records``), or live from
+    ``interface``: a flow is sent when it ends, after ``flow_idle_timeout_s`` without a packet or 120 s
+    from its first; Ctrl-C stops, or ``settings.records`` flows (0: no limit).
     """
     spec = datasets.spec(settings.dataset)
     if not spec.captures:
@@ -287,12 +295,14 @@ def capture(
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         if pcap is not None:
             flows = datasets.load(spec.name, pcap)
-            return generate(flows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
+            return generate(flows, producer, settings.topic, rate=rate, limit=settings.records or None,
+                            progress=progress,
                             value_format=settings.value_format)
         from kstream.data.formats.capture import flows_from_interface  # NFStream only when a capture is asked for
 
         sent, start = 0, time.perf_counter()
-        batches = flows_from_interface(interface, batch_size=64, max_flows=limit or 0, idle_timeout=idle_timeout_s)
+        batches = flows_from_interface(interface, batch_size=64, max_flows=settings.records,
+                                       idle_timeout=flow_idle_timeout_s)
         try:
             for ids, features in batches:
                 batch = spec.flows(ids, features, f"interface {interface}")
@@ -317,7 +327,6 @@ class RunResult:
 def run(
     settings: Settings,
     rate: float = 0.0,
-    limit: int | None = None,
     data: str | Path | None = None,
     run_dir: Path | None = None,
     retrain: bool = False,
@@ -332,22 +341,24 @@ def run(
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
     The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
-    fixed shuffled order. The generator and each of the ``detectors`` detectors run in a process of
-    their own (:mod:`kstream.detector.pool`); the detectors share one consumer group, so Kafka spreads the
-    topic's partitions (``settings.partitions``, at least ``detectors``) over them. Topics and
-    group get the run's id as a suffix, so runs on a long-lived cluster never read each other's
-    records. The run folder gets ``predictions.sqlite`` and ``summary.json``.
+    fixed shuffled order, ``settings.records`` of them (0: all). The generator and each of the
+    ``detectors`` detectors run in a process of their own (:mod:`kstream.detector.pool`); the detectors
+    share one consumer group, so Kafka spreads the topic's partitions over them: ``settings.partitions``
+    (at least ``detectors``), or one per detector when it is 0. Topics and group get the run's id as a
+    suffix, so runs on a long-lived cluster never read each other's records. The run folder gets
+    ``summary.json`` and, unless ``settings.store_url`` names another store, ``predictions.sqlite``.
 
     While it streams, ``on_progress`` gets a :class:`~kstream.analysis.watch.LiveState` (what the detectors
     have stored so far) about every ``progress_every_s`` seconds, on this thread, and once more at
     the end; with ``progress`` the same state is the status line of a progress bar. With
     ``settings.drift`` the summary counts drift windows, drifted windows and alerts.
     """
-    if detectors < 1 or detectors > settings.partitions:
-        raise ConfigError(
-            f"detectors must be between 1 and the topic's partitions ({settings.partitions}), not {detectors}; "
-            f"add partitions (--partitions {max(detectors, 1)}) for more detectors"
-        )
+    if detectors < 1:
+        raise ConfigError(f"a run needs at least one detector, not {detectors}")
+    if settings.partitions and detectors > settings.partitions:
+        raise ConfigError(f"{detectors} detectors need at least {detectors} partitions, not {settings.partitions}; "
+                          f"leave partitions unset (one per detector) or set --partitions {detectors}")
+    settings = settings.replace(partitions=settings.partitions or detectors)
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     model = model_for(ref, ds, train_missing=True, retrain=retrain, allow_missing=allow_missing)
@@ -369,7 +380,7 @@ def run(
     rows = unseen_rows(model, ds)
     # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
     rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
-    expected = min(limit, len(rows)) if limit is not None else len(rows)
+    expected = min(settings.records, len(rows)) if settings.records else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
@@ -380,7 +391,7 @@ def run(
                                    settings.drift, progress_every_s)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
-                sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=False,
+                sent = generate_in_process(settings, rows, rate=rate, limit=settings.records or None, progress=False,
                                            check=lambda: (pool.raise_failure(), show()), features=model.features)
                 sent_so_far[0] = sent.records
                 # wait for distinct stored records, not handled ones: a rebalance redelivers some records
@@ -408,13 +419,30 @@ def run(
         missing_features=artifacts.missing_features(model.card, ds),
         bootstrap=settings.bootstrap,
         settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed,
-                  "split_mode": model.card.split_mode, "rate": rate, "limit": limit,
+                  "split_mode": model.card.split_mode, "rate": rate,
                   "detectors": detectors, "data": str(data) if data else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if summary["records"] != expected:
         raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
     return RunResult(run_dir, location, summary)
+
+
+def report(run_dir: str | Path | None = None, data: str | Path | None = None) -> tuple[Run, Path]:
+    """Write the report of a finished run: ``figures/*.png`` and ``report.md`` in its folder.
+
+    ``run_dir`` defaults to the newest run under ``runs/``; ``data`` is the data file the run streamed,
+    when it has moved. Returns the loaded :class:`~kstream.analysis.report.Run` and the report's path.
+
+    >>> report(Path("no-such-run"))
+    Traceback (most recent call last):
+    ...
+    kstream.errors.DataError: no-such-run is not a run folder (no summary.json); run a stream first
+    """
+    from kstream.analysis import report as run_report  # matplotlib only when a report is asked for
+
+    run = run_report.load_run(run_dir or run_report.latest_run(), data=data)
+    return run, run_report.write_report(run)
 
 
 def _shower(watch: StoreWatch, bar: Any, on_progress: Callable[[LiveState], None] | None,
@@ -442,7 +470,8 @@ def _shower(watch: StoreWatch, bar: Any, on_progress: Callable[[LiveState], None
 
 
 def _topics(settings: Settings) -> dict[str, int]:
-    topics = {settings.topic: settings.partitions, settings.predictions_topic: settings.partitions,
+    partitions = settings.partitions or 1
+    topics = {settings.topic: partitions, settings.predictions_topic: partitions,
               settings.dlq_topic: 1}
     if settings.drift:
         topics.update({settings.drift_topic: 1, settings.alerts_topic: 1})

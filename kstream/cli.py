@@ -1,107 +1,238 @@
 """The ``kstream`` command (also ``python -m kstream``).
 
-Every subcommand calls the same library functions the notebooks use. Settings
-follow one rule: command-line option > environment > default (see
-:mod:`kstream.paths`). Errors print one line and exit 1; usage errors exit 2.
+Every subcommand calls the same library functions the notebooks use (:mod:`kstream.app`). Settings
+follow one rule: command-line option > environment > default (:class:`kstream.settings.Settings`),
+and the help texts read their defaults from there. Each command is an entry of :data:`COMMANDS`: a
+function that adds its options and a handler that runs it; option groups several commands share
+are built by one function each. An option the command would ignore is refused as a usage error
+(exit 2); every other error prints one line and exits 1.
+
+>>> args = build_parser().parse_args(["models", "-v", "--list-features"])
+>>> args.command, args.verbose, args.list_features
+('models', True, True)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
+import inspect
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from kstream import __version__, app, logs
+from kstream import __version__, app, clients, logs
 from kstream.analysis import summaries
-from kstream.data import datasets
+from kstream.data import datasets, leakage
 from kstream.data.datasets import TASKS
 from kstream.errors import KstreamError
 from kstream.messages.wire import VALUE_FORMATS
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.quality import format_leakage, format_scores
+from kstream.paths import PROJECT_ROOT
 from kstream.servers import daemon, provision
-from kstream.settings import Settings, parse_assignments, parse_value
+from kstream.settings import ENV_NAMES, Settings, parse_assignments, parse_value
+from kstream.stores.sqlite import sqlite_path_from_url
 from kstream.tables import markdown_table, text_table
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 log = logging.getLogger("kstream")
 
-_ENV_HELP = """environment (used when the option is not given):
-  KSTREAM_DATASET / DATASET, KSTREAM_TASK / TASK_TYPE, KSTREAM_MODEL / MODEL,
-  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_SPLIT_MODE, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
-  KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
-  KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
-  KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
-  KSTREAM_DRIFT (1/0), KSTREAM_DRIFT_WINDOW, KSTREAM_DRIFT_WINDOW_S, KSTREAM_DRIFT_PSI, KSTREAM_DRIFT_SHARE,
-  KSTREAM_ALERTS (rules separated by ';'), KSTREAM_DRIFT_TOPIC, KSTREAM_ALERTS_TOPIC,
-  KSTREAM_CLIENT (kafka-python or confluent), KSTREAM_VALUE_FORMAT (json or vector),
-  KSTREAM_KAFKA_<OPTION> (any option of that client library but those the delivery guarantee rests on),
-  KSTREAM_HOME (cache for Kafka's jars and the local broker), KSTREAM_BROKER_VERSION (default 4.1.1),
-  KSTREAM_ROOT (project folder holding datasets/, models/, runs/)."""
+_FORMAT = argparse.RawDescriptionHelpFormatter
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
-    g.add_argument("-t", "--task", help=f"task: {', '.join(TASKS)} (default binary_class)")
-    g.add_argument("-m", "--model", help=f"model: {', '.join(zoo.MODELS)} (default random-forest)")
-    g.add_argument("--level", help="multi-class label level (cicids2017: label|grouped; netml: top|mid|fine; "
-                   "nsl-kdd: category|attack); default: the dataset's, or the one the data has")
-    g.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
-    g.add_argument("--seed", type=int, help="split (and model) seed; default: 42 to train, the model card's to score")
-    _split_mode_option(g)
+def _default_of(function: Callable[..., Any], parameter: str) -> Any:
+    """The default of ``parameter`` of a library function, so help texts never repeat it."""
+    return inspect.signature(function).parameters[parameter].default
 
 
-def _split_mode_option(g: Any) -> None:
-    g.add_argument("--split-mode", choices=datasets.SPLIT_MODES,
-                   help="grouped: rows with the same feature vector fall on one side of the split; random: rows "
-                   "drawn at random, as before (default: grouped to train, the model card's to score)")
+def _project_path(path: Path) -> str:
+    """``path`` relative to the project folder when it is inside it (help texts read better)."""
+    try:
+        return str(Path(path).relative_to(PROJECT_ROOT)) + ("/" if Path(path).suffix == "" else "")
+    except ValueError:
+        return str(path)
 
 
-def _kafka_options(parser: argparse.ArgumentParser, topics: bool = True) -> None:
-    g = parser.add_argument_group("kafka")
-    g.add_argument("--bootstrap", help="bootstrap servers host:port[,...] (default: the local broker)")
-    g.add_argument("--client", choices=("kafka-python", "confluent"),
-                   help="Kafka client library: kafka-python (default) or confluent (librdkafka, faster)")
-    if topics:
-        g.add_argument("--topic", help="flows topic (default flows)")
-        g.add_argument("--partitions", type=int, help="partitions for topics kstream creates (default 1)")
-    g.add_argument(
-        "--kafka-option",
-        action="append",
-        metavar="OPTION=VALUE",
-        help="any option of the client library, repeatable (kafka-python: security_protocol=SASL_SSL, linger_ms=5; "
-        "confluent: security.protocol=SASL_SSL, linger.ms=5)",
-    )
+# --- option groups several commands share ------------------------------------------------------------
 
 
-def _value_format_option(parser: argparse.ArgumentParser, vector: str = "the model's features") -> None:
-    parser.add_argument("--value-format", choices=VALUE_FORMATS,
-                        help=f"json (default): an object of feature -> number; vector: {vector} as float64 bytes "
-                        "with a kstream-schema header (3x smaller, decoded in one call; the detector reads both)")
+def _verbosity() -> argparse.ArgumentParser:
+    """-v / -q, accepted before the command and after it (a parent parser of every parser)."""
+    parent = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    g = parent.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log debug detail (and the Kafka client's own logs)")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="log warnings only and hide progress bars")
+    return parent
 
 
-def _drift_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("drift and alerts")
+def _dataset_help() -> str:
+    names = [f"{n} (alias {', '.join(datasets.spec(n).aliases)})" if datasets.spec(n).aliases else n
+             for n in datasets.available()]
+    return f"dataset: {', '.join(names)} (default {_DEFAULTS['dataset']})"
+
+
+def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "",
+                 title: str = "model") -> None:
+    """-d -t -m --level --models-dir, and --seed / --split-mode when the command splits data
+    (``seed`` and ``split_mode`` are their help texts; empty leaves the option out)."""
+    g = p.add_argument_group(title)
+    g.add_argument("-d", "--dataset", metavar="NAME", help=_dataset_help())
+    g.add_argument("-t", "--task", metavar="TASK", help=f"task: {', '.join(TASKS)} (default: binary_class where the "
+                   "dataset has it, else multi_class)")
+    g.add_argument("-m", "--model", metavar="MODEL",
+                   help=f"model: {', '.join(zoo.MODELS)} (default {_DEFAULTS['model']})")
+    levels = "; ".join(f"{n}: {'|'.join(datasets.spec(n).levels)}" for n in datasets.available())
+    g.add_argument("--level", metavar="LEVEL", help=f"multi-class label level ({levels}); default: the dataset's "
+                   "first, or the one the data has")
+    g.add_argument("--models-dir", metavar="DIR",
+                   help=f"folder of trained models (default {_project_path(_DEFAULTS['models_dir'])})")
+    if seed:
+        g.add_argument("--seed", type=int, metavar="N", help=seed)
+    if split_mode:
+        g.add_argument("--split-mode", choices=leakage.SPLIT_MODES,
+                       help="grouped: rows with the same feature vector fall on one side of the split; random: "
+                       f"rows drawn at random; {split_mode}")
+
+
+def _data_group(p: argparse.ArgumentParser, data: str) -> Any:
+    """--data and --label-column (``data`` is the help of --data); returns the group."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="PATH", help=data)
+    g.add_argument("--label-column", metavar="COLUMN",
+                   help="the column of the --data CSV holding the class, if not Label (class names, or 0/1 with "
+                   "0 = benign)")
+    return g
+
+
+def _kafka_group(p: argparse.ArgumentParser, partitions: str = "", local: str = "") -> None:
+    """--bootstrap --client --topic --partitions --kafka-option (``partitions`` and ``local`` tell, when given,
+    what --partitions and a command without --bootstrap do instead of the usual)."""
+    g = p.add_argument_group("kafka")
+    g.add_argument("--bootstrap", metavar="HOST:PORT[,...]", help="bootstrap servers of your cluster (default: the "
+                   f"local broker of `kstream broker start`{local})")
+    g.add_argument("--client", choices=list(clients.BACKENDS),
+                   help=f"Kafka client library: kafka-python or confluent (librdkafka, faster); "
+                   f"default {_DEFAULTS['client']}")
+    g.add_argument("--topic", metavar="NAME", help=f"flows topic (default {_DEFAULTS['topic']})")
+    g.add_argument("--partitions", type=int, metavar="N",
+                   help=partitions or "partitions of the topics kstream creates (default 1)")
+    g.add_argument("--kafka-option", action="append", metavar="OPTION=VALUE",
+                   help="any option of the client library, repeatable (kafka-python: security_protocol=SASL_SSL, "
+                   "linger_ms=5; confluent: security.protocol=SASL_SSL, linger.ms=5)")
+
+
+def _store_group(p: argparse.ArgumentParser, default: str) -> None:
+    g = p.add_argument_group("results store")
+    g.add_argument("--store-url", metavar="URL",
+                   help="where predictions go: sqlite:///path or a file path (SQLite), mongodb://user:password@host"
+                   f":27017 or mongodb+srv://... (MongoDB; database DB_NAME, default {_DEFAULTS['store_database']}); "
+                   f"default {default}. A URL with a password is better given as DB_URL, out of the process list")
+
+
+def _detector_options(g: Any) -> None:
+    g.add_argument("--batch-size", type=int, metavar="N",
+                   help=f"max records per poll and model call (default {_DEFAULTS['batch_size']})")
+    g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int, metavar="SECONDS",
+                   help="how long to retry a store or Kafka that fails before stopping without a commit "
+                   f"(default {_DEFAULTS['outage_timeout_s']})")
+
+
+def _records_option(g: Any, what: str) -> None:
+    g.add_argument("--records", type=int, metavar="N", help=f"{what} (default 0: all)")
+
+
+def _rate_option(g: Any, unit: str = "records") -> None:
+    g.add_argument("--rate", type=float, metavar="PER_SECOND", default=_default_of(app.send, "rate"),
+                   help=f"{unit} per second, 0 = as fast as possible (default %(default)g)")
+
+
+def _value_format_option(g: Any, vector: str = "the model's features") -> None:
+    g.add_argument("--value-format", choices=VALUE_FORMATS,
+                   help=f"json: an object of feature -> number; vector: {vector} as float64 bytes with a "
+                   "kstream-schema header (3x smaller, decoded in one call; the detector reads both); default "
+                   f"{_DEFAULTS['value_format']}")
+
+
+def _allow_missing_option(g: Any, needs_data: bool = False) -> None:
+    g.add_argument("--allow-missing", action="store_true",
+                   help="score data that lacks some of the model's features: impute them (reported beside the "
+                   "scores)" + ("; checked against --data, so it needs --data" if needs_data else ""))
+
+
+def _json_option(g: Any, what: str) -> None:
+    g.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def _drift_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("drift and alerts (the other options here need --drift)")
     g.add_argument("--drift", action="store_true", default=None,
-                   help="compare each window of live flows with the model card's reference (PSI per feature, scores, "
-                   "Page-Hinkley on attack rate and mean score); windows go to the store and --drift-topic")
-    g.add_argument("--drift-window", type=int, help="records per drift window (default 1000)")
-    g.add_argument("--drift-seconds", dest="drift_window_s", type=float,
-                   help="also close a window after this many seconds (default 0: by records only)")
-    g.add_argument("--drift-psi", type=float, help="PSI past which a feature drifts (default 0.2)")
-    g.add_argument("--drift-share", type=float, help="share of drifting features that makes a window drift (default 0.1)")
+                   help="compare each window of live flows with the model card's reference (PSI per feature, "
+                   "scores, Page-Hinkley on attack rate and mean score); windows go to the store and --drift-topic")
+    g.add_argument("--drift-window", type=int, metavar="N",
+                   help=f"records per drift window (default {_DEFAULTS['drift_window']})")
+    g.add_argument("--drift-seconds", dest="drift_window_s", type=float, metavar="SECONDS",
+                   help=f"also close a window after this many seconds (default {_DEFAULTS['drift_window_s']:g}: by "
+                   "records only)")
+    g.add_argument("--drift-psi", type=float, metavar="PSI",
+                   help=f"PSI past which a feature drifts (default {_DEFAULTS['drift_psi']})")
+    g.add_argument("--drift-share", type=float, metavar="SHARE",
+                   help=f"share of drifting features that makes a window drift (default {_DEFAULTS['drift_share']})")
     g.add_argument("--alert", dest="alerts", action="append", metavar="RULE",
-                   help="alert rule on each window, repeatable: 'attack_rate > 0.5', 'mean_score < 0.8' "
-                   "(metrics: attack_rate, mean_score, share_drifting, max_psi, score_psi); alerts go to --alerts-topic")
-    g.add_argument("--drift-topic", help="topic of drift windows (default flows.drift)")
-    g.add_argument("--alerts-topic", help="topic of alerts (default flows.alerts)")
+                   help="alert rule on each window, repeatable: 'attack_rate > 0.5', 'mean_score < 0.8' (metrics: "
+                   "attack_rate, mean_score, share_drifting, max_psi, score_psi); alerts go to --alerts-topic")
+    g.add_argument("--drift-topic", metavar="NAME", help=f"topic of drift windows (default {_DEFAULTS['drift_topic']})")
+    g.add_argument("--alerts-topic", metavar="NAME", help=f"topic of alerts (default {_DEFAULTS['alerts_topic']})")
+
+
+_DRIFT_OPTIONS = ("--drift-window", "--drift-seconds", "--drift-psi", "--drift-share", "--alert", "--drift-topic",
+                  "--alerts-topic")
+_DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s"}
+
+# --- usage checks: an option the command would ignore is refused ---------------------------------------
+
+
+def _given(args: argparse.Namespace, *options: str) -> list[str]:
+    """The ``options`` given on the command line (of those the command has)."""
+    dests = {o: _DESTS.get(o, o.lstrip("-").replace("-", "_")) for o in options}
+    return [o for o, d in dests.items() if getattr(args, d, None) not in (None, False, [])]
+
+
+def _refuse(args: argparse.Namespace, message: str) -> NoReturn:
+    """A usage error of the command being run: its usage, one line, exit 2."""
+    args.command_parser.error(message)
+
+
+def _needs(args: argparse.Namespace, options: Sequence[str], present: bool, message: str) -> None:
+    """Refuse those of ``options`` given while ``present`` is false: ``message`` with ``{options}`` (the
+    ones given), ``{s}`` (a verb's -s when one was given) and ``{them}`` filled in."""
+    given = _given(args, *options)
+    if given and not present:
+        one = len(given) == 1
+        _refuse(args, message.format(options=" and ".join(given), s="s" if one else "", them="it" if one else "them"))
+
+
+def _check_drift(args: argparse.Namespace, settings: Settings) -> None:
+    _needs(args, _DRIFT_OPTIONS, settings.drift,
+           "{options} need{s} drift monitoring: add --drift (or set KSTREAM_DRIFT=1), or drop {them}")
+
+
+def _check_data(args: argparse.Namespace, *other: str) -> None:
+    """--label-column names a column of a data file: --data (or one of ``other``) must be given."""
+    _needs(args, ["--label-column"], bool(_given(args, "--data", *other)),
+           "{options} names a column of your data file: add " + " or ".join(("--data PATH", *other))
+           + ", or drop {them}")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -109,7 +240,151 @@ def _settings(args: argparse.Namespace) -> Settings:
     # typed by Settings, in the names of the client backend it resolves (--client / KSTREAM_CLIENT)
     cli["kafka_options"] = parse_assignments(getattr(args, "kafka_option", None), "Kafka option",
                                              "option=value (e.g. linger_ms=5, or linger.ms=5 with --client confluent)")
-    return Settings.resolve(cli)
+    settings = Settings.resolve(cli)
+    log.debug("settings: %r", settings)
+    return settings
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+# --- the commands -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, its description, the function that adds its options and the
+    handler that runs it (returning the exit code)."""
+
+    help: str
+    description: str
+    build: Callable[[argparse.ArgumentParser], None]
+    handle: Callable[[argparse.Namespace], int]
+    epilog: str = ""
+
+
+def _build_run(p: argparse.ArgumentParser) -> None:
+    _model_group(p, seed="split seed of the model (default: the model card's; a model trained here uses "
+                 f"{datasets.DEFAULT_SEED}); a model of another seed is refused (add --retrain)",
+                 split_mode=f"default: the model card's (a model trained here: {leakage.DEFAULT_SPLIT_MODE})")
+    _data_group(p, "file or folder of the dataset's format to stream the unseen rows of (default: the bundled "
+                "sample's held-out split)")
+    g = p.add_argument_group("run")
+    _rate_option(g)
+    _records_option(g, "send only this many records")
+    _value_format_option(g)
+    g.add_argument("--detectors", type=int, metavar="N", default=_default_of(app.run, "detectors"),
+                   help="detector processes in one consumer group (default %(default)s); the topics get one "
+                   "partition per detector unless --partitions says otherwise")
+    g.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
+    _allow_missing_option(g)
+    _detector_options(g)
+    g.add_argument("--run-dir", metavar="DIR",
+                   help="folder for summary.json and predictions.sqlite (default runs/<time>-<dataset>-<task>-<model>)")
+    _json_option(g, "the summary")
+    _kafka_group(p, partitions="partitions of the run's topics (default: one per detector)",
+                 local=", else a temporary one for the run")
+    _store_group(p, "the run folder's predictions.sqlite")
+    _drift_group(p)
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_data(args)
+    settings = _settings(args)
+    _check_drift(args, settings)
+    result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
+                     progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing)
+    if args.json:
+        print(json.dumps(result.summary, indent=2, default=str))
+    else:
+        print(summaries.format_summary(result.summary))
+        print(f"predictions    {result.store}")
+        print(f"run folder     {result.run_dir}  (report: kstream report {result.run_dir})")
+    return 0
+
+
+def _build_train(p: argparse.ArgumentParser) -> None:
+    _model_group(p, seed=f"split and classifier seed (default {datasets.DEFAULT_SEED})",
+                 split_mode=f"default {leakage.DEFAULT_SPLIT_MODE}")
+    _data_group(p, "file or folder of the dataset's format to train on (default: the bundled sample)")
+    g = p.add_argument_group("training")
+    g.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="classifier hyperparameter, repeatable (e.g. max_depth=12)")
+    g.add_argument("--class-weight", default=_default_of(app.train, "class_weight"), choices=zoo.CLASS_WEIGHTS,
+                   help="class weighting against imbalance: balanced (n/(k*n_c)), sqrt (its square root), none "
+                   "(default %(default)s)")
+    g.add_argument("--learning-curve", action="store_true",
+                   help="also score the model trained on 10, 20, 40, 60, 80%% of its training rows (stratified, "
+                   "nested) on the same held-out rows; printed and recorded on the card")
+    f = g.add_mutually_exclusive_group()
+    f.add_argument("--features-from", metavar="FILE",
+                   help="train only on the features FILE has (to score that source: cross-source evaluation)")
+    f.add_argument("--features", metavar="A,B,...|capture",
+                   help="train only on these features (any spelling), or on those packets give ('capture')")
+    g = p.add_argument_group("the grid")
+    g.add_argument("--all", action="store_true",
+                   help="train every dataset x task x model on the bundled samples (narrowed by -d/-t/-m), with "
+                   "default hyperparameters; --seed, --split-mode and --class-weight apply")
+    g.add_argument("--markdown", metavar="FILE", help="with --all: also write the grid's results table to FILE")
+
+
+_NOT_WITH_ALL = ("--data", "--label-column", "--level", "--param", "--features", "--features-from",
+                 "--learning-curve")
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.all:
+        _needs(args, _NOT_WITH_ALL, False, "{options} cannot go with --all (the grid trains each model on its "
+               "bundled sample with default hyperparameters): drop {them}, or train one model without --all")
+        return _train_grid(args)
+    _needs(args, ["--markdown"], False, "{options} writes the table of the grid: add --all, or drop {them}")
+    _check_data(args, "--features-from")
+    settings = _settings(args)
+    features, source = None, ""
+    if args.features_from:
+        features, source = app.features_of(settings, args.features_from), args.features_from
+    elif args.features:
+        features = app.features_of(settings, "capture") if args.features == "capture" else args.features.split(",")
+        source = "what packets give (kstream capture)" if args.features == "capture" else "the --features list"
+    params = {name: parse_value(value) for name, value in
+              parse_assignments(args.param, "hyperparameter", "name=value (e.g. max_depth=8)").items()}
+    trained = app.train(settings, args.data, params, args.class_weight, features, source,
+                        learning_curve=args.learning_curve)
+    card = trained.card
+    m = card.metrics
+    print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+          f"NetML overall {m['netml_overall']:.4f} ({card.split_mode} split, seed {card.seed})"
+          + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
+    print("\n".join(format_leakage(m)))
+    c = card.conflicts
+    print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
+          f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
+          f"vectors labelled more than one way; ceiling accuracy {c['ceiling']:.4f}")
+    if card.learning_curve:
+        print("\nlearning curve (held-out scores by training rows):")
+        print(text_table(card.learning_curve, list(card.learning_curve[0])))
+    return 0
+
+
+def _train_grid(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
+                                  [settings.model] if args.model else None, settings.models_dir, settings.seed,
+                                  settings.split_mode)
+    rows = training.train_grid(refs, _progress(args), args.class_weight)
+    columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
+               "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
+    conflicts = _conflicts_table(rows)
+    print(text_table(rows, columns))
+    print("\nfeature vectors shared by several rows, and labelled more than one way (all rows of each dataset):")
+    print(text_table(conflicts, list(conflicts[0]) if conflicts else []))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(rows, columns[:-1]) + "\n\n"
+                                       + markdown_table(conflicts, list(conflicts[0]) if conflicts else []) + "\n")
+    for reason in skipped:
+        print(f"skipped: {reason}")
+    return 0
 
 
 def _conflicts_table(rows: list[dict]) -> list[dict]:
@@ -126,200 +401,245 @@ def _conflicts_table(rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
-def _params(pairs: Sequence[str] | None) -> dict:
-    raw = parse_assignments(list(pairs or []), "hyperparameter", "name=value (e.g. max_depth=8)")
-    return {name: parse_value(value) for name, value in raw.items()}
+def _build_models(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--models-dir", metavar="DIR",
+                   help=f"folder of trained models (default {_project_path(_DEFAULTS['models_dir'])})")
+    g.add_argument("--list-features", action="store_true",
+                   help="also list the features each model needs, in order (in --json: feature_names)")
+    _json_option(g, "the cards' rows")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``kstream`` command."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="kstream",
-        description="Classify network flows as they stream through Apache Kafka.\n\n"
-        "Quick start: `kstream run` trains the default model if needed, starts a local\n"
-        "broker, streams the bundled test records through it and prints a summary.",
-        epilog=_ENV_HELP,
-        formatter_class=fmt,
-    )
-    parser.add_argument("--version", action="version", version=f"kstream {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (and the Kafka client's own logs)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only and hide progress bars")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _models(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rows = artifacts.list_cards(settings.models_dir)
+    if args.list_features:
+        for row in rows:
+            if "dataset" in row:  # not an unreadable card
+                row["feature_names"] = artifacts.ModelCard.read(Path(row["path"]) / "model.json").features
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no trained models in {settings.models_dir}; train with `kstream train` or `kstream train --all`")
+        return 0
+    print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "split",
+                            "accuracy", "macro_f1", "netml_overall", "size_kb", "created"]))
+    for row in rows if args.list_features else []:
+        if "feature_names" in row:
+            print(f"\n{row['dataset']}/{row['task']}/{row['model']} needs {len(row['feature_names'])} features:\n  "
+                  + "\n  ".join(row["feature_names"]))
+    return 0
 
-    # broker
-    p = sub.add_parser("broker", help="manage a local Kafka broker (KRaft, no Docker)", formatter_class=fmt,
-                       description="Provision, start, stop or inspect a single-node Kafka broker on this machine.\n"
-                       "Kafka's jars are fetched once with Maven into the cache (KSTREAM_HOME); Java 17+ runs it.")
-    bsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    b = bsub.add_parser("start", help="start the broker in the background (no-op if it runs)",
-                        description="Start the long-lived local broker. A restart reuses the ports, node count and\n"
-                        "security of its data folder, so running clients reconnect.", formatter_class=fmt)
-    b.add_argument("--port", type=int, default=0, help="client port of node 1 (default: the previous one, else free)")
-    b.add_argument("--nodes", type=int, help="KRaft nodes (3: replication factor 3, min.insync.replicas 2; default 1)")
-    b.add_argument("--sasl", action="store_true", default=None,
-                   help="SASL_PLAINTEXT with SCRAM-SHA-512; the generated login is written owner-only to the data folder")
-    bsub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL)")
-    bsub.add_parser("status", help="print bootstrap address, pid and log file; exit 1 if not running")
-    bsub.add_parser("provision", help="only fetch Kafka's jars into the cache")
 
-    # train
-    p = sub.add_parser("train", help="train a model and write model.joblib + model.json", formatter_class=fmt,
-                       description="Train on the dataset's training split, score the held-out split, save the\n"
-                       "Pipeline and its card under models/<dataset>/<task>/<model>/.",
-                       epilog="example: kstream train -d SELECTED_CICIDS -t multi_class -m decision-tree --param max_depth=12")
-    _model_options(p)
-    p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
-    p.add_argument("--label-column",
-                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="classifier hyperparameter, repeatable")
-    p.add_argument("--class-weight", default="balanced", choices=zoo.CLASS_WEIGHTS,
-                   help="class weighting against imbalance: balanced (n/(k*n_c)), sqrt (its square root), none")
-    p.add_argument("--all", action="store_true",
-                   help="train the grid: every dataset x task x model (narrowed by -d/-t/-m when given)")
-    p.add_argument("--markdown", help="with --all: also write the grid's results table to this Markdown file")
-    p.add_argument("--learning-curve", action="store_true",
-                   help="also score the model trained on 10, 20, 40, 60, 80%% of its training rows (stratified, "
-                   "nested) on the same held-out rows; printed and recorded on the card")
-    f = p.add_mutually_exclusive_group()
-    f.add_argument("--features-from", metavar="FILE",
-                   help="train only on the features FILE has (to score that source: cross-source evaluation)")
-    f.add_argument("--features", metavar="A,B,...|capture",
-                   help="train only on these features (any spelling), or on those packets give ('capture')")
+def _build_evaluate(p: argparse.ArgumentParser) -> None:
+    _model_group(p, seed="split seed the model was trained with (default: the model card's); a model of "
+                 "another seed is refused", split_mode="default: the model card's; a model of another is refused")
+    _data_group(p, "file or folder of the dataset's format to score (default: the bundled sample)")
+    g = p.add_argument_group("scoring")
+    g.add_argument("--split", choices=datasets.SPLITS,
+                   help="rows to score: train, test (the model's held-out rows) or all (default: the rows the model "
+                   "was not trained on: its test split of the data it was trained on, else all)")
+    g.add_argument("--predictions", metavar="FILE",
+                   help="also write record_id,true_label,predicted_label,score,seen_in_training to this CSV")
+    _allow_missing_option(g)
+    _json_option(g, "the metrics")
 
-    # models
-    p = sub.add_parser("models", help="list trained models with their scores", formatter_class=fmt,
-                       description="One line per model card under the models folder: dataset, task, model,\n"
-                       "features (input/kept), classes, held-out accuracy, macro-F1, NetML score, size, date.")
-    p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
-    p.add_argument("--json", action="store_true", help="print the cards' rows as JSON")
-    p.add_argument("--features", action="store_true", help="also list the features each model needs, in order")
 
-    # evaluate
-    p = sub.add_parser("evaluate", help="score a trained model on a dataset file offline", formatter_class=fmt,
-                       description="Predict every row of a dataset file (or the bundled test split) with a trained\n"
-                       "model and print accuracy, macro-F1, per-class scores, TPR/FAR or the NetML scores.\n"
-                       "Streaming the same rows through Kafka gives the same predictions.",
-                       epilog="example: kstream evaluate -d cicids2017 -m random-forest --data ~/MachineLearningCVE/")
-    _model_options(p)
-    p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
-    p.add_argument("--label-column",
-                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
-    p.add_argument("--split", choices=datasets.SPLITS,
-                   help="rows to score (default: test for the bundled sample, all for --data)")
-    p.add_argument("--predictions", help="also write record_id,true_label,predicted_label,score to this CSV")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+def _evaluate(args: argparse.Namespace) -> int:
+    _check_data(args)
+    settings = _settings(args)
+    scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)
+    if args.predictions:
+        frame.to_csv(args.predictions, index=False)
+    print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+    return 0
 
-    # generate
-    p = sub.add_parser("generate", help="stream dataset records into the flows topic", formatter_class=fmt,
-                       description="Send records (key = record id, JSON features, send-time header) to a topic.",
-                       epilog="example: kstream generate --rate 1000 --limit 5000")
-    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
-    p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
-    p.add_argument("--label-column",
-                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
-    p.add_argument("--split", default="test", choices=datasets.SPLITS,
-                   help="which rows to send (default test: the held-out split of the model -t/-m name, if trained)")
-    p.add_argument("-t", "--task", help=f"task whose model's split 'test' means: {', '.join(TASKS)}")
-    p.add_argument("-m", "--model", help="model whose split 'test' means (default random-forest)")
-    p.add_argument("--models-dir", help="folder of trained models (default: the project's models/)")
-    p.add_argument("--seed", type=int, help="split seed (default: the model card's, else 42)")
-    _split_mode_option(p)
-    p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible (default 0)")
-    p.add_argument("--limit", type=int, help="stop after this many records")
-    p.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
-    _value_format_option(p)
-    _kafka_options(p)
 
-    # capture
-    p = sub.add_parser("capture", help="meter flows from packets (a capture file or an interface) into the flows topic",
-                       formatter_class=fmt,
-                       description="Turn packets into flows with the CICFlowMeter features packets give (NFStream,\n"
-                       "microsecond times) and send them like `generate` does: key = record id, JSON features,\n"
-                       "send-time header. Score them with a model trained on those features:\n"
-                       "  kstream train --features capture",
-                       epilog="examples:\n  kstream capture traffic.pcap\n"
-                       "  kstream capture --interface eth0 --idle-timeout 5      # live (needs capture rights)")
-    p.add_argument("pcap", nargs="?", help="capture file (.pcap, .pcapng; gzipped too)")
-    p.add_argument("--interface", help="capture live on this network interface instead (as root or with CAP_NET_RAW)")
-    p.add_argument("-d", "--dataset", help="dataset whose features to meter (default cicids2017)")
-    p.add_argument("--rate", type=float, default=0.0, help="flows per second, 0 = as fast as possible (default 0)")
-    p.add_argument("--limit", type=int, help="stop after this many flows")
-    p.add_argument("--idle-timeout", type=int, default=5,
-                   help="live: a flow ends after this many seconds without a packet (default 5)")
-    _value_format_option(p, "the metered features (in the order a model trained with --features capture reads)")
-    _kafka_options(p)
+def _build_generate(p: argparse.ArgumentParser) -> None:
+    _data_group(p, "file or folder of the dataset's format to send (default: the bundled sample)")
+    g = p.add_argument_group("sending")
+    g.add_argument("--split", default=_default_of(app.send, "split"), choices=datasets.SPLITS,
+                   help="rows to send: test (the held-out split of the model -d/-t/-m name, if it is trained), "
+                   "train or all (default %(default)s)")
+    _rate_option(g)
+    _records_option(g, "stop after this many records")
+    g.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
+    _value_format_option(g)
+    _model_group(p, seed=f"split seed (default: the model card's, else {datasets.DEFAULT_SEED})",
+                 split_mode=f"default: the model card's, else {leakage.DEFAULT_SPLIT_MODE}",
+                 title="dataset, and the model whose held-out rows --split test sends")
+    _kafka_group(p)
 
-    # detect
-    p = sub.add_parser("detect", help="classify the flows topic and write predictions", formatter_class=fmt,
-                       description="Consume flows in micro-batches, predict, write to the results store and the\n"
-                       "predictions topic, dead-letter bad records, commit offsets. Ctrl-C stops cleanly.",
-                       epilog="example: kstream detect -m decision-tree --store-url sqlite:///runs/p.sqlite --idle-timeout 10")
-    _model_options(p)
-    _kafka_options(p)
+
+def _generate(args: argparse.Namespace) -> int:
+    _check_data(args)
+    settings = _settings(args)
+    with app.kafka_cluster(settings, start_local=False) as settings:
+        stats = app.send(settings, args.split, args.data, args.rate, args.loop, _progress(args))
+    print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
+    return 0
+
+
+def _build_capture(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pcap", nargs="?", metavar="FILE", help="capture file (.pcap, .pcapng; gzipped too)")
+    g = p.add_argument_group("capture")
+    g.add_argument("--interface", metavar="NAME",
+                   help="capture live on this network interface instead of a file (as root or with CAP_NET_RAW)")
+    g.add_argument("--flow-idle-timeout", type=int, metavar="SECONDS",
+                   help="live capture: a flow ends after this many seconds without a packet (default "
+                   f"{_default_of(app.capture, 'flow_idle_timeout_s')}; every flow ends 120 s after its first packet)")
+    captures = [n for n in datasets.available() if datasets.spec(n).captures]
+    g.add_argument("-d", "--dataset", metavar="NAME",
+                   help=f"dataset whose features to meter: {', '.join(captures)} (default {_DEFAULTS['dataset']})")
+    _rate_option(g, "flows")
+    _records_option(g, "stop after this many flows")
+    _value_format_option(g, "the metered features (in the order a model trained with --features capture reads)")
+    _kafka_group(p)
+
+
+def _capture(args: argparse.Namespace) -> int:
+    if (args.pcap is None) == (args.interface is None):
+        _refuse(args, "give a capture file (kstream capture FILE) or --interface NAME, not both and not neither")
+    _needs(args, ["--flow-idle-timeout"], args.interface is not None,
+           "{options} ends the flows of a live capture: add --interface NAME, or drop {them}")
+    settings = _settings(args)
+    timeout = {"flow_idle_timeout_s": args.flow_idle_timeout} if args.flow_idle_timeout is not None else {}
+    with app.kafka_cluster(settings, start_local=False) as settings:
+        stats = app.capture(settings, args.pcap, args.interface, args.rate, progress=_progress(args), **timeout)
+    print(f"sent {stats.records} flows to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} flows/s)")
+    return 0
+
+
+def _build_detect(p: argparse.ArgumentParser) -> None:
+    _model_group(p)
     g = p.add_argument_group("detector")
-    g.add_argument("--group", help="consumer group (default kstream-detector)")
-    g.add_argument("--predictions-topic", help="predictions topic (default flows.predictions)")
-    g.add_argument("--dlq-topic", help="dead-letter topic (default flows.dlq)")
-    g.add_argument("--store-url", help="results store, sqlite:///path (default runs/predictions.sqlite)")
-    g.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
-    g.add_argument("--max-records", type=int, help="stop after this many records")
-    g.add_argument("--idle-timeout", type=float,
-                   help="stop after this many seconds with every record read (a broker outage is not idleness)")
-    g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
-                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
-    g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
-    g.add_argument("--allow-missing", action="store_true",
-                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
-    g.add_argument("--label-column",
-                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
-    _drift_options(p)
+    g.add_argument("--group", metavar="NAME", help=f"consumer group (default {_DEFAULTS['group']})")
+    g.add_argument("--predictions-topic", metavar="NAME",
+                   help=f"predictions topic (default {_DEFAULTS['predictions_topic']})")
+    g.add_argument("--dlq-topic", metavar="NAME", help=f"dead-letter topic (default {_DEFAULTS['dlq_topic']})")
+    _records_option(g, "stop after handling this many records")
+    g.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                   help="stop after this many seconds with every record read (a broker outage is not idleness; "
+                   "default: run until Ctrl-C)")
+    _detector_options(g)
+    g = _data_group(p, "dataset file or folder with the streamed records' labels: check the model against it "
+                    "and print accuracy at the end")
+    _allow_missing_option(g, needs_data=True)
+    _kafka_group(p)
+    _store_group(p, _project_path(sqlite_path_from_url("")))
+    _drift_group(p)
 
-    # sweep
-    p = sub.add_parser("sweep", help="run the notebooks through papermill over a parameter grid",
-                       formatter_class=fmt,
-                       description="For every combination of the grid, execute notebooks/1.0-train, 2.0-stream and\n"
-                       "3.0-report with papermill into <out>/<run>/ and write <out>/summary.csv and summary.md\n"
-                       "(status, accuracy, macro-F1, throughput, latency p50/p95/p99 per run). A parameter no\n"
-                       "notebook declares, or a failing cell, marks that run failed; the sweep then exits 1.\n"
-                       "Without a grid it runs once with the notebooks' defaults (the main job).",
-                       epilog="example: kstream sweep -p model=decision-tree,random-forest -p rate=0,2000 -p records=1000\n"
-                       "grid file: a YAML mapping, e.g. {model: [decision-tree, random-forest], task: [binary_class]}")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=V1[,V2...]",
-                   help="a grid axis, repeatable; values parse as JSON when they can (numbers, true)")
-    p.add_argument("--grid", help="YAML file with the grid (combined with -p; -p wins)")
-    p.add_argument("--out", help="sweep folder (default runs/sweep-<time>)")
-    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, started if none runs)")
-    p.add_argument("--models-dir", help="where the runs' models go (default <out>/models)")
 
-    # run
-    p = sub.add_parser("run", help="the main job: train if missing, stream, classify, summarize", formatter_class=fmt,
-                       description="Train the model if it is missing, start a local broker unless one is given,\n"
-                       "stream the test split through Kafka, classify it, and print records, throughput,\n"
-                       "latency p50/p95/p99, predicted class counts, accuracy and macro-F1.",
-                       epilog="example: kstream run -t multi_class -m decision-tree --rate 2000")
-    _model_options(p)
-    _kafka_options(p)
-    p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
-    p.add_argument("--label-column",
-                   help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
-    p.add_argument("--rate", type=float, default=0.0, help="records per second, 0 = as fast as possible")
-    p.add_argument("--limit", type=int, help="send only this many test records")
-    _value_format_option(p)
-    p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
-    p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
-                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
-    p.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="score data that lacks some of the model's features: impute them (reported beside the scores)")
-    p.add_argument("--detectors", type=int, default=1,
-                   help="detector threads in one consumer group (needs --partitions >= this; default 1)")
-    p.add_argument("--run-dir", help="folder for predictions.sqlite and summary.json (default runs/<id>)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _drift_options(p)
-    return parser
+def _detect(args: argparse.Namespace) -> int:
+    _check_data(args)
+    _needs(args, ["--allow-missing"], args.data is not None,
+           "{options} lets the model score --data that lacks features: add --data PATH, or drop {them}")
+    settings = _settings(args)
+    _check_drift(args, settings)
+    # fail fast, before touching Kafka: the model, checked against the data when given
+    ds = app.load_data(settings, args.data) if args.data else None
+    model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
+    if settings.drift:
+        model.reference()  # a card without a drift reference: one line naming the retrain command, before Kafka
+    with app.kafka_cluster(settings, start_local=False) as settings:
+        stats = app.detect(settings, model, args.idle_timeout, _progress(args))
+    reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
+    print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
+    if settings.drift:
+        print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
+              f"(windows in the store's drift table and {settings.drift_topic})")
+    if ds is not None:
+        with settings.open_store() as store:
+            frame = store.frame(settings.topic)
+        print(summaries.format_summary(summaries.summarize(frame, ds.truth(settings.task), settings.task)))
+    return 0
+
+
+def _build_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="run folder (default: the newest one under runs/ holding a summary.json)")
+    g = p.add_argument_group("report")
+    g.add_argument("--data", metavar="PATH", help="the data file the run streamed, if it has moved since")
+    _json_option(g, "the summary (with the report's path)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, no display needed
+    run, path = app.report(args.run_dir, args.data)
+    if args.json:
+        print(json.dumps({**run.summary, "run_dir": str(run.run_dir), "report": str(path)}, indent=2, default=str))
+        return 0
+    print(run.title)
+    print(summaries.format_summary(run.summary))
+    if "training_rows_streamed" in run.summary:
+        print(f"{'training rows':<15}{run.summary['training_rows_streamed']} streamed records were training rows")
+    print(f"report         {path}")
+    return 0
+
+
+def _build_sweep(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("grid")
+    g.add_argument("--grid", action="append", metavar="NAME=V1[,V2...]",
+                   help="one axis of the grid: a notebook parameter and its values, repeatable; values parse as JSON "
+                   "when they can (numbers, true)")
+    g.add_argument("--grid-file", metavar="FILE",
+                   help="YAML mapping of parameter -> list of values (combined with --grid; --grid wins)")
+    g = p.add_argument_group("where")
+    g.add_argument("--out", metavar="DIR", help="sweep folder (default runs/sweep-<time>)")
+    g.add_argument("--models-dir", metavar="DIR",
+                   help=f"folder the runs train their models into (default {_project_path(_DEFAULTS['models_dir'])}, "
+                   "as kstream run and train); a run replaces a model of the same dataset, task and model, so give a "
+                   "sweep a folder of its own (e.g. <out>/models) to keep its models apart")
+    g.add_argument("--bootstrap", metavar="HOST:PORT[,...]",
+                   help="Kafka bootstrap servers (default: the local broker, started for the sweep if none runs)")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from kstream import sweep
+
+    grid = sweep.load_grid(args.grid_file) if args.grid_file else {}
+    grid.update(sweep.parse_pairs(args.grid))
+    table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=_progress(args))
+    shown = [c for c in table.columns if c not in ("error", "report")]
+    print(text_table(table, shown))
+    for _, row in table[table["status"] != "ok"].iterrows():
+        print(f"failed: {row['run']}: {row['error']}")
+    print(f"summary: {Path(table.attrs['out_dir']) / 'summary.md'}")
+    ok = table[table["status"] == "ok"]
+    if len(ok):
+        print(f"report: {ok.iloc[-1]['report']}")
+    return 0 if len(ok) == len(table) else 1
+
+
+_BROKER_ACTIONS: dict[str, tuple[str, str]] = {
+    "start": ("start the broker in the background (no-op if it runs)",
+              ("Start the long-lived local broker. A restart reuses the ports, node count and\n"
+               "security of its data folder, so running clients reconnect.")),
+    "stop": ("stop the broker (SIGTERM, then SIGKILL)", "Stop the local broker (SIGTERM, then SIGKILL)."),
+    "status": ("print bootstrap address, pid and log file; exit 1 if not running",
+               "Print the local broker's bootstrap address, pid and log file; exit 1 if it is not running."),
+    "provision": ("only fetch Kafka's jars into the cache",
+                  "Fetch Kafka's jars into the cache (KSTREAM_HOME) with Maven, and nothing else."),
+}
+
+
+def _build_broker(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, (short, description) in _BROKER_ACTIONS.items():
+        a = actions.add_parser(name, help=short, description=description, formatter_class=_FORMAT,
+                               parents=[_verbosity()], allow_abbrev=False)
+        a.set_defaults(command_parser=a)
+        if name == "start":
+            a.add_argument("--port", type=int, default=0, metavar="PORT",
+                           help="client port of node 1 (default: the previous one, else a free one)")
+            a.add_argument("--nodes", type=int, metavar="N",
+                           help="KRaft nodes (3: replication factor 3, min.insync.replicas 2; default 1)")
+            a.add_argument("--sasl", action="store_true", default=None,
+                           help="SASL_PLAINTEXT with SCRAM-SHA-512; the generated login is written owner-only to the "
+                           "data folder, and kstream commands on this machine use it by themselves")
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -347,140 +667,158 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace, progress: bool) -> int:
-    from kstream import sweep
+#: Every subcommand, in the order ``kstream --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "the main job: train if missing, stream, classify, summarize",
+        "Train the model if it is missing, start a local broker unless one runs or is given,\n"
+        "stream the records the model never saw through Kafka, classify them with one or more\n"
+        "detector processes, and print records, throughput, latency p50/p95/p99, predicted class\n"
+        "counts, accuracy and macro-F1. The run folder gets summary.json (and predictions.sqlite);\n"
+        "`kstream report` then draws its figures.",
+        _build_run, _run,
+        "examples:\n  kstream run -t multi_class -m decision-tree --rate 2000 --records 5000\n"
+        "  kstream run --detectors 2 --store-url mongodb://localhost:27017"),
+    "train": Command(
+        "train a model and write model.joblib + model.json",
+        "Train on the dataset's training split, score the held-out split, save the Pipeline\n"
+        "and its card under <models-dir>/<dataset>/<task>/<model>/. With --all, train the grid.",
+        _build_train, _train,
+        "examples:\n  kstream train -d SELECTED_CICIDS -t multi_class -m decision-tree --param max_depth=12\n"
+        "  kstream train --all -d netml --markdown grid.md"),
+    "evaluate": Command(
+        "score a trained model on a dataset file offline",
+        "Predict every row of a dataset file (or the bundled sample's held-out rows) with a trained\n"
+        "model and print accuracy, macro-F1, per-class scores, TPR/FAR or the NetML scores.\n"
+        "Streaming the same rows through Kafka gives the same predictions.",
+        _build_evaluate, _evaluate,
+        "example:\n  kstream evaluate -d cicids2017 -m random-forest --data ~/MachineLearningCVE/"),
+    "models": Command(
+        "list trained models with their scores",
+        "One line per model card under the models folder: dataset, task, model, features\n"
+        "(input/kept), classes, split seed and mode, held-out accuracy, macro-F1, NetML score, size, date.",
+        _build_models, _models),
+    "generate": Command(
+        "stream dataset records into the flows topic",
+        "Send records (key = record id, JSON features, send-time header) to a topic of a running\n"
+        "broker (`kstream broker start`, or --bootstrap).",
+        _build_generate, _generate,
+        "example:\n  kstream generate --rate 1000 --records 5000"),
+    "capture": Command(
+        "meter flows from packets (a capture file or an interface) into the flows topic",
+        "Turn packets into flows with the CICFlowMeter features packets give (NFStream,\n"
+        "microsecond times) and send them like `generate` does: key = record id, JSON features,\n"
+        "send-time header, to a running broker (`kstream broker start`, or --bootstrap).\n"
+        "Score them with a model trained on those features:\n"
+        "  kstream train --features capture",
+        _build_capture, _capture,
+        "examples:\n  kstream capture traffic.pcap\n"
+        "  kstream capture --interface eth0 --flow-idle-timeout 5      # live (needs capture rights)"),
+    "detect": Command(
+        "classify the flows topic and write predictions",
+        "Consume flows from a running broker (`kstream broker start`, or --bootstrap) in\n"
+        "micro-batches, predict, write to the results store and the predictions topic,\n"
+        "dead-letter bad records, commit offsets. Ctrl-C stops cleanly; so do --records and\n"
+        "--idle-timeout. Several detectors with one --group share the topic's partitions.",
+        _build_detect, _detect,
+        "example:\n  kstream detect -m decision-tree --store-url runs/p.sqlite --idle-timeout 10"),
+    "report": Command(
+        "write a finished run's figures and report.md, and print its summary",
+        "Read a run folder (written by `kstream run` or the 2.0-stream notebook) back, join its\n"
+        "predictions to the dataset's labels, draw figures/*.png (class counts, latency, confusion\n"
+        "matrix, throughput, drift) and write report.md beside them.",
+        _build_report, _report,
+        "examples:\n  kstream report\n  kstream report runs/20250101-120000-cicids2017-binary_class-random-forest"),
+    "sweep": Command(
+        "run the notebooks through papermill over a parameter grid",
+        "For every combination of the grid, execute notebooks/1.0-train, 2.0-stream and\n"
+        "3.0-report with papermill into <out>/<run>/ and write <out>/summary.csv and summary.md\n"
+        "(status, accuracy, macro-F1, throughput, latency p50/p95/p99 per run). The grid's names\n"
+        "are the parameters of the notebooks' parameters cells (dataset, task, model, records,\n"
+        "rate, detectors, drift, ...). A parameter no notebook declares, or a failing cell, marks\n"
+        "that run failed; the sweep then exits 1. Without a grid it runs once with the notebooks'\n"
+        "defaults.",
+        _build_sweep, _sweep,
+        "examples:\n  kstream sweep --grid model=decision-tree,random-forest --grid rate=0,2000 --grid records=1000\n"
+        "  kstream sweep --grid-file grid.yaml    # e.g. {model: [decision-tree, random-forest], task: [binary_class]}"),
+    "broker": Command(
+        "manage a local Kafka broker (KRaft, no Docker)",
+        "Provision, start, stop or inspect a single-node Kafka broker on this machine.\n"
+        "Kafka's jars are fetched once with Maven into the cache (KSTREAM_HOME); Java 17+ runs it.",
+        _build_broker, _broker),
+}
 
-    grid = sweep.load_grid(args.grid) if args.grid else {}
-    grid.update(sweep.parse_pairs(args.param))
-    table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=progress)
-    shown = [c for c in table.columns if c not in ("error", "report")]
-    print(text_table(table, shown))
-    for _, row in table[table["status"] != "ok"].iterrows():
-        print(f"failed: {row['run']}: {row['error']}")
-    print(f"summary: {Path(table.attrs['out_dir']) / 'summary.md'}")
-    ok = table[table["status"] == "ok"]
-    if len(ok):
-        print(f"report: {ok.iloc[-1]['report']}")
-    return 0 if len(ok) == len(table) else 1
+# --- the environment, listed from Settings ----------------------------------------------------------
+
+_OPTION_NAMES = {"drift_window_s": "--drift-seconds", "outage_timeout_s": "--outage-timeout", "alerts": "--alert",
+                 "dataset": "-d/--dataset", "task": "-t/--task", "model": "-m/--model"}
+_ENV_ONLY = {
+    "store": "results store: sqlite or mongodb (default: what the store URL names; must agree with it)",
+    "store_table": f"SQLite table or MongoDB collection (default {_DEFAULTS['store_table']})",
+    "store_database": f"MongoDB database (default {_DEFAULTS['store_database']})",
+    "poll_timeout_ms": f"how long a detector's poll waits for records, ms (default {_DEFAULTS['poll_timeout_ms']})",
+}
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    progress = not args.quiet
-    if args.command == "broker":
-        return _broker(args)
-    if args.command == "sweep":
-        return _sweep(args, progress)
-    settings = _settings(args)
-    log.debug("settings: %r", settings)
-    if args.command == "models":
-        rows = artifacts.list_cards(settings.models_dir)
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
-            print(f"no trained models in {settings.models_dir}; train with `kstream train` or `kstream train --all`")
-        else:
-            print(text_table(rows, ["dataset", "task", "model", "features", "kept", "classes", "seed", "split",
-                                    "accuracy", "macro_f1", "netml_overall", "size_kb", "created"]))
-            if args.features:
-                for row in rows:
-                    card = artifacts.ModelCard.read(Path(row["path"]) / "model.json")
-                    print(f"\n{row['dataset']}/{row['task']}/{row['model']} needs {len(card.features)} features:\n  "
-                          + "\n  ".join(card.features))
-        return 0
-    if args.command == "train" and args.all:
-        refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
-                                      [settings.model] if args.model else None, settings.models_dir, settings.seed,
-                                      settings.split_mode)
-        rows = training.train_grid(refs, progress, args.class_weight)
-        columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
-                   "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
-        conflicts = _conflicts_table(rows)
-        print(text_table(rows, columns))
-        print("\nfeature vectors shared by several rows, and labelled more than one way (all rows of each dataset):")
-        print(text_table(conflicts, list(conflicts[0]) if conflicts else []))
-        if args.markdown:
-            Path(args.markdown).write_text(markdown_table(rows, columns[:-1]) + "\n\n"
-                                           + markdown_table(conflicts, list(conflicts[0]) if conflicts else []) + "\n")
-        for reason in skipped:
-            print(f"skipped: {reason}")
-        return 0
-    if args.command == "train":
-        features, source = None, ""
-        if args.features_from:
-            features, source = app.features_of(settings, args.features_from), args.features_from
-        elif args.features:
-            features = app.features_of(settings, "capture") if args.features == "capture" else args.features.split(",")
-            source = "what packets give (kstream capture)" if args.features == "capture" else "the --features list"
-        trained = app.train(settings, args.data, _params(args.param), args.class_weight, features, source,
-                            learning_curve=args.learning_curve)
-        card = trained.card
-        m = card.metrics
-        print(f"{trained.path}: held-out accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-              f"NetML overall {m['netml_overall']:.4f} ({card.split_mode} split, seed {card.seed})"
-              + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
-        print("\n".join(format_leakage(m)))
-        c = card.conflicts
-        print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
-              f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
-              f"vectors labelled more than one way; ceiling accuracy {c['ceiling']:.4f}")
-        if card.learning_curve:
-            print("\nlearning curve (held-out scores by training rows):")
-            print(text_table(card.learning_curve, list(card.learning_curve[0])))
-        return 0
-    if args.command == "evaluate":
-        scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)
-        if args.predictions:
-            frame.to_csv(args.predictions, index=False)
-        print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
-        return 0
-    if args.command == "generate":
-        with app.kafka_cluster(settings, start_local=False) as settings:
-            stats = app.send(settings, args.split, args.data, args.rate, args.limit, args.loop, progress)
-        print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
-        return 0
-    if args.command == "capture":
-        with app.kafka_cluster(settings, start_local=False) as settings:
-            stats = app.capture(settings, args.pcap, args.interface, args.rate, args.limit, args.idle_timeout, progress)
-        print(f"sent {stats.records} flows to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} flows/s)")
-        return 0
-    if args.command == "detect":
-        # fail fast, before touching Kafka: the model, checked against the data when given
-        ds = app.load_data(settings, args.data) if args.data else None
-        model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
-        if settings.drift:
-            model.reference()  # an older card: one line naming the retrain command, before touching Kafka
-        with app.kafka_cluster(settings, start_local=False) as settings:
-            stats = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
-        reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
-        print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
-        if settings.drift:
-            print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
-                  f"(windows in the store's drift table and {settings.drift_topic})")
-        if ds is not None:
-            with settings.open_store() as store:
-                frame = store.frame(settings.topic)
-            print(summaries.format_summary(summaries.summarize(frame, ds.truth(settings.task), settings.task)))
-        return 0
-    result = app.run(settings, rate=args.rate, limit=args.limit, data=args.data,
-                     run_dir=args.run_dir, retrain=args.retrain, progress=progress, detectors=args.detectors,
-                     allow_missing=args.allow_missing)
-    if args.json:
-        print(json.dumps(result.summary, indent=2, default=str))
-    else:
-        print(summaries.format_summary(result.summary))
-        print(f"predictions    {result.store}")
-    return 0
+def _environment_help() -> str:
+    """The epilog of ``kstream --help``: every environment name and what it sets."""
+    rows = []
+    for name, envs in ENV_NAMES.items():
+        what = _ENV_ONLY.get(name) or _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+        if name == "drift":
+            what += " (1 or 0)"
+        elif name == "alerts":
+            what += " (rules separated by ';')"
+        rows.append((", ".join(envs), what))
+    rows += [("KSTREAM_KAFKA_<OPTION>", "any option of the client library but those the delivery guarantee rests on"),
+             ("KSTREAM_HOME", "cache for Kafka's jars and the local broker"),
+             ("KSTREAM_BROKER_VERSION", f"Kafka version the local broker runs (here {provision.KAFKA_VERSION})"),
+             ("KSTREAM_ROOT", "project folder holding datasets/, models/, notebooks/, runs/")]
+    width = max(len(env) for env, _ in rows) + 2
+    return ("environment (read when the option is not given; of two names, the first set wins):\n"
+            + "\n".join(f"  {env:<{width}}{what}" for env, what in rows))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``kstream`` command: one subparser per entry of :data:`COMMANDS`.
+
+    >>> sorted(build_parser().parse_args(["sweep", "--grid", "model=decision-tree"]).grid)
+    ['model=decision-tree']
+    """
+    parser = argparse.ArgumentParser(
+        prog="kstream",
+        description="Classify network flows as they stream through Apache Kafka.\n\n"
+        "Quick start: `kstream run` trains the default model if needed, starts a local\n"
+        "broker, streams the bundled test records through it and prints a summary;\n"
+        "`kstream report` then writes its figures and report.md. `kstream COMMAND --help`\n"
+        "says what each command takes.",
+        epilog=_environment_help(),
+        formatter_class=_FORMAT,
+        parents=[_verbosity()],
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"kstream {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description, epilog=command.epilog or None,
+                           formatter_class=_FORMAT, parents=[_verbosity()], allow_abbrev=False)
+        p.set_defaults(command_parser=p)
+        command.build(p)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kstream`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.verbose, args.quiet)
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    if verbose and quiet:
+        args.command_parser.error("-v (more detail) and -q (less) contradict each other; give one of them")
+    logs.configure(verbose, quiet)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where every thread is (a stuck run explains itself)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
-        return _dispatch(args)
+        return COMMANDS[args.command].handle(args)
     except KstreamError as err:
         print(f"kstream: error: {err}", file=sys.stderr)
         return 1

@@ -6,9 +6,11 @@ below. Validation happens here, at the edge, so bad configuration fails at start
 naming the valid choices; names are checked by the modules that own them (datasets, tasks and
 levels by :mod:`kstream.data.datasets`, models by :mod:`kstream.modeling.zoo`).
 
-The environment names of the original docker-compose system still work: ``DATASET``, ``MODEL``,
-``TASK_TYPE``, ``MODELS_CHECKPOINT``, ``KAFKA_BROKER_URL``, ``DB_URL``, ``DB_NAME`` and
-``DATABASE``; kstream's own names start with ``KSTREAM_``. The Kafka client library is
+kstream's environment names start with ``KSTREAM_`` (:data:`ENV_NAMES`); a docker-compose
+setup's short names are read too: ``DATASET``, ``MODEL``, ``TASK_TYPE``, ``MODELS_CHECKPOINT``,
+``KAFKA_BROKER_URL``, ``DB_URL``, ``DB_NAME`` (the MongoDB database) and ``DATABASE`` (the store kind).
+The results store follows its URL (``sqlite:``/a path or ``mongodb://``); a store kind set
+as well must agree with it. The Kafka client library is
 ``kafka-python`` (the default) or ``confluent`` (librdkafka), ``--client`` / ``KSTREAM_CLIENT``,
 resolved here once (:attr:`Settings.kafka` is the backend module the jobs use). Any client option
 (SASL, SSL, tuning) of the chosen backend passes through as ``KSTREAM_KAFKA_<OPTION>`` or
@@ -46,12 +48,12 @@ from kstream.modeling.artifacts import ModelRef
 from kstream.paths import MODELS_DIR
 from kstream.stores import sqlite
 
-__all__ = ["Settings", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
+__all__ = ["Settings", "ENV_NAMES", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
 
-# setting name -> environment names, most specific first
-_ENV_NAMES: dict[str, tuple[str, ...]] = {
+#: setting name -> its environment names, the first set wins
+ENV_NAMES: dict[str, tuple[str, ...]] = {
     "dataset": ("KSTREAM_DATASET", "DATASET"),
     "task": ("KSTREAM_TASK", "TASK_TYPE"),
     "model": ("KSTREAM_MODEL", "MODEL"),
@@ -70,6 +72,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_url": ("KSTREAM_STORE_URL", "DB_URL"),
     "store_table": ("KSTREAM_STORE_TABLE",),
     "store_database": ("KSTREAM_STORE_DATABASE", "DB_NAME"),
+    "records": ("KSTREAM_RECORDS",),
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
@@ -84,7 +87,8 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "client": ("KSTREAM_CLIENT",),
     "value_format": ("KSTREAM_VALUE_FORMAT",),
 }
-_INTS = ("partitions", "batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")
+_INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")  # positive
+_COUNTS = ("partitions", "records")  # 0 or positive; 0 means "automatic" (see the fields)
 _FLOATS = ("drift_window_s", "drift_psi", "drift_share")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 #: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
@@ -99,7 +103,13 @@ class Settings:
     has it). ``seed`` None means: train with the default seed, score with the model card's;
     ``split_mode`` empty likewise: train on a grouped split, score with the card's.
     ``bootstrap`` empty means "use the local broker kstream manages"; ``kafka_options`` is
-    passed unchanged to the Kafka client (SASL/SSL, tuning).
+    passed unchanged to the Kafka client (SASL/SSL, tuning). ``store`` empty means the kind
+    ``store_url`` names (:func:`kstream.stores.sqlite.store_kind`); it holds the resolved kind after
+    creation. ``records`` 0 means no limit; ``partitions`` 0 means one per detector (``kstream run``),
+    else 1.
+
+    >>> Settings(store_url="mongodb://db.example.org:27017").store
+    'mongodb'
     """
 
     dataset: str = "cicids2017"
@@ -115,8 +125,9 @@ class Settings:
     predictions_topic: str = "flows.predictions"
     dlq_topic: str = "flows.dlq"
     group: str = "kstream-detector"
-    partitions: int = 1
-    store: str = "sqlite"
+    partitions: int = 0  # partitions of the topics kstream creates; 0: one per detector (1 outside a run)
+    records: int = 0  # records to send, or to handle before stopping; 0: all of them (no limit)
+    store: str = ""  # sqlite or mongodb; empty: the kind store_url names (sqlite without one)
     store_url: str = ""
     store_table: str = "predictions"  # the SQLite table or the MongoDB collection
     store_database: str = "kstream"  # the MongoDB database (DB_NAME); SQLite keeps one file per store URL
@@ -145,8 +156,7 @@ class Settings:
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
-        if self.store not in sqlite.STORES:
-            raise ConfigError(f"unknown results store {self.store!r}; choose one of: {', '.join(sqlite.STORES)}")
+        object.__setattr__(self, "store", sqlite.store_kind(self.store_url, self.store))
         check_value_format(self.value_format)
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
@@ -167,6 +177,10 @@ class Settings:
         for name in _INTS:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"setting {name!r} must be a positive whole number, not {getattr(self, name)!r}")
+        for name in _COUNTS:
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"setting {name!r} must be 0 (automatic) or a positive whole number, "
+                                  f"not {getattr(self, name)!r}")
         if not 0 <= float(self.drift_window_s) < float("inf"):
             raise ConfigError(f"setting 'drift_window_s' must be 0 (records only) or a number of seconds, "
                               f"not {self.drift_window_s!r}")
@@ -198,7 +212,7 @@ class Settings:
             if cli.get(f.name) is not None and cli.get(f.name) != "":
                 values[f.name] = cli[f.name]
                 continue
-            for env_name in _ENV_NAMES.get(f.name, ()):
+            for env_name in ENV_NAMES.get(f.name, ()):
                 if env.get(env_name):
                     values[f.name] = env[env_name]
                     break
@@ -214,7 +228,7 @@ class Settings:
             name = kafka.option_name(name)
             options[name] = kafka.coerce_option(name, value) if isinstance(value, str) else value
         values["kafka_options"] = options
-        for name in (*_INTS, "seed"):
+        for name in (*_INTS, *_COUNTS, "seed"):
             if name in values:
                 values[name] = _to_int(name, values[name])
         for name in _FLOATS:

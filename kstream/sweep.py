@@ -7,7 +7,8 @@ goes to the notebooks that declare it in their ``parameters`` cell; a
 parameter that no notebook declares, or a cell that raises, marks the run
 failed with the reason, and the sweep goes on with the other runs. The sweep
 writes ``summary.csv`` and ``summary.md``: one row per run with its status,
-accuracy, macro-F1, throughput and latency percentiles.
+accuracy, macro-F1, throughput and latency percentiles. Models are trained into the
+project's ``models/`` (or the models folder the settings name) unless a sweep is given its own.
 
 >>> expand({"model": ["decision-tree", "random-forest"], "rate": [0, 500]})[1]
 {'model': 'decision-tree', 'rate': 500}
@@ -70,10 +71,11 @@ def check_grid(grid: Mapping[str, list[Any]], where: str = "the sweep grid") -> 
 
 
 def parse_pairs(pairs: list[str] | None) -> dict[str, list[Any]]:
-    """``name=v1,v2`` strings into a grid; values are JSON when they parse (numbers, true), else text."""
-    raw = parse_assignments(pairs, "sweep parameter", "name=value[,value...]")
+    """``name=v1,v2`` strings (``kstream sweep --grid``) into a grid; values are JSON when they parse
+    (numbers, true), else text."""
+    raw = parse_assignments(pairs, "grid axis", "name=value[,value...] (e.g. model=decision-tree,random-forest)")
     return check_grid({name: [parse_value(v) for v in values.split(",")] for name, values in raw.items()},
-                      "a -p sweep parameter")
+                      "a --grid axis")
 
 
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
@@ -124,8 +126,10 @@ def run_sweep(
     """Run the notebooks for every combination of ``grid``; returns (and writes) the summary table.
 
     One Kafka cluster serves the whole sweep: ``bootstrap``, the running local
-    broker, or a temporary one. ``models_dir`` defaults to ``<out_dir>/models``
-    so a sweep's models stay with its results.
+    broker, or a temporary one. ``models_dir`` defaults to the models folder of the settings
+    (the project's ``models/``, or ``KSTREAM_MODELS_DIR``), where ``kstream run`` and ``kstream train``
+    look too; each run's ``1.0-train`` writes its model there, replacing one of the same dataset, task
+    and model. Give a sweep a folder of its own (``<out_dir>/models``, say) to keep the models apart.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -133,7 +137,8 @@ def run_sweep(
     grid = check_grid(grid)
     out = (Path(out_dir) if out_dir else RUNS_DIR / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    models = Path(models_dir).resolve() if models_dir else out / "models"  # notebooks run in their run folder
+    # absolute: the notebooks run in their run folder
+    models = Path(models_dir or Settings.resolve({}).models_dir).resolve()
     books = [Path(notebooks_dir) / name for name in NOTEBOOKS]
     declared = {book.name: declared_parameters(book) for book in books}
     known = set().union(*declared.values())

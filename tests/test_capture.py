@@ -420,7 +420,7 @@ def test_packets_to_kafka_to_predictions_through_the_cli(sample, flows, tmp_path
     first = read_topic(kafka_bootstrap, names["topic"], 1)[0]
     assert (len(first.value) == 8 * len(CAPTURE_FEATURES)) == (value_format == "vector")
     detected = cli("-q", "detect", "-m", "decision-tree", "--models-dir", models, "--group", names["group"],
-                   "--store-url", str(store), "--max-records", str(len(ids)), *common)
+                   "--store-url", str(store), "--records", str(len(ids)), *common)
     assert detected.returncode == 0 and f"handled {len(ids)} records: {len(ids)} predicted" in detected.stdout
     import sqlite3
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,22 +15,50 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kstream.cli import COMMANDS, build_parser, main
 from kstream.data import datasets
 from kstream.modeling import artifacts
 from kstream.modeling.artifacts import ModelRef
 from kstream.paths import cache_dir
+from kstream.settings import ENV_NAMES
 
 
-@pytest.mark.parametrize("command", [[], ["broker"], ["broker", "start"], ["train"], ["generate"], ["detect"], ["run"]])
-def test_every_command_has_help(command, cli):
-    proc = cli(*command, "--help")
-    assert proc.returncode == 0 and "usage: kstream" in proc.stdout
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS),
+                                     *(["broker", action] for action in ("start", "stop", "status", "provision"))])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith(f"usage: kstream {' '.join(command)}".rstrip())
+    options = out.split("\nenvironment (")[0]
+    assert not re.search(r"[A-Z]_S\b", options)  # no setting's field name (OUTAGE_TIMEOUT_S) leaks as a metavar
 
 
-def test_help_lists_choices_and_original_names(cli):
+def test_help_lists_choices_and_the_environment(cli):
     out = cli("train", "--help").stdout
     assert "SELECTED_CICIDS" in out and "binary_class, multi_class" in out and "random-forest" in out
-    assert "KAFKA_BROKER_URL" in cli("--help").stdout
+    assert "default 42" in out  # the split seed a model trains with
+    top = cli("--help").stdout
+    assert "KAFKA_BROKER_URL" in top
+    (db_name,) = [line for line in top.splitlines() if "DB_NAME" in line]
+    assert "KSTREAM_STORE_DATABASE" in db_name and "MongoDB database" in db_name  # what DB_NAME sets
+    (table,) = [line for line in top.splitlines() if "KSTREAM_STORE_TABLE" in line]
+    assert "DB_NAME" not in table
+
+
+def test_every_environment_name_sets_an_option_some_command_has(capsys):
+    """The epilog's option names are read from Settings: each must be an option of a command, or say what it sets."""
+    epilog = build_parser().epilog
+    options = set()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        options |= {word.rstrip(",") for word in capsys.readouterr().out.split() if word.startswith("--")}
+    for env_names in ENV_NAMES.values():
+        (line,) = [line for line in epilog.splitlines() if line.strip().startswith(", ".join(env_names) + " ")]
+        what = line.split(maxsplit=len(env_names))[-1]
+        named = what.split()[0].split("/")[-1]
+        assert named in options or not named.startswith("--"), line
 
 
 def test_python_dash_m_and_version(cli):
@@ -80,12 +109,12 @@ def test_unreachable_broker_fails_with_the_fix(models_dir, cli, one_line_error):
 
 def test_generate_without_any_broker_says_how_to_get_one(tmp_path, cli, one_line_error):
     home = tmp_path / "home"
-    proc = cli("generate", "--limit", "1", env={"KSTREAM_HOME": str(home)})
+    proc = cli("generate", "--records", "1", env={"KSTREAM_HOME": str(home)})
     one_line_error(proc, "no Kafka broker", "kstream broker start")
 
 
 def test_bad_kafka_option_is_a_config_error(cli, one_line_error):
-    proc = cli("generate", "--limit", "1", "--bootstrap", "127.0.0.1:1", "--kafka-option", "lingr_ms=5")
+    proc = cli("generate", "--records", "1", "--bootstrap", "127.0.0.1:1", "--kafka-option", "lingr_ms=5")
     one_line_error(proc, "bad Kafka client option", "lingr_ms")
 
 
@@ -99,10 +128,10 @@ def test_train_generate_detect_through_the_cli(tmp_path, kafka_bootstrap, names,
     assert trained.returncode == 0, trained.stderr
     ref = ModelRef("cicids2017", "multi_class", "decision-tree", models_dir=models)
     assert artifacts.load(ref).card.params["max_depth"] == 6
-    sent = cli("-q", "generate", "--limit", "250", *common)
+    sent = cli("-q", "generate", "--records", "250", *common)
     assert sent.returncode == 0 and "sent 250 records" in sent.stdout, sent.stderr
     detected = cli("-q", "detect", "-t", "multi_class", "-m", "decision-tree", "--models-dir", str(models),
-                       "--group", names["group"], "--store-url", f"sqlite:///{store}", "--max-records", "250", *common)
+                       "--group", names["group"], "--store-url", f"sqlite:///{store}", "--records", "250", *common)
     assert detected.returncode == 0, detected.stderr
     assert "handled 250 records: 250 predicted, 0 dead-lettered" in detected.stdout
 
@@ -151,7 +180,7 @@ def test_broker_start_status_stop(tmp_path, cli):
         bootstrap = status.stdout.split("running at ")[1].split()[0]
         again = cli("broker", "start", env=env)
         assert bootstrap in again.stdout  # a second start reuses the running broker
-        sent = cli("-q", "generate", "--limit", "5", "--topic", "t", env=env)  # finds it without --bootstrap
+        sent = cli("-q", "generate", "--records", "5", "--topic", "t", env=env)  # finds it without --bootstrap
         assert sent.returncode == 0 and bootstrap in sent.stdout, sent.stderr
     finally:
         stopped = cli("broker", "stop", env=env)
@@ -234,7 +263,7 @@ def test_a_cross_source_score_is_two_commands(tmp_path, models_dir, improved_row
     scored = datasets.load("cicids2017", csv).features[card.features]
     seen = scored.merge(trained_on, how="left", indicator=True)["_merge"].eq("both").sum()
     assert scores["seen_in_training"] == seen and 0 < seen < len(rows)
-    listed = cli("models", "--models-dir", models, "--features")
+    listed = cli("models", "--models-dir", models, "--list-features")
     assert "needs 8 features:" in listed.stdout and "  FWD Init Win Bytes" in listed.stdout
 
 
@@ -287,7 +316,7 @@ def test_drift_on_a_model_without_a_reference_fails_in_one_line_naming_the_retra
 @pytest.mark.kafka
 def test_run_with_drift_counts_windows_and_alerts_and_shows_a_status_line(models_dir, kafka_bootstrap, tmp_path, cli):
     proc = cli("run", "-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", kafka_bootstrap,
-               "--limit", "1200", "--drift", "--drift-window", "500", "--alert", "attack_rate > 0.5",
+               "--records", "1200", "--drift", "--drift-window", "500", "--alert", "attack_rate > 0.5",
                "--run-dir", str(tmp_path / "run"), "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
@@ -296,3 +325,138 @@ def test_run_with_drift_counts_windows_and_alerts_and_shows_a_status_line(models
     assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
     assert summary["settings"]["drift"] is True and summary["settings"]["alerts"] == "attack_rate > 0.5"
     assert "1,200 predicted |" in proc.stderr and "| drift 0/3 windows, 3 alerts" in proc.stderr
+
+
+# --- one name per idea, one idea per name; options a command would ignore are refused -------------------
+
+
+def usage_error(capsys, *argv: str) -> str:
+    """Parse ``kstream ARGV`` in this process; assert it is a usage error (exit 2) and return its error line."""
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert done.value.code == 2, err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    return line
+
+
+@pytest.mark.parametrize("argv, old", [
+    (["capture", "traffic.pcap", "--idle-timeout", "5"], "--idle-timeout"),  # now --flow-idle-timeout
+    (["models", "--features"], "--features"),  # now --list-features
+    (["sweep", "--param", "model=decision-tree"], "--param"),  # now --grid
+    (["sweep", "-p", "model=decision-tree"], "-p"),
+    (["generate", "--limit", "5"], "--limit"),  # a record count is --records everywhere
+    (["run", "--limit", "5"], "--limit"),
+    (["detect", "--max-records", "5"], "--max-records"),
+    (["detect", "--idle", "5"], "--idle"),  # no abbreviations: an old name cannot match a new one by its prefix
+])
+def test_the_old_names_are_gone(argv, old, capsys):
+    assert f"unrecognized arguments: {old}" in usage_error(capsys, *argv)
+
+
+def test_the_new_names_parse_to_their_meaning():
+    parse = build_parser().parse_args
+    assert parse(["capture", "--interface", "lo", "--flow-idle-timeout", "3"]).flow_idle_timeout == 3
+    assert parse(["detect", "--idle-timeout", "2.5", "--records", "9"]).idle_timeout == 2.5
+    assert parse(["models", "--list-features"]).list_features is True
+    assert parse(["train", "--features", "capture", "--param", "max_depth=3"]).param == ["max_depth=3"]
+    args = parse(["sweep", "--grid", "model=a,b", "--grid", "records=5", "--grid-file", "g.yaml"])
+    assert (args.grid, args.grid_file) == (["model=a,b", "records=5"], "g.yaml")
+    for command in ("generate", "capture", "detect", "run"):
+        assert parse([command, "--records", "7"]).records == 7
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--all", "--data", "x.csv", "--param", "max_depth=3"],
+     ["--data and --param cannot go with --all", "drop them, or train one model without --all"]),
+    (["train", "--all", "--learning-curve"], ["--learning-curve cannot go with --all", "drop it"]),
+    (["train", "--markdown", "grid.md"], ["--markdown writes the table of the grid: add --all, or drop it"]),
+    (["evaluate", "--label-column", "Class"], ["--label-column names a column of your data file: add --data PATH"]),
+    (["train", "--label-column", "Class"], ["add --data PATH or --features-from, or drop it"]),
+    (["detect", "--allow-missing"], ["--allow-missing lets the model score --data that lacks features: add --data"]),
+    (["detect", "--drift-window", "500", "--alert", "attack_rate > 0.5"],
+     ["--drift-window and --alert need drift monitoring: add --drift (or set KSTREAM_DRIFT=1), or drop them"]),
+    (["run", "--drift-seconds", "5"], ["--drift-seconds needs drift monitoring: add --drift"]),
+    (["capture", "traffic.pcap", "--flow-idle-timeout", "5"],
+     ["--flow-idle-timeout ends the flows of a live capture: add --interface NAME, or drop it"]),
+    (["capture"], ["give a capture file (kstream capture FILE) or --interface NAME"]),
+    (["capture", "traffic.pcap", "--interface", "lo"], ["not both and not neither"]),
+    (["models", "-v", "-q"], ["-v (more detail) and -q (less) contradict each other"]),
+])
+def test_an_option_the_command_would_ignore_is_refused_naming_the_fix(argv, words, cli):
+    proc = cli(*argv)  # a process of its own: the command runs as far as its usage check
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    assert line.startswith(f"kstream {argv[0]}: error: ")
+    for word in words:
+        assert word in line
+
+
+def test_drift_options_are_taken_when_the_environment_turns_drift_on(tmp_path, cli, one_line_error):
+    proc = cli("detect", "--drift-window", "500", "--models-dir", str(tmp_path), env={"KSTREAM_DRIFT": "1"})
+    one_line_error(proc, "no trained model")  # past the usage check, to the missing model
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_and_quiet_go_before_or_after_the_command(where, models_dir, cli):
+    flag = ["-v"]
+    argv = [*flag, "models", "--models-dir", str(models_dir)] if where == "before" else \
+        ["models", "--models-dir", str(models_dir), *flag]
+    proc = cli(*argv)
+    assert proc.returncode == 0, proc.stderr
+    assert "DEBUG kstream: settings: Settings(" in proc.stderr  # -v took effect
+    quiet = cli("evaluate", "-m", "decision-tree", "--models-dir", str(models_dir), "-q")
+    assert quiet.returncode == 0 and " INFO " not in quiet.stderr, quiet.stderr
+
+
+def test_models_lists_each_models_features_in_text_and_json(models_dir, cli):
+    text = cli("models", "--models-dir", str(models_dir), "--list-features")
+    card = artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir)).card
+    assert f"cicids2017/binary_class/decision-tree needs {len(card.features)} features:\n  {card.features[0]}" \
+        in text.stdout
+    rows = json.loads(cli("models", "--models-dir", str(models_dir), "--list-features", "--json").stdout)
+    (row,) = [r for r in rows if r["task"] == "binary_class" and r["model"] == "decision-tree"]
+    assert row["feature_names"] == card.features
+    assert "feature_names" not in json.loads(cli("models", "--models-dir", str(models_dir), "--json").stdout)[0]
+
+
+@pytest.mark.parametrize("url, kind", [("mongodb://db.example.org:27017", "mongodb"), ("sqlite:///x.sqlite", "sqlite"),
+                                       ("runs/x.sqlite", "sqlite")])
+def test_the_store_follows_its_url_and_a_contradicting_kind_is_one_line(url, kind, tmp_path, cli, one_line_error):
+    other = "sqlite" if kind == "mongodb" else "mongodb"
+    proc = cli("detect", "--store-url", url, "--models-dir", str(tmp_path), env={"DATABASE": other})
+    one_line_error(proc, f"the results store is set to {other!r} (KSTREAM_STORE / DATABASE) but its URL is a {kind} one",
+                   "unset the store (the URL decides)")
+    one_line_error(cli("run", "--store-url", "postgres://h/db", "--models-dir", str(tmp_path)),
+                   "results store URL scheme 'postgres://' is not one kstream writes to")
+
+
+@pytest.mark.kafka
+@pytest.mark.mongodb
+@pytest.mark.timeout(1800)  # the first use of FerretDB builds it
+def test_a_mongodb_store_url_is_enough_for_detect_and_for_run_with_two_detectors(mongo_server, kafka_bootstrap,
+                                                                                models_dir, names, tmp_path, cli):
+    from kstream.stores.mongodb import MongoStore
+
+    common = ["-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", kafka_bootstrap]
+    sent = cli("-q", "generate", "--records", "120", "--topic", names["topic"], *common)
+    assert sent.returncode == 0, sent.stderr
+    detected = cli("-q", "detect", "--records", "120", "--topic", names["topic"], "--group", names["group"],
+                   "--store-url", mongo_server.url, *common, env={"DB_NAME": "cli_detect"})
+    assert detected.returncode == 0 and "handled 120 records: 120 predicted" in detected.stdout, detected.stderr
+    with MongoStore(mongo_server.url, "cli_detect") as store:
+        assert store.count(names["topic"]) == 120
+    # no --partitions: one per detector; both detector processes write into MongoDB
+    run = cli("-q", "run", "--records", "400", "--detectors", "2", "--store-url", mongo_server.url,
+              "--run-dir", str(tmp_path / "run"), "--json", *common, env={"DB_NAME": "cli_run"}, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["records"] == 400 and summary["settings"]["partitions"] == 2
+    assert summary["settings"]["store"] == "mongodb" and len(summary["per_detector"]) == 2
+    assert all(n > 0 for n in summary["per_detector"]), "each detector owns a partition"
+    with MongoStore(mongo_server.url, "cli_run") as store:
+        assert set(store.frame(summary["settings"]["topic"])["partition"]) == {0, 1}
+    assert not (tmp_path / "run" / "predictions.sqlite").exists()
+    reported = cli("report", str(tmp_path / "run"))  # read back from the MongoDB database the summary names
+    assert reported.returncode == 0, reported.stderr
+    assert "records        400" in reported.stdout and (tmp_path / "run" / "report.md").exists()

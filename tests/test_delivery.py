@@ -62,7 +62,7 @@ def test_every_test_record_gets_exactly_one_prediction_equal_to_offline(settings
         assert len(first.value) == 8 * len(model.features)
     else:
         assert first.value.startswith(b"{") and SCHEMA_HEADER not in dict(first.headers)
-    stats = app.detect(settings, model, max_records=len(test_split), idle_timeout_s=60,
+    stats = app.detect(settings.replace(records=len(test_split)), model, idle_timeout_s=60,
                        progress=False, handle_signals=False)
     assert stats.records == len(test_split) and stats.dead_lettered == 0
     frame = store_frame(settings)
@@ -106,7 +106,7 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, tes
         put("text", json.dumps({**dict(zip(names, good[0].tolist())), names[5]: "n/a"}).encode())
         for i, row in enumerate(good[10:]):
             put(f"good-{10 + i}", json.dumps(dict(zip(names, row.tolist()))).encode())
-    stats = app.detect(settings, model, max_records=23, idle_timeout_s=30, progress=False,
+    stats = app.detect(settings.replace(records=23), model, idle_timeout_s=30, progress=False,
                        handle_signals=False)
     assert stats.records == 23 and stats.predicted == 21 and stats.dead_lettered == 2 and stats.imputed == 1
     assert stats.dlq_reasons == {"value is not valid JSON": 1, f"non-numeric value for feature {names[5]!r}": 1}
@@ -119,7 +119,7 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, tes
 
 
 def test_run_job_streams_the_test_split_and_summarizes(settings, tmp_path):
-    result = app.run(settings.replace(store_url=""), limit=400, run_dir=tmp_path / "run", progress=False)
+    result = app.run(settings.replace(store_url="", records=400), run_dir=tmp_path / "run", progress=False)
     s = result.summary
     assert s["records"] == 400 and s["sent"] == 400 and s["evaluated"] == 400
     assert sum(s["predicted_counts"].values()) == 400
@@ -173,7 +173,7 @@ def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings
     _, offline = app.evaluate(settings, data=csv, split="all")
     sent = app.send(settings, split="all", data=csv, progress=False)
     assert sent.records == len(offline) == len(rows)
-    app.detect(settings, model, max_records=sent.records, idle_timeout_s=60, progress=False,
+    app.detect(settings.replace(records=sent.records), model, idle_timeout_s=60, progress=False,
                handle_signals=False)
     streamed = store_frame(settings).set_index("record_id")
     offline = offline.set_index("record_id")
@@ -185,14 +185,14 @@ def test_streaming_a_data_file_gives_the_offline_evaluation_predictions(settings
 def test_the_csv_sample_streams_through_its_own_grouped_model(settings, tmp_path):
     settings = settings.replace(task="multi_class", models_dir=tmp_path / "models", store_url="")
     app.train(settings)  # the fine-level model of the improved sample, as after `make run`
-    result = app.run(settings, limit=300, data="csv-sample", run_dir=tmp_path / "run", progress=False)
+    result = app.run(settings.replace(records=300), data="csv-sample", run_dir=tmp_path / "run", progress=False)
     s = result.summary
     assert s["model_id"].startswith("cicids2017/multi_class/decision-tree@") and s["settings"]["level"] == "grouped"
     assert s["records"] == s["evaluated"] == 300 and s["accuracy"] > 0.9
 
 
 def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, tmp_path):
-    result = app.run(settings.replace(store_url="", partitions=2), limit=600, run_dir=tmp_path / "run",
+    result = app.run(settings.replace(store_url="", partitions=2, records=600), run_dir=tmp_path / "run",
                      detectors=2, progress=False)
     s = result.summary
     assert s["records"] == 600 and sum(s["per_detector"]) >= 600  # a rebalance may redeliver a few
@@ -203,7 +203,7 @@ def test_two_detectors_in_one_group_share_the_partitions_and_the_work(settings, 
 
 
 def test_more_detectors_than_partitions_fails_before_starting(settings):
-    with pytest.raises(ConfigError, match="between 1 and the topic's partitions"):
+    with pytest.raises(ConfigError, match="2 detectors need at least 2 partitions, not 1; leave partitions unset"):
         app.run(settings.replace(partitions=1), detectors=2, progress=False)
 
 
@@ -224,7 +224,7 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
         producer.send(settings.topic, b"x" * 300_000, key=b"huge-garbage")
         for i, row in enumerate(good):
             producer.send(settings.topic, json.dumps(dict(zip(names, row.tolist()))).encode(), key=f"good-{i}".encode())
-    stats = app.detect(settings, model, max_records=6, idle_timeout_s=30, progress=False, handle_signals=False)
+    stats = app.detect(settings.replace(records=6), model, idle_timeout_s=30, progress=False, handle_signals=False)
     assert stats.records == 6 and stats.predicted == 5 and stats.dead_lettered == 1
     [dead] = read_topic(settings.bootstrap, settings.dlq_topic, 1)
     headers = dict(dead.headers)
@@ -237,7 +237,7 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
     finally:
         admin.close()
     proc = cli("-q", "detect", "--client", settings.client, "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
-               settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--max-records", "1")
+               settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--records", "1")
     one_line_error(proc, "raise the DLQ topic's max.message.bytes")
 
 
@@ -248,7 +248,7 @@ def test_a_detector_given_no_partition_stops_at_its_idle_timeout_once_nothing_wa
     first, so the range assignor keeps the one partition on it) has read and committed every record: the
     detector, given nothing, stops at its idle timeout while that member still holds the partition."""
     settings = settings.replace(partitions=1)
-    assert app.send(settings, limit=20, progress=False).records == 20
+    assert app.send(settings.replace(records=20), progress=False).records == 20
     holder = kafka.KafkaConsumer(settings.topic, bootstrap_servers=settings.bootstrap, group_id=settings.group,
                                  client_id="0-holder", auto_offset_reset="earliest", enable_auto_commit=False)
     stop, read = threading.Event(), []

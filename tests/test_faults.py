@@ -51,7 +51,7 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault, dup_batches: 
     pipe.create_topics()
     # the detector starts once records flow: a generator on a fresh, loaded broker took longer than the
     # detector's idle timeout to send its first one (its producer id was refused while the coordinator loaded)
-    pipe.generate("--rate", str(RATE), "--limit", str(records), "--loop")
+    pipe.generate("--rate", str(RATE), "--records", str(records), "--loop")
     pipe.wait_sent(1)
     pipe.detect("--idle-timeout", "10")  # shorter than every outage: waiting for Kafka is not idleness
     pipe.wait_stored(3 * RATE)  # the stream flows end to end
@@ -175,7 +175,7 @@ def outages(request, pipeline, sent_ids, ledger, tmp_path_factory):
 def test_a_detector_killed_at_each_step_loses_and_duplicates_nothing_after_a_restart(pipe, point, sent_ids, ledger):
     records = 600
     pipe.create_topics()
-    pipe.generate("--limit", str(records))
+    pipe.generate("--records", str(records))
     pipe.finished("generate", 120)
     pipe.detect(env={"KSTREAM_CRASH_AT": f"{point}:3"}, name="crashed")
     assert pipe.wait("crashed", 120) == -signal.SIGKILL
@@ -201,7 +201,7 @@ def test_a_detector_killed_with_drift_monitoring_counts_every_record_in_one_wind
     monitors every record sent is in exactly one stored window."""
     records, window = 600, 2 * pipe.batch  # windows close with batches 2, 4, ...: batch 3 closes none
     pipe.create_topics()
-    pipe.generate("--limit", str(records))
+    pipe.generate("--records", str(records))
     pipe.finished("generate", 120)
     drift = ["--drift", "--drift-window", str(window), "--drift-topic", f"drift-{pipe.tag}",
              "--alerts-topic", f"alerts-{pipe.tag}", "--alert", "attack_rate > 2"]
@@ -238,7 +238,7 @@ def test_a_detector_frozen_mid_batch_is_replaced_and_its_stale_commit_refused(pi
              "--idle-timeout", "30"]  # longer than the generator's start on a loaded CI machine
     stale = pipe.detect(*group, name="stale", env={"KSTREAM_CRASH_AT": "after-store:3:stop"})
     pipe.detect(*group, name="other", verbosity="")  # INFO: its rebalances
-    pipe.generate("--rate", str(RATE), "--limit", str(records))
+    pipe.generate("--rate", str(RATE), "--records", str(records))
     deadline = time.monotonic() + 120
     while state(stale.pid) != "T":
         assert stale.poll() is None and time.monotonic() < deadline, pipe.output("stale")
@@ -278,7 +278,7 @@ def test_a_locked_store_stops_the_detector_without_a_commit_and_a_restart_resume
     records = 1500
     pipe.create_topics()
     pipe.detect(env={"KSTREAM_OUTAGE_TIMEOUT_S": "3"})
-    pipe.generate("--rate", str(RATE), "--limit", str(records))
+    pipe.generate("--rate", str(RATE), "--records", str(records))
     pipe.wait_stored(2 * pipe.batch)
     lock = sqlite3.connect(pipe.store, timeout=60, isolation_level=None)
     try:
@@ -310,7 +310,7 @@ def small_files(limit: int):
 def test_a_full_disk_stops_the_detector_without_a_commit_and_a_restart_resumes(pipe, sent_ids, ledger):
     records = 1000
     pipe.create_topics()
-    pipe.generate("--limit", str(records))
+    pipe.generate("--records", str(records))
     pipe.finished("generate", 120)
     pipe.detect(env={"KSTREAM_OUTAGE_TIMEOUT_S": "3"}, preexec_fn=small_files(256 * 1024))
     line = stopped_with_one_line(pipe, "detect", "cannot write to the results store", "nothing was committed")
@@ -341,7 +341,7 @@ def test_no_password_reaches_any_output_at_debug(secured, pipeline, tmp_path, se
     records = 300
     try:
         pipe.create_topics()
-        pipe.generate("--limit", str(records), "--kafka-option", f"sasl_plain_password={password}", verbosity="-v")
+        pipe.generate("--records", str(records), "--kafka-option", f"sasl_plain_password={password}", verbosity="-v")
         generated = pipe.finished("generate", 120)
         pipe.detect("--idle-timeout", "3", verbosity="-v", env={"KSTREAM_KAFKA_SASL_PLAIN_PASSWORD": password})
         detected = pipe.finished("detect", 120)

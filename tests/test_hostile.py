@@ -421,7 +421,7 @@ def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partitio
         send("good-9", good[0])  # offset 9
     finally:
         producer.close()
-    stats = app.detect(settings, model, max_records=10, idle_timeout_s=60, progress=False, handle_signals=False)
+    stats = app.detect(settings.replace(records=10), model, idle_timeout_s=60, progress=False, handle_signals=False)
     assert stats.records == 10 and stats.predicted == 6 and stats.dead_lettered == 4
     with sqlite3.connect(settings.store_url) as db:
         stored = dict(db.execute('SELECT "offset", record_id FROM predictions').fetchall())
@@ -473,7 +473,7 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
     finally:
         producer.close()
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings, model, max_records=20, idle_timeout_s=120, progress=False, handle_signals=False)
+        stats = app.detect(settings.replace(records=20), model, idle_timeout_s=120, progress=False, handle_signals=False)
     assert stuck, "the stuck fetch never happened: the test proves nothing"
     assert any("has not returned from poll" in r.getMessage() for r in caplog.records)
     assert stats.records == 20 and stats.predicted == 20
@@ -501,7 +501,7 @@ def _detect_thirty_waiting(settings, bootstrap, model, base_rows, caplog) -> tup
     finally:
         producer.close()
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings, model, max_records=30, idle_timeout_s=120, progress=False, handle_signals=False)
+        stats = app.detect(settings.replace(records=30), model, idle_timeout_s=120, progress=False, handle_signals=False)
     assert stats.records == 30 and stats.predicted == 30
     with sqlite3.connect(settings.store_url) as db:
         stored = sorted(offset for (offset,) in db.execute('SELECT "offset" FROM predictions'))
@@ -670,7 +670,7 @@ def test_every_bad_input_class_among_good_flows_ends_stored_or_dead_lettered_onc
     finally:
         producer.close()
     assert sum(1 for name, _ in where.values() if name != "good flow") == len(bad)
-    stats = app.detect(settings, model, max_records=len(where), idle_timeout_s=60, progress=False,
+    stats = app.detect(settings.replace(records=len(where)), model, idle_timeout_s=60, progress=False,
                        handle_signals=False)
     assert stats.records == len(where)
     with sqlite3.connect(settings.store_url) as db:

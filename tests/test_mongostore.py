@@ -253,7 +253,7 @@ def test_the_seed_configuration_streams_into_mongodb_with_drift_windows_and_repo
 ):
     env = {"DATABASE": "mongodb", "DB_URL": mongo_server.url, "DB_NAME": "ost", "MODEL": "decision-tree",
            "MODELS_CHECKPOINT": str(models_dir), "KAFKA_BROKER_URL": kafka_bootstrap}
-    proc = cli("-q", "run", "--limit", "2000", "--run-dir", str(tmp_path / "run"), "--json",
+    proc = cli("-q", "run", "--records", "2000", "--run-dir", str(tmp_path / "run"), "--json",
                "--drift", "--drift-window", "500", env=env)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)

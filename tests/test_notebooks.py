@@ -28,8 +28,9 @@ def test_notebook_has_one_parameters_cell_and_no_outputs(name):
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory, kafka_bootstrap, cli):
     out = tmp_path_factory.mktemp("sweep")
-    proc = cli("-q", "sweep", "-p", "model=decision-tree,logistic-regressor", "-p", "task=binary_class,multi_class",
-                   "-p", "records=300", "--bootstrap", kafka_bootstrap, "--out", str(out), timeout=900)
+    proc = cli("-q", "sweep", "--grid", "model=decision-tree,logistic-regressor", "--grid",
+               "task=binary_class,multi_class", "--grid", "records=300", "--bootstrap", kafka_bootstrap, "--out", str(out),
+               "--models-dir", str(out / "models"), timeout=900)
     return out, proc
 
 
@@ -82,24 +83,24 @@ def test_every_notebook_wrote_what_it_promises(two_by_two):
 def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_path, kafka_bootstrap, cli):
     grid = tmp_path / "grid.yaml"
     grid.write_text("model: [decision-tree, svm]\nrecords: [100]\n")
-    proc = cli("-q", "sweep", "--grid", str(grid), "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "a"),
-                   timeout=600)
+    proc = cli("-q", "sweep", "--grid-file", str(grid), "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "a"),
+               "--models-dir", str(tmp_path / "models"), timeout=600)
     assert proc.returncode == 1
     table = pd.read_csv(tmp_path / "a" / "summary.csv").set_index("model")
     assert table.loc["decision-tree", "status"] == "ok" and table.loc["decision-tree", "records"] == 100
     assert table.loc["svm", "status"] == "failed"
     assert table.loc["svm", "error"].startswith("1.0-train.ipynb cell ")
     assert "ConfigError: unknown model 'svm'" in table.loc["svm", "error"]
-    proc = cli("-q", "sweep", "-p", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
+    proc = cli("-q", "sweep", "--grid", "colour=red", "--bootstrap", kafka_bootstrap, "--out", str(tmp_path / "b"))
     assert proc.returncode == 1 and "unknown parameter 'colour'" in proc.stdout
 
 
 @pytest.mark.kafka
 def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path, kafka_bootstrap, cli):
-    proc = cli("-q", "sweep", "-p", "model=decision-tree", "-p", "records=1200", "-p", "drift=true",
-               "-p", "drift_window=500", "-p", "alerts=attack_rate > 0.5", "-p", "value_format=vector",
-               "--bootstrap", kafka_bootstrap,
-               "--out", str(tmp_path), timeout=900)
+    proc = cli("-q", "sweep", "--grid", "model=decision-tree", "--grid", "records=1200", "--grid", "drift=true",
+               "--grid", "drift_window=500", "--grid", "alerts=attack_rate > 0.5", "--grid", "value_format=vector",
+               "--bootstrap", kafka_bootstrap, "--out", str(tmp_path), "--models-dir", str(tmp_path / "models"),
+               timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "models"]
     stream = nbformat.read(run / "2.0-stream.ipynb", as_version=4)

@@ -125,3 +125,32 @@ def test_a_run_without_drift_has_no_drift_section(csv_model, samples, tmp_path):
     assert run.windows is None and "drift" not in figures
     matplotlib.pyplot.close("all")
     assert "## Drift" not in report.write_report(run).read_text()
+
+
+def test_kstream_report_prints_the_summary_and_writes_the_report_of_the_newest_run(csv_model, samples, tmp_path, cli):
+    from kstream.paths import DATASETS_DIR
+
+    root = tmp_path / "project"  # a project folder of its own: its runs/ holds an older and a newer run
+    (root / "runs" / "old").mkdir(parents=True)
+    (root / "datasets").symlink_to(DATASETS_DIR)
+    write_run(root / "runs" / "old", csv_model, samples["csv-sample"], np.arange(0, 100))
+    newest = root / "runs" / "new"
+    newest.mkdir()
+    write_run(newest, csv_model, samples["csv-sample"], np.arange(0, 300))
+    proc = cli("report", env={"KSTREAM_ROOT": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("cicids2017 / multi_class (grouped) / decision-tree\nrecords        300\n")
+    assert f"report         {newest / 'report.md'}" in proc.stdout
+    assert "| records predicted | 300" in (newest / "report.md").read_text()
+    assert (newest / "figures" / "latency.png").stat().st_size > 10_000
+    assert not (root / "runs" / "old" / "report.md").exists()
+    as_json = cli("report", str(root / "runs" / "old"), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert summary["records"] == 100 and summary["report"] == str(root / "runs" / "old" / "report.md")
+    assert "training_rows_streamed" in summary
+
+
+def test_kstream_report_without_any_run_says_how_to_make_one(tmp_path, cli, one_line_error):
+    (tmp_path / "runs").mkdir()
+    one_line_error(cli("report", env={"KSTREAM_ROOT": str(tmp_path)}), "no run folder under", "kstream run")

@@ -1,5 +1,6 @@
 """Settings: one precedence rule (CLI > environment > defaults), checked at the edge."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,8 @@ def test_original_dataset_alias_resolves():
         ({"task": "regression"}, "binary_class, multi_class"),
         ({"store": "redis"}, "sqlite, mongodb"),
         ({"batch_size": "many"}, "whole number"),
-        ({"partitions": 0}, "positive"),
+        ({"partitions": -1}, r"0 \(automatic\) or a positive whole number"),
+        ({"records": "-5"}, r"0 \(automatic\) or a positive whole number"),
     ],
 )
 def test_bad_values_fail_naming_the_choices(cli, words):
@@ -171,3 +173,35 @@ def test_the_confluent_client_refuses_unknown_and_protected_options_in_one_line(
 def test_an_unknown_client_is_refused_naming_the_choices():
     with pytest.raises(ConfigError, match="choose one of: kafka-python, confluent"):
         Settings.resolve({}, env={"KSTREAM_CLIENT": "librdkafka"})
+
+
+@pytest.mark.parametrize("env, kind", [
+    ({}, "sqlite"),
+    ({"DB_URL": "mongodb://user:pw@db.example.org:27017/?authSource=admin"}, "mongodb"),
+    ({"KSTREAM_STORE_URL": "mongodb+srv://cluster.example.org"}, "mongodb"),
+    ({"DB_URL": "sqlite:///runs/p.sqlite"}, "sqlite"),
+    ({"DB_URL": "runs/p.sqlite", "DATABASE": "sqlite"}, "sqlite"),
+    ({"DB_URL": "mongodb://db.example.org", "DATABASE": "mongodb", "DB_NAME": "ost"}, "mongodb"),
+])
+def test_the_store_kind_follows_the_url(env, kind):
+    assert Settings.resolve({}, env=env).store == kind
+
+
+@pytest.mark.parametrize("cli, env, words", [
+    ({"store_url": "mongodb://db.example.org"}, {"DATABASE": "sqlite"},
+     "set to 'sqlite' (KSTREAM_STORE / DATABASE) but its URL is a mongodb one; unset the store"),
+    ({"store_url": "p.sqlite"}, {"KSTREAM_STORE": "mongodb"}, "but its URL is a sqlite one"),
+    ({}, {"DATABASE": "mongodb"}, "the MongoDB results store needs a mongodb:// URL"),
+    ({"store_url": "redis://h"}, {}, "scheme 'redis://' is not one kstream writes to"),
+])
+def test_a_store_kind_that_contradicts_the_url_is_refused(cli, env, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Settings.resolve(cli, env=env)
+
+
+def test_a_record_count_and_partitions_come_from_the_option_or_the_environment():
+    assert (Settings().records, Settings().partitions) == (0, 0)  # all records; one partition per detector
+    s = Settings.resolve({"partitions": None}, env={"KSTREAM_RECORDS": "300", "KSTREAM_PARTITIONS": "3"})
+    assert (s.records, s.partitions) == (300, 3)
+    assert Settings.resolve({"records": 5}, env={"KSTREAM_RECORDS": "300"}).records == 5
+    assert Settings.resolve({}, env={}).redacted()["records"] == 0

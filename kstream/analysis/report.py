@@ -5,7 +5,8 @@ A run folder (written by :func:`kstream.app.run`, the ``2.0-stream`` notebook or
 :func:`load_run` reads them back (with the drift windows of a run that monitored drift) and
 joins the dataset's labels by record id;
 :func:`write_report` draws the figures of :mod:`kstream.analysis.plots` into
-``<run>/figures/*.png`` and writes ``<run>/report.md``, a one-page summary.
+``<run>/figures/*.png`` and writes ``<run>/report.md``, a one-page summary. The ``3.0-report``
+notebook and ``kstream report`` (through :func:`kstream.app.report`) call them.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     if seed is not None and ds.source == summary.get("model_data_source"):
         if card is not None:
             train = dataclasses.replace(card, seed=int(seed)).rows(ds, "train")
-        else:  # the model is gone: the run's split (a run from before split modes split at random)
+        else:  # the model is gone: the run's split (a run whose summary names no split mode split at random)
             train = ds.subset("train", seed=int(seed), mode=settings.get("split_mode") or "random")
         summary["training_rows_streamed"] = int(base.isin(set(train.ids)).sum())
         if vectors is None and card is not None:  # a model saved before train-vectors.npy: re-derive them

@@ -39,7 +39,7 @@ from kstream.paths import RUNS_DIR
 from kstream.retry import retry
 from kstream.stores.protocol import DRIFT_TABLE, IDENTITY, PREDICTION_FIELDS, Store, check_table_name
 
-__all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "sqlite_path_from_url",
+__all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "store_kind", "sqlite_path_from_url",
            "check_table_name"]  # the first, Store and check_table_name re-exported from kstream.stores.protocol
 
 log = logging.getLogger(__name__)
@@ -187,17 +187,50 @@ class SQLiteStore:
         self._db.close()
 
 
-def open_store(kind: str = "sqlite", url: str = "", table: str = "predictions", deadline_s: float = 300,
-               database: str = "kstream") -> Store:
-    """Open the results store of ``kind``: SQLite at ``url`` (see :func:`sqlite_path_from_url`), or the
-    MongoDB ``database`` at the ``mongodb://`` ``url``; ``table`` is the table or collection."""
-    if kind not in STORES:
+def store_kind(url: str, kind: str = "") -> str:
+    """The results store ``url`` names: ``mongodb`` for a ``mongodb://`` or ``mongodb+srv://`` URL,
+    ``sqlite`` for a ``sqlite:`` URL, a file path or no URL. ``kind``, when given, must agree.
+
+    >>> store_kind("mongodb+srv://user@cluster.example.org"), store_kind("runs/p.sqlite"), store_kind("")
+    ('mongodb', 'sqlite', 'sqlite')
+    >>> store_kind("sqlite:///runs/p.sqlite", "mongodb")
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: the results store is set to 'mongodb' (KSTREAM_STORE / DATABASE) but its URL is a sqlite one; unset the store (the URL decides) or give a mongodb:// URL
+    """
+    if kind and kind not in STORES:
         raise ConfigError(f"unknown results store {kind!r}; choose one of: {', '.join(STORES)}")
-    if kind == "mongodb":
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("mongodb", "mongodb+srv"):
+        found = "mongodb"
+    elif scheme in ("", "sqlite"):
+        if kind == "mongodb" and not url:
+            raise ConfigError("the MongoDB results store needs a mongodb:// URL: --store-url, or DB_URL / "
+                              "KSTREAM_STORE_URL (e.g. mongodb://user:password@host:27017/?authSource=admin)")
+        found = "sqlite"
+    else:
+        raise ConfigError(f"results store URL scheme {scheme + '://'!r} is not one kstream writes to; use "
+                          "sqlite:///path/to/file.sqlite, a file path, or mongodb://host:27017")
+    if kind and kind != found:
+        example = "a mongodb:// URL" if kind == "mongodb" else "a sqlite:/// URL or a file path"
+        raise ConfigError(f"the results store is set to {kind!r} (KSTREAM_STORE / DATABASE) but its URL is a "
+                          f"{found} one; unset the store (the URL decides) or give {example}")
+    return found
+
+
+def open_store(kind: str = "", url: str = "", table: str = "predictions", deadline_s: float = 300,
+               database: str = "kstream") -> Store:
+    """Open the results store ``url`` names (:func:`store_kind`; ``kind``, when given, must agree): SQLite
+    at ``url`` (see :func:`sqlite_path_from_url`), or the MongoDB ``database`` at a ``mongodb://`` ``url``;
+    ``table`` is the table or collection.
+
+    >>> import tempfile, os
+    >>> with open_store(url=os.path.join(tempfile.mkdtemp(), "p.sqlite")) as store:
+    ...     store.count()
+    0
+    """
+    if store_kind(url, kind) == "mongodb":
         from kstream.stores.mongodb import MongoStore  # pymongo only when MongoDB is asked for
 
-        if not url.startswith(("mongodb://", "mongodb+srv://")):
-            raise ConfigError("the MongoDB results store needs a mongodb:// URL in DB_URL / --store-url "
-                              "(e.g. mongodb://user:password@host:27017/?authSource=admin)")
         return MongoStore(url, database, check_table_name(table), deadline_s=deadline_s)
     return SQLiteStore(sqlite_path_from_url(url), table, deadline_s)
