@@ -30,7 +30,6 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from kstream import clients, logs
@@ -227,7 +226,7 @@ class Settings:
         return cls(**values)
 
     @property
-    def kafka(self) -> ModuleType:
+    def kafka(self) -> clients.Backend:
         """The Kafka client backend :attr:`client` names (:func:`kstream.clients.backend`).
 
         >>> Settings(client="confluent").kafka.__name__

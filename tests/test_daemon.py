@@ -13,7 +13,8 @@ import time
 import kafka
 import pytest
 
-from kstream.clients import Producer, Record, ensure_topics
+from kstream.clients import Record, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers import daemon, processes
 

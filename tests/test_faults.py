@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from kstream.clients import BACKENDS, Producer, Record, ensure_topics
+from kstream.clients import BACKENDS, Record, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 

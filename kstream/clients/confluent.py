@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -35,6 +35,9 @@ from kstream.clients.rdkafka_options import (
 )
 from kstream.clients.records import Assignment, GroupBacklog, Message, Record, topic_id_text
 from kstream.errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
+    from typing_extensions import Self
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -93,7 +96,7 @@ class _Client:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bootstrap={self.bootstrap!r})"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

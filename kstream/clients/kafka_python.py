@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kafka
 import kafka.errors
@@ -32,6 +32,9 @@ from kstream.clients.records import Assignment, GroupBacklog, Message, Record, t
 from kstream.clients.unreadable import UnreadableRecords, is_record_error
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
+    from typing_extensions import Self
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -90,7 +93,7 @@ class _Client:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bootstrap={self.bootstrap!r})"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -59,7 +59,7 @@ from kstream.drift.monitor import DriftMonitor, window_row
 from kstream.messages.deadletters import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.modeling.artifacts import TrainedModel
-from kstream.stores.sqlite import SQLiteStore
+from kstream.stores.protocol import Store
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
 
@@ -130,7 +130,7 @@ class Detector:
         model: TrainedModel,
         consumer: Consumer,
         producer: Producer,
-        store: SQLiteStore,
+        store: Store,
         predictions_topic: str,
         dlq_topic: str,
         batch_size: int = 500,
