@@ -291,6 +291,7 @@ def capture(
                             value_format=settings.value_format)
         from kstream.data.formats.capture import flows_from_interface  # NFStream only when a capture is asked for
 
+        assert interface is not None  # one of the two, checked above
         sent, start = 0, time.perf_counter()
         batches = flows_from_interface(interface, batch_size=64, max_flows=limit or 0, idle_timeout=idle_timeout_s)
         try:
@@ -380,8 +381,13 @@ def run(
                                    settings.drift, progress_every_s)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
-                sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=False,
-                                           check=lambda: (pool.raise_failure(), show()), features=model.features)
+
+                def check() -> None:  # between the generator's steps: a failed detector stops the run
+                    pool.raise_failure()
+                    show()
+
+                sent = generate_in_process(settings, rows, rate=rate, limit=limit, progress=False, check=check,
+                                           features=model.features)
                 sent_so_far[0] = sent.records
                 # wait for distinct stored records, not handled ones: a rebalance redelivers some records
                 pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)

@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _broker(args: argparse.Namespace) -> int:
+    state: daemon.BrokerState | None
     if args.action == "provision":
         print(provision.provision())
         return 0
@@ -450,11 +451,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if settings.drift:
             model.reference()  # an older card: one line naming the retrain command, before touching Kafka
         with app.kafka_cluster(settings, start_local=False) as settings:
-            stats = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
-        reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
-        print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
+            handled = app.detect(settings, model, args.max_records, args.idle_timeout, progress)
+        reasons = "".join(f"; {n} x {kind}" for kind, n in handled.dlq_reasons.items())
+        print(f"handled {handled.records} records: {handled.predicted} predicted, "
+              f"{handled.dead_lettered} dead-lettered{reasons}")
         if settings.drift:
-            print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
+            print(f"drift: {handled.drifted} of {handled.windows} windows drifted, {handled.alerts} alert(s) "
                   f"(windows in the store's drift table and {settings.drift_topic})")
         if ds is not None:
             with settings.open_store() as store:

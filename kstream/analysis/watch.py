@@ -85,7 +85,7 @@ class LiveState:
         latency = pd.to_numeric(frame["latency_ms"], errors="coerce").to_numpy(dtype=float)
         latency = latency[np.isfinite(latency)]
         p99 = float(np.percentile(latency, 99)) if len(latency) else None
-        classes = frame["predicted_label"].astype(str).value_counts().items()
+        classes = [(str(label), int(n)) for label, n in frame["predicted_label"].astype(str).value_counts().items()]
         w = self.windows
         drifted = int(w["drifted"].astype(bool).sum()) if w is not None and len(w) else 0
         return status_line(len(frame), rate, p99, classes, self.dead_lettered,

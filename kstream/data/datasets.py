@@ -143,7 +143,7 @@ class Dataset:
         if not self.labelled:
             raise DataError(f"{self.source or self.name} holds flows from packets: it has no labels to train or "
                             "score with (a model for it trains on the bundled sample, restricted to its features)")
-        if task == "binary_class":
+        if task == "binary_class" and self.spec.benign_labels is not None:  # check_task: binary has a split
             strata = self.levels[self.default_level]
             binary = np.where(strata.isin(self.spec.benign_labels), BENIGN, ATTACK)
             return pd.Series(binary, index=strata.index, dtype="str", name="target")

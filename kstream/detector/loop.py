@@ -217,6 +217,8 @@ class Detector:
         kept_labels: list[Any] = []
         kept_scores: list[float] = []
         if decoded.rows:
+            labels: np.ndarray | list[Any]  # the batch's arrays, or lists when scored row by row
+            scores: np.ndarray | list[float]
             try:
                 labels, scores = self.model.predict(decoded.matrix)
             except Exception as err:  # noqa: BLE001 - one bad row must not sink the batch
@@ -417,7 +419,7 @@ class Detector:
         Idle time counts only while this detector has partitions, has read all they hold, and
         the cluster answers: waiting for a rebalance or for a broker to come back is not idleness.
         """
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())

@@ -364,7 +364,7 @@ def mismatches(card: ModelCard, ds: Dataset, allow_missing: bool = False) -> lis
 
 def list_cards(models_dir: Path | str = MODELS_DIR) -> list[dict[str, Any]]:
     """One row per saved model under ``models_dir``: names, features, scores, size, date."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for card_path in sorted(Path(models_dir).glob("*/*/*/model.json")):
         try:
             card = ModelCard.read(card_path)

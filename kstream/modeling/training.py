@@ -167,7 +167,7 @@ def _fractions(learning_curve: bool | Sequence[float]) -> list[float]:
 
 
 def _curve_point(fraction: float, rows: int, scores: dict[str, Any]) -> dict[str, Any]:
-    point = {"fraction": fraction, "train_rows": rows}
+    point: dict[str, Any] = {"fraction": fraction, "train_rows": rows}
     point.update({k: scores[k] for k in HEADLINE if k in scores})
     point["seen_in_training"] = scores.get("seen_in_training")
     return point

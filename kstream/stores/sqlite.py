@@ -158,6 +158,7 @@ class SQLiteStore:
 
     def windows(self, topic: str | None = None) -> pd.DataFrame:
         """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""
+        args: tuple[str, ...]
         query, args = f"SELECT * FROM {DRIFT_TABLE}", ()
         if topic is not None:
             query, args = query + " WHERE topic = ?", (topic,)
@@ -176,6 +177,7 @@ class SQLiteStore:
     def frame(self, topic: str | None = None) -> pd.DataFrame:
         """Stored predictions (of one source topic when given: a shared store holds many runs),
         as a data frame with ``latency_ms`` added."""
+        args: tuple[str, ...]
         query, args = f"SELECT * FROM {self.table}", ()
         if topic is not None:
             query, args = query + " WHERE topic = ?", (topic,)
