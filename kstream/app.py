@@ -159,8 +159,9 @@ def train(settings: Settings, data: str | Path | None = None, params: dict[str, 
 
 
 def features_of(settings: Settings, source: str) -> list[str]:
-    """The features a source offers: ``capture`` (what packets give, :data:`kstream.data.formats.capture.CAPTURE_FEATURES`),
-    or a data file of ``settings.dataset``'s format (its columns, read from its header where it can)."""
+    """The features a source offers: ``capture`` (what packets give,
+    :data:`kstream.data.formats.capture.CAPTURE_FEATURES`), or a data file of ``settings.dataset``'s format (its
+    columns, read from its header where it can)."""
     if source == "capture":
         from kstream.data.formats.capture import CAPTURE_FEATURES  # NFStream only when captures are asked for
 
@@ -419,7 +420,8 @@ def run(
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if summary["records"] != expected:
-        raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
+        raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; "
+                           f"see {run_dir}")
     return RunResult(run_dir, location, summary)
 
 

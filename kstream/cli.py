@@ -34,7 +34,8 @@ log = logging.getLogger("kstream")
 
 _ENV_HELP = """environment (used when the option is not given):
   KSTREAM_DATASET / DATASET, KSTREAM_TASK / TASK_TYPE, KSTREAM_MODEL / MODEL,
-  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_SPLIT_MODE, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT, KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
+  KSTREAM_LEVEL, KSTREAM_SEED, KSTREAM_SPLIT_MODE, KSTREAM_MODELS_DIR / MODELS_CHECKPOINT,
+  KSTREAM_BOOTSTRAP / KAFKA_BROKER_URL,
   KSTREAM_STORE_URL / DB_URL, KSTREAM_STORE_TABLE / DB_NAME, KSTREAM_STORE / DATABASE,
   KSTREAM_TOPIC, KSTREAM_PREDICTIONS_TOPIC, KSTREAM_DLQ_TOPIC, KSTREAM_GROUP, KSTREAM_PARTITIONS,
   KSTREAM_BATCH_SIZE, KSTREAM_POLL_TIMEOUT_MS, KSTREAM_OUTAGE_TIMEOUT_S,
@@ -48,7 +49,8 @@ _ENV_HELP = """environment (used when the option is not given):
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
+    g.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; "
+                   "or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     g.add_argument("-t", "--task", help=f"task: {', '.join(TASKS)} (default binary_class)")
     g.add_argument("-m", "--model", help=f"model: {', '.join(zoo.MODELS)} (default random-forest)")
     g.add_argument("--level", help="multi-class label level (cicids2017: label|grouped; netml: top|mid|fine; "
@@ -96,10 +98,12 @@ def _drift_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--drift-seconds", dest="drift_window_s", type=float,
                    help="also close a window after this many seconds (default 0: by records only)")
     g.add_argument("--drift-psi", type=float, help="PSI past which a feature drifts (default 0.2)")
-    g.add_argument("--drift-share", type=float, help="share of drifting features that makes a window drift (default 0.1)")
+    g.add_argument("--drift-share", type=float,
+                   help="share of drifting features that makes a window drift (default 0.1)")
     g.add_argument("--alert", dest="alerts", action="append", metavar="RULE",
                    help="alert rule on each window, repeatable: 'attack_rate > 0.5', 'mean_score < 0.8' "
-                   "(metrics: attack_rate, mean_score, share_drifting, max_psi, score_psi); alerts go to --alerts-topic")
+                   "(metrics: attack_rate, mean_score, share_drifting, max_psi, score_psi); "
+                   "alerts go to --alerts-topic")
     g.add_argument("--drift-topic", help="topic of drift windows (default flows.drift)")
     g.add_argument("--alerts-topic", help="topic of alerts (default flows.alerts)")
 
@@ -143,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"kstream {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (and the Kafka client's own logs)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug detail (and the Kafka client's own logs)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only and hide progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -158,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, default=0, help="client port of node 1 (default: the previous one, else free)")
     b.add_argument("--nodes", type=int, help="KRaft nodes (3: replication factor 3, min.insync.replicas 2; default 1)")
     b.add_argument("--sasl", action="store_true", default=None,
-                   help="SASL_PLAINTEXT with SCRAM-SHA-512; the generated login is written owner-only to the data folder")
+                   help="SASL_PLAINTEXT with SCRAM-SHA-512; "
+                   "the generated login is written owner-only to the data folder")
     bsub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL)")
     bsub.add_parser("status", help="print bootstrap address, pid and log file; exit 1 if not running")
     bsub.add_parser("provision", help="only fetch Kafka's jars into the cache")
@@ -167,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and write model.joblib + model.json", formatter_class=fmt,
                        description="Train on the dataset's training split, score the held-out split, save the\n"
                        "Pipeline and its card under models/<dataset>/<task>/<model>/.",
-                       epilog="example: kstream train -d SELECTED_CICIDS -t multi_class -m decision-tree --param max_depth=12")
+                       epilog="example: kstream train -d SELECTED_CICIDS -t multi_class -m decision-tree "
+                       "--param max_depth=12")
     _model_options(p)
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--label-column",
@@ -216,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="stream dataset records into the flows topic", formatter_class=fmt,
                        description="Send records (key = record id, JSON features, send-time header) to a topic.",
                        epilog="example: kstream generate --rate 1000 --limit 5000")
-    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
+    p.add_argument("-d", "--dataset", help=f"dataset: {', '.join(datasets.available())}; "
+                   "or SELECTED_CICIDS, SELECTED_NET (default cicids2017)")
     p.add_argument("--data", help="file or folder of the dataset's format (default: the bundled sample)")
     p.add_argument("--label-column",
                    help="the CSV column holding the class, if not Label (class names, or 0/1 with 0 = benign)")
@@ -256,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="classify the flows topic and write predictions", formatter_class=fmt,
                        description="Consume flows in micro-batches, predict, write to the results store and the\n"
                        "predictions topic, dead-letter bad records, commit offsets. Ctrl-C stops cleanly.",
-                       epilog="example: kstream detect -m decision-tree --store-url sqlite:///runs/p.sqlite --idle-timeout 10")
+                       epilog="example: kstream detect -m decision-tree --store-url sqlite:///runs/p.sqlite "
+                       "--idle-timeout 10")
     _model_options(p)
     _kafka_options(p)
     g = p.add_argument_group("detector")
@@ -269,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--idle-timeout", type=float,
                    help="stop after this many seconds with every record read (a broker outage is not idleness)")
     g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
-                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
+                   help="how long to retry a store or Kafka that fails before stopping without a commit "
+                   "(default 300 s)")
     g.add_argument("--data", help="dataset file or folder with the streamed records' labels: print accuracy at the end")
     g.add_argument("--allow-missing", action="store_true",
                    help="score data that lacks some of the model's features: impute them (reported beside the scores)")
@@ -285,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(status, accuracy, macro-F1, throughput, latency p50/p95/p99 per run). A parameter no\n"
                        "notebook declares, or a failing cell, marks that run failed; the sweep then exits 1.\n"
                        "Without a grid it runs once with the notebooks' defaults (the main job).",
-                       epilog="example: kstream sweep -p model=decision-tree,random-forest -p rate=0,2000 -p records=1000\n"
+                       epilog="example: kstream sweep -p model=decision-tree,random-forest -p rate=0,2000 "
+                       "-p records=1000\n"
                        "grid file: a YAML mapping, e.g. {model: [decision-tree, random-forest], task: [binary_class]}")
     p.add_argument("-p", "--param", action="append", metavar="NAME=V1[,V2...]",
                    help="a grid axis, repeatable; values parse as JSON when they can (numbers, true)")
@@ -310,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     _value_format_option(p)
     p.add_argument("--batch-size", type=int, help="max records per poll and model call (default 500)")
     p.add_argument("--outage-timeout", dest="outage_timeout_s", type=int,
-                   help="how long to retry a store or Kafka that fails before stopping without a commit (default 300 s)")
+                   help="how long to retry a store or Kafka that fails before stopping without a commit "
+                   "(default 300 s)")
     p.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
     p.add_argument("--allow-missing", action="store_true",
                    help="score data that lacks some of the model's features: impute them (reported beside the scores)")
@@ -389,7 +401,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                           + "\n  ".join(card.features))
         return 0
     if args.command == "train" and args.all:
-        refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
+        refs, skipped = training.grid([settings.dataset] if args.dataset else None,
+                                      [settings.task] if args.task else None,
                                       [settings.model] if args.model else None, settings.models_dir, settings.seed,
                                       settings.split_mode)
         rows = training.train_grid(refs, progress, args.class_weight)
@@ -421,9 +434,9 @@ def _dispatch(args: argparse.Namespace) -> int:
               + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
         print("\n".join(format_leakage(m)))
         c = card.conflicts
-        print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
-              f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
-              f"vectors labelled more than one way; ceiling accuracy {c['ceiling']:.4f}")
+        print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector "
+              f"with another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on "
+              f"{c['multi_label_vectors']} vectors labelled more than one way; ceiling accuracy {c['ceiling']:.4f}")
         if card.learning_curve:
             print("\nlearning curve (held-out scores by training rows):")
             print(text_table(card.learning_curve, list(card.learning_curve[0])))

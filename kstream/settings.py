@@ -183,10 +183,11 @@ class Settings:
         'kafka:9092'
         >>> Settings.resolve({"dataset": "SELECTED_NET"}, env={}).task  # netml has no binary task
         'multi_class'
-        >>> Settings.resolve({"dataset": "nope"}, env={})
+        >>> Settings.resolve({"dataset": "nope"}, env={})  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml (alias SELECTED_NET), nsl-kdd
+        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml
+            (alias SELECTED_NET), nsl-kdd
         """
         env = os.environ if env is None else env
         cli = dict(cli or {})
@@ -284,7 +285,8 @@ class Settings:
 
     def open_store(self) -> sqlite.Store:
         """The results store these settings name (retrying failures until ``outage_timeout_s``)."""
-        return sqlite.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s, self.store_database)
+        return sqlite.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s,
+                                 self.store_database)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())

@@ -188,7 +188,7 @@ def test_train_all_lists_undefined_combinations_and_models_lists_cards(tmp_path,
     ds = samples["netml"]
     vectors, duplicates = len(ds.features.drop_duplicates()), int(ds.features.duplicated(keep=False).sum())
     card = artifacts.ModelCard.read(Path(models) / "netml" / "multi_class" / "decision-tree" / "model.json")
-    assert card.metrics["seen_in_training"] == 0 and f"| netml | multi_class | decision-tree | trained | " in markdown
+    assert card.metrics["seen_in_training"] == 0 and "| netml | multi_class | decision-tree | trained | " in markdown
     assert (f"| netml | multi_class | {len(ds)} | {vectors} | {duplicates} | {duplicates / len(ds):.4f} | "
             f"{card.conflicts['multi_label_vectors']} | {card.conflicts['multi_label_rows']} |") in markdown
     listed = cli("models", "--models-dir", models)

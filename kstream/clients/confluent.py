@@ -87,7 +87,8 @@ def _why(err: Any) -> str:
 class _Client:
     def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
         if not bootstrap:
-            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` or pass --bootstrap")
+            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` "
+                              "or pass --bootstrap")
         self.bootstrap = bootstrap
         self.options = {k: _text(v) for k, v in (options or {}).items()}
         self._client: Any = None
@@ -229,7 +230,8 @@ class Producer(_Client):
             if time.monotonic() >= deadline:
                 reason = _why(first) if first else "no acknowledgement"
                 raise BrokerError(f"{count} record(s) for {topic} were not acknowledged by Kafka at {self.bootstrap} "
-                                  f"within {deadline_s:.0f}s ({reason}); nothing was committed, restart when Kafka is back")
+                                  f"within {deadline_s:.0f}s ({reason}); nothing was committed, "
+                                  "restart when Kafka is back")
             log.warning("%d record(s) not acknowledged yet (%s)%s", count, _why(first) if first else "no answer",
                         f"; sending {len(failed)} again in {backoff:.1f}s" if failed else "; still waiting")
             if failed:

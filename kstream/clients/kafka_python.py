@@ -85,7 +85,8 @@ def from_kafka_python(options: Mapping[str, Any]) -> dict[str, Any]:
 class _Client:
     def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
         if not bootstrap:
-            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` or pass --bootstrap")
+            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` "
+                              "or pass --bootstrap")
         self.bootstrap = bootstrap
         self.options = dict(options or {})
         self._client: Any = None
@@ -103,7 +104,8 @@ class _Client:
         check_options(self.options)
         # each client takes the options it knows: linger_ms reaches the producer, fetch_* the consumer
         known = factory.DEFAULT_CONFIG
-        options = {k: v for k, v in {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **self.options}.items() if k in known}
+        given = {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **self.options}
+        options = {k: v for k, v in given.items() if k in known}
         config = {**defaults, **options, "bootstrap_servers": self.bootstrap}
         try:
             return factory(*args, **config)
@@ -407,7 +409,8 @@ class Consumer(_Client):
         deadline, backoff = time.monotonic() + deadline_s, 0.2
         while True:
             try:
-                self._consumer().commit(commits, timeout_ms=int(min(30.0, max(1.0, deadline - time.monotonic())) * 1000))
+                wait_s = min(30.0, max(1.0, deadline - time.monotonic()))
+                self._consumer().commit(commits, timeout_ms=int(wait_s * 1000))
                 return True
             except (kafka.errors.CommitFailedError, kafka.errors.RebalanceInProgressError,
                     kafka.errors.IllegalGenerationError, kafka.errors.UnknownMemberIdError) as err:

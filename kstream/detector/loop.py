@@ -7,10 +7,10 @@ write the predictions to the results store, publish them and the dead letters
 wait until Kafka acknowledged every one, and only then commit the batch's
 offsets. :meth:`Detector.run` polls, decodes and scores the next batch on a
 read-ahead thread (:mod:`kstream.detector.readahead`) while this one is written, published
-and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash at any point therefore loses nothing: uncommitted records are
-consumed again after a restart and the store's upsert on the source identity
-keeps one row per record; the predictions and dead-letter topics may then hold
-duplicates of that one batch (deduplicate on the source identity).
+and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash
+at any point therefore loses nothing: uncommitted records are consumed again after a restart
+and the store's upsert on the source identity keeps one row per record; the predictions and
+dead-letter topics may then hold duplicates of that one batch (deduplicate on the source identity).
 
 A store it cannot write, or publishes Kafka does not acknowledge, are retried
 with backoff until ``outage_timeout_s``; then the detector stops with one line

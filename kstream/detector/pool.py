@@ -341,7 +341,8 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
                 if check is not None:
                     check()
                 if proc.exitcode is not None and results.empty():
-                    raise KstreamError(f"the generator process exited with code {proc.exitcode}; see its log above")
+                    raise KstreamError(
+                        f"the generator process exited with code {proc.exitcode}; see its log above") from None
         if err is not None:
             raise err
         return GenerateStats(records, seconds)

@@ -58,7 +58,8 @@ class ReadAhead:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kstream-read-ahead", daemon=True)
         self._error: BaseException | None = None
-        #: batches read but not handed to the writer, as (messages, rebalances): first out, and what :meth:`stop` returns
+        #: batches read but not handed to the writer, as (messages, rebalances): first out, and what :meth:`stop`
+        #: returns
         self._backlog: list[tuple[list, int]] = list(backlog or [])
         #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
         self.idle_since: float | None = None

@@ -279,10 +279,11 @@ class DeadLetterBuilder:
     :data:`RECORD_OVERHEAD`. A budget below :func:`minimum_budget` is a ConfigError here,
     at start, not on the first bad record.
 
-    >>> DeadLetterBuilder(budget=100)
+    >>> DeadLetterBuilder(budget=100)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: the DLQ takes records of 100 bytes but a dead letter needs up to 2060; raise the DLQ topic's max.message.bytes (and the producer's max_request_size) to at least 2142
+    kstream.errors.ConfigError: the DLQ takes records of 100 bytes but a dead letter needs up to 2060; raise the DLQ
+        topic's max.message.bytes (and the producer's max_request_size) to at least 2142
     """
 
     def __init__(self, budget: int = DEFAULT_BUDGET) -> None:

@@ -291,7 +291,8 @@ def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | No
 def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
     """The model ``ref`` names, after checking its sha256 against its card (and the trust policy)."""
     if not ref.trained:
-        raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; train it first with `{ref.train_command()}`")
+        raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; "
+                         f"train it first with `{ref.train_command()}`")
     return load_dir(ref.directory, trust)
 
 

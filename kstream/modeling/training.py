@@ -246,8 +246,9 @@ def grid(
     name fails.
 
     >>> refs, skipped = grid(["netml"], None, ["decision-tree"])
-    >>> [r.name for r in refs], skipped
-    (['netml/multi_class/decision-tree'], ['netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split; use -t multi_class'])
+    >>> [r.name for r in refs], skipped  # doctest: +NORMALIZE_WHITESPACE
+    (['netml/multi_class/decision-tree'], ['netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split;
+        use -t multi_class'])
     """
     refs: list[ModelRef] = []
     skipped: list[str] = []

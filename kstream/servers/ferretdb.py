@@ -285,7 +285,8 @@ class LocalMongo:
         import pymongo.errors
 
         deadline = time.monotonic() + timeout_s
-        client: pymongo.MongoClient = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+        client: pymongo.MongoClient = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000,
+                                                          connectTimeoutMS=1000)
         try:
             while True:
                 assert self.process is not None

@@ -58,7 +58,8 @@ def _draw_drift(ax, windows: pd.DataFrame, share_threshold: float | None) -> Non
     if not judged.all():
         ax.scatter(x[~judged], share[~judged], marker="x", color=BLACK, alpha=0.5, label="too few records: not judged")
     if share_threshold is not None:
-        ax.axhline(share_threshold, color=BLACK, linewidth=0.8, linestyle=":", label=f"share threshold {share_threshold:g}")
+        ax.axhline(share_threshold, color=BLACK, linewidth=0.8, linestyle=":",
+                   label=f"share threshold {share_threshold:g}")
     drifted = windows["drifted"].astype(bool).to_numpy() if "drifted" in windows else np.zeros(len(x), bool)
     if drifted.any():
         ax.scatter(x[drifted], windows["share_drifting"].to_numpy(dtype=float)[drifted], s=60, facecolors="none",

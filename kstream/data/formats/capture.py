@@ -392,7 +392,8 @@ def flows_from_interface(
                 flow = meter.next()
             except ValueError as err:  # NFStream stopped its meters before raising
                 raise ConfigError(
-                    f"cannot capture on {interface}: {str(err).rstrip('.')}; run as root or grant CAP_NET_RAW,CAP_NET_ADMIN"
+                    f"cannot capture on {interface}: {str(err).rstrip('.')}; "
+                    "run as root or grant CAP_NET_RAW,CAP_NET_ADMIN"
                 ) from err
             if flow is None:
                 break
