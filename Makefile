@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,notebooks
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stream lab test bench broker-start broker-stop broker-status clean
+.PHONY: help venv run stream lab lint test bench broker-start broker-stop broker-status clean
 
 help: ## list the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,11 @@ LAB_ARGS ?=
 lab: venv ## open JupyterLab on notebooks/ with the project's environment as the kernel (as root too)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
-test: venv ## run the tests (doctests, unit, and integration against a real Kafka broker)
+lint: venv ## ruff (style, imports, likely bugs) and mypy (types, both Kafka backends against their protocols)
+	$(BIN)/ruff check kstream tests benchmarks
+	$(BIN)/mypy
+
+test: lint ## lint, then run the tests (doctests, unit, and integration against a real Kafka broker)
 	$(BIN)/kstream broker provision
 	$(BIN)/python -m pytest
 
@@ -51,4 +55,4 @@ broker-status: venv ## show the local Kafka broker
 	$(BIN)/kstream broker status
 
 clean: ## remove the virtual environment, caches and runs (keeps models and Kafka's jars)
-	rm -rf $(VENV) runs .pytest_cache *.egg-info
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -34,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
 
     data = datasets.load("cicids2017")
-    model = app.model_for(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=args.models_dir), data, train_missing=True)
+    ref = ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=args.models_dir)
+    model = app.model_for(ref, data, train_missing=True)
     test = model.held_out(data)
     rows = test.features.to_numpy(dtype=np.float64)
     encoded = [encode_flow(test.feature_names, row) for row in rows]

@@ -153,7 +153,8 @@ def published_latency(settings: Settings, topic: str, n: int) -> dict[str, float
     options = settings.kafka_options if settings.client == "confluent" else {}
     consumer = Consumer({**options, "bootstrap.servers": settings.bootstrap, "group.id": uuid.uuid4().hex,
                          "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     ms: list[float] = []
     deadline = time.monotonic() + 60
     while len(ms) < n and time.monotonic() < deadline:
@@ -234,7 +235,8 @@ def table(results: dict) -> str:
                               else f"{results['backends'][n][key]:,.0f}" for n in names]))
     for rate in RATES:
         rows.append((f"latency p50/p95/p99 at {rate} rec/s, ms",
-                     *["/".join(f"{results['backends'][n]['latency_ms'][str(rate)][p]:.0f}" for p in ("p50", "p95", "p99"))
+                     *["/".join(f"{results['backends'][n]['latency_ms'][str(rate)][p]:.0f}"
+                                for p in ("p50", "p95", "p99"))
                        for n in names]))
     for rate in RATES:
         rows.append((f"send to published p50/p95/p99 at {rate} rec/s, ms",
@@ -255,7 +257,8 @@ def main() -> None:
     parser.add_argument("-t", "--task", default="binary_class")
     parser.add_argument("-m", "--model", default="random-forest")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--value-format", default="json", choices=("json", "vector"), help="what every record is sent as")
+    parser.add_argument("--value-format", default="json", choices=("json", "vector"),
+                        help="what every record is sent as")
     parser.add_argument("--latency-seconds", type=float, default=4.0, help="seconds streamed at each paced rate")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated client backends")
     parser.add_argument("--mongo", action="store_true", help="also time the MongoDB store (a local FerretDB)")

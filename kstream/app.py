@@ -167,8 +167,9 @@ def train(settings: Settings, data: str | Path | None = None, params: dict[str, 
 
 
 def features_of(settings: Settings, source: str) -> list[str]:
-    """The features a source offers: ``capture`` (what packets give, :data:`kstream.data.formats.capture.CAPTURE_FEATURES`),
-    or a data file of ``settings.dataset``'s format (its columns, read from its header where it can)."""
+    """The features a source offers: ``capture`` (what packets give,
+    :data:`kstream.data.formats.capture.CAPTURE_FEATURES`), or a data file of ``settings.dataset``'s format (its
+    columns, read from its header where it can)."""
     if source == "capture":
         from kstream.data.formats.capture import CAPTURE_FEATURES  # NFStream only when captures are asked for
 
@@ -300,6 +301,7 @@ def capture(
                             value_format=settings.value_format)
         from kstream.data.formats.capture import flows_from_interface  # NFStream only when a capture is asked for
 
+        assert interface is not None  # one of the two, checked above
         sent, start = 0, time.perf_counter()
         batches = flows_from_interface(interface, batch_size=64, max_flows=settings.records,
                                        idle_timeout=flow_idle_timeout_s)
@@ -391,8 +393,13 @@ def run(
                                    settings.drift, progress_every_s)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
+
+                def check() -> None:  # between the generator's steps: a failed detector stops the run
+                    pool.raise_failure()
+                    show()
+
                 sent = generate_in_process(settings, rows, rate=rate, limit=settings.records or None, progress=False,
-                                           check=lambda: (pool.raise_failure(), show()), features=model.features)
+                                           check=check, features=model.features)
                 sent_so_far[0] = sent.records
                 # wait for distinct stored records, not handled ones: a rebalance redelivers some records
                 pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
@@ -424,7 +431,8 @@ def run(
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if summary["records"] != expected:
-        raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; see {run_dir}")
+        raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; "
+                           f"see {run_dir}")
     return RunResult(run_dir, location, summary)
 
 

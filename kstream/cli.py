@@ -47,7 +47,7 @@ __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 log = logging.getLogger("kstream")
 
 _FORMAT = argparse.RawDescriptionHelpFormatter
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
 def _default_of(function: Callable[..., Any], parameter: str) -> Any:
@@ -211,7 +211,8 @@ def _given(args: argparse.Namespace, *options: str) -> list[str]:
 
 def _refuse(args: argparse.Namespace, message: str) -> NoReturn:
     """A usage error of the command being run: its usage, one line, exit 2."""
-    args.command_parser.error(message)
+    parser: argparse.ArgumentParser = args.command_parser
+    parser.error(message)
 
 
 def _needs(args: argparse.Namespace, options: Sequence[str], present: bool, message: str) -> None:
@@ -655,13 +656,14 @@ def _broker(args: argparse.Namespace) -> int:
                   "kstream commands here use it by themselves")
         return 0
     if args.action == "stop":
-        state = daemon.stop_daemon()
-        print(f"stopped Kafka at {state.bootstrap} (pid {state.pid})" if state else "no local broker was running")
+        stopped = daemon.stop_daemon()
+        print(f"stopped Kafka at {stopped.bootstrap} (pid {stopped.pid})" if stopped else "no local broker was running")
         return 0
-    state = daemon.daemon_status()
-    if state is None:
+    running = daemon.daemon_status()
+    if running is None:
         print("no local broker running; start one with `kstream broker start`")
         return 1
+    state = running
     print(f"Kafka {state.version} running at {state.bootstrap} ({state.nodes} node(s), pid {state.pid}"
           f"{', SASL' if state.sasl else ''}) since {state.started}; log: {state.log}")
     return 0
@@ -740,7 +742,7 @@ COMMANDS: dict[str, Command] = {
         "defaults.",
         _build_sweep, _sweep,
         "examples:\n  kstream sweep --grid model=decision-tree,random-forest --grid rate=0,2000 --grid records=1000\n"
-        "  kstream sweep --grid-file grid.yaml    # e.g. {model: [decision-tree, random-forest], task: [binary_class]}"),
+        "  kstream sweep --grid-file grid.yaml  # e.g. {model: [decision-tree, random-forest], task: [binary_class]}"),
     "broker": Command(
         "manage a local Kafka broker (KRaft, no Docker)",
         "Provision, start, stop or inspect a single-node Kafka broker on this machine.\n"

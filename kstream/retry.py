@@ -140,11 +140,10 @@ def retry(
     """
     if not isinstance(deadline, Deadline):
         deadline = Deadline(deadline)
-    if isinstance(backoff, Backoff):
-        delays = backoff.delays()
-        next_wait: Callable[[E], float] = lambda err: next(delays)
-    else:
-        next_wait = backoff
+    delays = backoff.delays() if isinstance(backoff, Backoff) else None
+
+    def next_wait(err: E) -> float:
+        return next(delays) if delays is not None else backoff(err)  # type: ignore[operator]
     while True:
         try:
             return call()

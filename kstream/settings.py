@@ -32,7 +32,6 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from kstream import clients, logs
@@ -48,7 +47,8 @@ from kstream.modeling.artifacts import ModelRef
 from kstream.paths import MODELS_DIR
 from kstream.stores import sqlite
 
-__all__ = ["Settings", "ENV_NAMES", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options", "redact"]
+__all__ = ["Settings", "ENV_NAMES", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options",
+           "redact"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
 
@@ -198,10 +198,11 @@ class Settings:
         'kafka:9092'
         >>> Settings.resolve({"dataset": "SELECTED_NET"}, env={}).task  # netml has no binary task
         'multi_class'
-        >>> Settings.resolve({"dataset": "nope"}, env={})
+        >>> Settings.resolve({"dataset": "nope"}, env={})  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml (alias SELECTED_NET), nsl-kdd
+        kstream.errors.ConfigError: unknown dataset 'nope'; choose one of: cicids2017 (alias SELECTED_CICIDS), netml
+            (alias SELECTED_NET), nsl-kdd
         """
         env = os.environ if env is None else env
         cli = dict(cli or {})
@@ -241,7 +242,7 @@ class Settings:
         return cls(**values)
 
     @property
-    def kafka(self) -> ModuleType:
+    def kafka(self) -> clients.Backend:
         """The Kafka client backend :attr:`client` names (:func:`kstream.clients.backend`).
 
         >>> Settings(client="confluent").kafka.__name__
@@ -299,7 +300,8 @@ class Settings:
 
     def open_store(self) -> sqlite.Store:
         """The results store these settings name (retrying failures until ``outage_timeout_s``)."""
-        return sqlite.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s, self.store_database)
+        return sqlite.open_store(self.store, self.store_url, self.store_table, self.outage_timeout_s,
+                                 self.store_database)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())

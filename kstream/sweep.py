@@ -55,10 +55,11 @@ def check_grid(grid: Mapping[str, list[Any]], where: str = "the sweep grid") -> 
 
     >>> check_grid({"model": ["decision-tree"], "records": [300], "rate": [0.5]})
     {'model': ['decision-tree'], 'records': [300], 'rate': [0.5]}
-    >>> check_grid({"model": [b"x"]})
+    >>> check_grid({"model": [b"x"]})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: the sweep grid: parameter 'model' has a bytes value; values must be text, numbers or true/false
+    kstream.errors.ConfigError: the sweep grid: parameter 'model' has a bytes value; values must be text, numbers or
+        true/false
     """
     for name, values in grid.items():
         if not isinstance(name, str) or not name.isidentifier():

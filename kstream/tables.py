@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import pandas as pd
 
 __all__ = ["cell", "markdown_table", "text_table"]
 
-Rows = Union[pd.DataFrame, Sequence[Mapping[str, Any]]]
+Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
 
 
 def cell(value: Any) -> str:

@@ -441,8 +441,8 @@ def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batch
 
 @pytest.fixture(scope="session")
 def pipeline(models_dir):
-    """``pipeline(bootstrap, work, options=None, cli_options=None, partitions=1, client=None)``: a :class:`Pipe` with the
-    session's models; the caller kills what it started with ``pipe.kill_all()``."""
+    """``pipeline(bootstrap, work, options=None, cli_options=None, partitions=1, client=None)``: a :class:`Pipe`
+    with the session's models; the caller kills what it started with ``pipe.kill_all()``."""
 
     def make(bootstrap: str, work: Path, **kwargs) -> Pipe:
         return Pipe(bootstrap, models_dir, Path(work), **{k: v for k, v in kwargs.items() if v is not None})

@@ -13,7 +13,9 @@ from kstream.modeling.artifacts import ModelRef
 
 
 def ref(task="binary_class", model="decision-tree", root=None, **kw):
-    return ModelRef("cicids2017", task, model, models_dir=root, **kw) if root else ModelRef("cicids2017", task, model, **kw)
+    if root:
+        return ModelRef("cicids2017", task, model, models_dir=root, **kw)
+    return ModelRef("cicids2017", task, model, **kw)
 
 
 def test_card_describes_the_artifact(models_dir, cicids):
@@ -112,7 +114,8 @@ def test_mismatches_name_the_missing_features_the_level_and_the_dataset(models_d
     multi = artifacts.load(ref("multi_class", root=models_dir)).card
     problems = artifacts.mismatches(multi, grouped_only)
     assert problems[1] == "its classes are at label level 'label', the data's labels at 'grouped'"
-    assert artifacts.mismatches(multi, datasets.load("nsl-kdd")) == ["it was trained on cicids2017, the data is nsl-kdd"]
+    assert artifacts.mismatches(multi, datasets.load("nsl-kdd")) == [
+        "it was trained on cicids2017, the data is nsl-kdd"]
 
 
 def test_data_whose_classes_the_model_never_learnt_is_refused(models_dir, cicids):

@@ -36,14 +36,16 @@ def test_missing_java_says_what_to_install(tmp_path, cli):
     env = {"PATH": _path_with(tmp_path), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
     proc = cli("broker", "start", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "kstream: error: Java 17+ is needed to run Kafka; install it (e.g. apt-get install openjdk-17-jre-headless)"
+    assert proc.stderr.strip() == ("kstream: error: Java 17+ is needed to run Kafka; "
+                                   "install it (e.g. apt-get install openjdk-17-jre-headless)")
 
 
 def test_missing_maven_says_what_to_install(tmp_path, cli):
     env = {"PATH": _path_with(tmp_path, "java"), "KSTREAM_HOME": str(tmp_path / "home"), "JAVA_HOME": ""}
     proc = cli("broker", "provision", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("kstream: error: Maven (mvn) is needed once to fetch Kafka's jars; install it")
+    assert proc.stderr.strip().startswith(
+        "kstream: error: Maven (mvn) is needed once to fetch Kafka's jars; install it")
 
 
 @pytest.mark.kafka  # needs Kafka's jars, not a running broker

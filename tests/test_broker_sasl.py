@@ -10,7 +10,8 @@ import kafka
 import kafka.errors
 import pytest
 
-from kstream.clients import Producer, Record, backend, ensure_topics
+from kstream.clients import Record, backend, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 from kstream.servers.scram import Credentials

@@ -217,7 +217,7 @@ def test_train_all_lists_undefined_combinations_and_models_lists_cards(tmp_path,
     ds = samples["netml"]
     vectors, duplicates = len(ds.features.drop_duplicates()), int(ds.features.duplicated(keep=False).sum())
     card = artifacts.ModelCard.read(Path(models) / "netml" / "multi_class" / "decision-tree" / "model.json")
-    assert card.metrics["seen_in_training"] == 0 and f"| netml | multi_class | decision-tree | trained | " in markdown
+    assert card.metrics["seen_in_training"] == 0 and "| netml | multi_class | decision-tree | trained | " in markdown
     assert (f"| netml | multi_class | {len(ds)} | {vectors} | {duplicates} | {duplicates / len(ds):.4f} | "
             f"{card.conflicts['multi_label_vectors']} | {card.conflicts['multi_label_rows']} |") in markdown
     listed = cli("models", "--models-dir", models)
@@ -425,7 +425,8 @@ def test_models_lists_each_models_features_in_text_and_json(models_dir, cli):
 def test_the_store_follows_its_url_and_a_contradicting_kind_is_one_line(url, kind, tmp_path, cli, one_line_error):
     other = "sqlite" if kind == "mongodb" else "mongodb"
     proc = cli("detect", "--store-url", url, "--models-dir", str(tmp_path), env={"DATABASE": other})
-    one_line_error(proc, f"the results store is set to {other!r} (KSTREAM_STORE / DATABASE) but its URL is a {kind} one",
+    one_line_error(proc, f"the results store is set to {other!r} (KSTREAM_STORE / DATABASE) but its URL is a {kind} "
+                   "one",
                    "unset the store (the URL decides)")
     one_line_error(cli("run", "--store-url", "postgres://h/db", "--models-dir", str(tmp_path)),
                    "results store URL scheme 'postgres://' is not one kstream writes to")

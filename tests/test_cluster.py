@@ -9,7 +9,8 @@ import time
 import kafka
 import pytest
 
-from kstream.clients import Producer, Record, check_reachable, ensure_topics
+from kstream.clients import Record, check_reachable, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 

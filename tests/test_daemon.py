@@ -13,7 +13,8 @@ import time
 import kafka
 import pytest
 
-from kstream.clients import Producer, Record, ensure_topics
+from kstream.clients import Record, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers import daemon, processes
 
@@ -21,7 +22,8 @@ from kstream.servers import daemon, processes
 @pytest.fixture
 def stranger():
     """A process that is not Kafka but whose command line names a Kafka config, like a recycled pid might."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka", "/x/server.properties"])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka",
+                             "/x/server.properties"])
     yield proc
     proc.kill()
     proc.wait()
@@ -102,7 +104,8 @@ def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path):
             daemon.start_daemon(home=tmp_path)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"port {port} of the local broker (node 1) is taken by another process; stop that process")
+    assert message.startswith(
+        f"port {port} of the local broker (node 1) is taken by another process; stop that process")
     assert str(tmp_path / "data" / "cluster.json") in message
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -18,7 +16,6 @@ import pytest
 
 from kstream import app
 from kstream.clients import BACKENDS
-from kstream.data import datasets
 from kstream.errors import ConfigError
 from kstream.generator import generate
 from kstream.messages.wire import REASON_HEADER, SCHEMA_HEADER, SEND_TIME_HEADER, VALUE_FORMATS, vector_schema
@@ -98,7 +95,8 @@ def test_bad_records_go_to_the_dlq_and_the_detector_goes_on(settings, model, tes
     settings.kafka.ensure_topics(settings.bootstrap, {settings.topic: 1})
     with settings.kafka.Producer(settings.bootstrap).connect() as producer:
         def put(key, value):
-            producer.send(settings.topic, value, key=key.encode(), headers={SEND_TIME_HEADER: str(time.time_ns()).encode()})
+            producer.send(settings.topic, value, key=key.encode(),
+                          headers={SEND_TIME_HEADER: str(time.time_ns()).encode()})
         for i, row in enumerate(good[:10]):
             put(f"good-{i}", json.dumps(dict(zip(names, row.tolist()))).encode())
         put("malformed", b'{"Flow Duration": 12, ')
@@ -236,8 +234,9 @@ def test_a_dead_letter_topic_smaller_than_the_rejected_records_still_takes_every
         admin.create_topics([NewTopic(tiny.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "1000"})])
     finally:
         admin.close()
-    proc = cli("-q", "detect", "--client", settings.client, "-m", "decision-tree", "--models-dir", str(settings.models_dir), "--bootstrap",
-               settings.bootstrap, "--topic", settings.topic, "--dlq-topic", tiny.dlq_topic, "--records", "1")
+    proc = cli("-q", "detect", "--client", settings.client, "-m", "decision-tree",
+               "--models-dir", str(settings.models_dir), "--bootstrap", settings.bootstrap, "--topic", settings.topic,
+               "--dlq-topic", tiny.dlq_topic, "--records", "1")
     one_line_error(proc, "raise the DLQ topic's max.message.bytes")
 
 

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # run as a script from anywhere: import this checkout's kstream
     sys.path.insert(0, str(ROOT))
 
-from kstream import cli
-from kstream.errors import ConfigError
-from kstream.settings import Settings
+from kstream import cli  # noqa: E402 - after the path above
+from kstream.errors import ConfigError  # noqa: E402
+from kstream.settings import Settings  # noqa: E402
 
 PACKAGE = ROOT / "kstream"
 CONFIGURATION = ROOT / "docs" / "configuration.md"
@@ -155,7 +155,8 @@ def bench_flags() -> frozenset[str]:
     for path in (ROOT / "benchmarks").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
-                found.update(a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--"))
+                found.update(a.value for a in node.args
+                             if isinstance(a, ast.Constant) and str(a.value).startswith("--"))
     return frozenset(found)
 
 
@@ -505,7 +506,8 @@ def test_every_setting_is_in_the_configuration_table_with_its_flags_and_environm
 
 #: A value other than the default for each setting, to show that an environment name is really read.
 OTHER_VALUES = {"dataset": "nsl-kdd", "task": "multi_class", "model": "decision-tree", "models_dir": "/elsewhere",
-                "store": "mongodb", "drift": "1", "client": "confluent", "value_format": "vector", "split_mode": "random",
+                "store": "mongodb", "drift": "1", "client": "confluent", "value_format": "vector",
+                "split_mode": "random",
                 "drift_window_s": "2", "drift_psi": "0.3", "drift_share": "0.3", "alerts": "attack_rate > 0.5",
                 "level": "label"}
 

@@ -264,7 +264,8 @@ def test_the_other_cicids2017_extraction_is_flagged_in_every_window():
     ds = improved.restrict(other.feature_names, "csv-sample")
     train, test = ds.split_index(seed=datasets.DEFAULT_SEED)
     x, y = ds.features.to_numpy(np.float64), ds.target("binary_class").to_numpy()
-    model = zoo.build_pipeline("random-forest", {"n_estimators": 25}, feature_names=ds.feature_names).fit(x[train], y[train])
+    model = zoo.build_pipeline("random-forest", {"n_estimators": 25}, feature_names=ds.feature_names)
+    model.fit(x[train], y[train])
     ref = training.drift_reference(model, ds, x, train, test)
     for rows, expect in ((x[test], False), (other.features[ds.feature_names].to_numpy(np.float64), True)):
         rows = rows[np.random.default_rng(0).permutation(len(rows))][: 10 * WINDOW]

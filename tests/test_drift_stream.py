@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from kstream import app
-from kstream.clients import Producer, ensure_topics
+from kstream.clients import ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.detector.pool import DetectorPool
 from kstream.generator import generate
 from kstream.modeling import artifacts

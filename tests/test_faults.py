@@ -5,8 +5,8 @@ injects one fault, lets the pipeline finish, and checks its ledger (the ``ledger
 exactly one stored row per record sent, committed offsets equal to what is stored, and at most
 ``dup_batches`` batches published again on the predictions topic: one by default, exactly the
 uncommitted batch for a detector killed after publishing, two for a detector frozen until its group
-rebalanced, three for a broker killed and restarted. The broker outages are slow (one pauses a broker for 150 s), so they
-start in the background, each on a broker of its own, as soon as this module starts; their
+rebalanced, three for a broker killed and restarted. The broker outages are slow (one pauses a broker for
+150 s), so they start in the background, each on a broker of its own, as soon as this module starts; their
 tests come last and wait for their own case.
 """
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from kstream.clients import BACKENDS, Producer, Record, ensure_topics
+from kstream.clients import BACKENDS, Record, ensure_topics
+from kstream.clients.kafka_python import Producer
 from kstream.errors import BrokerError
 from kstream.servers.broker import QUICK_START_JVM, LocalBroker
 

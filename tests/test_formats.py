@@ -121,8 +121,8 @@ def test_cicids_labels_fold_onto_one_canonical_name(raw, fine, grouped):
 
 def test_every_canonical_class_has_a_group():
     assert set(cicflowmeter.CICIDS_LABELS.values()) == set(cicflowmeter.CICIDS_GROUPS)
-    assert set(cicflowmeter.CICIDS_GROUPS.values()) == {"BENIGN", "Bot", "BruteForce", "DoS", "Infiltration", "PortScan",
-                                                   "WebAttack"}
+    assert set(cicflowmeter.CICIDS_GROUPS.values()) == {"BENIGN", "Bot", "BruteForce", "DoS", "Infiltration",
+                                                       "PortScan", "WebAttack"}
 
 
 # --- NetML ---------------------------------------------------------------------------------------

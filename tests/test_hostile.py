@@ -119,7 +119,7 @@ def _check_every_record_ends_once(model, messages, budget):
     stored_offsets = [r[0] for r in rows]
     assert sorted(stored_offsets + dead_offsets) == sorted(m.offset for m in messages)
     assert len([t for t, *_ in producer.sent if t == "preds"]) == len(rows) == len(result.predictions)
-    for offset, rid, score, send_ns, label in rows:
+    for _offset, rid, score, send_ns, label in rows:
         assert len(rid.encode("utf-8")) <= 512 and 0.0 <= score <= 1.0 and label
         assert send_ns is None or 0 <= send_ns < 2**63
     unreadable = {m.offset for m in messages if m.error is not None}
@@ -429,7 +429,8 @@ def test_a_record_the_kafka_client_cannot_read_is_dead_lettered_and_the_partitio
     dead = {dict(m.headers)[SOURCE_HEADER].decode(): m for m in read_topic(kafka_bootstrap, settings.dlq_topic, 4)}
     assert sorted(dead) == [f"{settings.topic}/0/{o}" for o in (3, 6, 7, 8)]
     reasons = {o: dict(dead[f"{settings.topic}/0/{o}"].headers)[REASON_HEADER].decode() for o in (3, 7, 8)}
-    assert all(r.startswith("the Kafka client could not read this record: CorruptRecordError") for r in reasons.values())
+    assert all(r.startswith("the Kafka client could not read this record: CorruptRecordError")
+               for r in reasons.values())
     assert "batch, which ends at offset 8" in reasons[8]
     assert all(dead[f"{settings.topic}/0/{o}"].key is None for o in (3, 7, 8))  # the client gave nothing but where
     huge = dead[f"{settings.topic}/0/6"]  # too large for the DLQ with its reason: cut, with size and hash
@@ -473,7 +474,8 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
     finally:
         producer.close()
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings.replace(records=20), model, idle_timeout_s=120, progress=False, handle_signals=False)
+        stats = app.detect(settings.replace(records=20), model, idle_timeout_s=120, progress=False,
+                           handle_signals=False)
     assert stuck, "the stuck fetch never happened: the test proves nothing"
     assert any("has not returned from poll" in r.getMessage() for r in caplog.records)
     assert stats.records == 20 and stats.predicted == 20
@@ -501,7 +503,8 @@ def _detect_thirty_waiting(settings, bootstrap, model, base_rows, caplog) -> tup
     finally:
         producer.close()
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
-        stats = app.detect(settings.replace(records=30), model, idle_timeout_s=120, progress=False, handle_signals=False)
+        stats = app.detect(settings.replace(records=30), model, idle_timeout_s=120, progress=False,
+                           handle_signals=False)
     assert stats.records == 30 and stats.predicted == 30
     with sqlite3.connect(settings.store_url) as db:
         stored = sorted(offset for (offset,) in db.execute('SELECT "offset" FROM predictions'))

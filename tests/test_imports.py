@@ -85,7 +85,8 @@ def kstream_imports(module: str) -> set[str]:
                 continue
             for alias in node.names:
                 add(f"{target}.{alias.name}")  # a submodule if it is one, else the module holding the name
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value and node.value in MODULES:
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
+                and node.value in MODULES:
             add(node.value)  # importlib.import_module("kstream...."), a table of backends
     found.discard(module)
     return found

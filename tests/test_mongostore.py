@@ -243,7 +243,8 @@ def test_missing_go_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(BrokerError) as err:
         ferretdb.provision(root=tmp_path / "cache")
     assert str(err.value) == (
-        "Go is needed once to build FerretDB (the local MongoDB-wire server); install Go (e.g. apt-get install golang-go)"
+        "Go is needed once to build FerretDB (the local MongoDB-wire server); "
+        "install Go (e.g. apt-get install golang-go)"
     )
 
 

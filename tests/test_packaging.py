@@ -45,7 +45,8 @@ def _environment() -> set[str]:
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     wanted = set().union(*_pyproject().values())
     have = _environment()
-    assert have == wanted, f"only in environment.yml: {sorted(have - wanted)}; only in pyproject: {sorted(wanted - have)}"
+    assert have == wanted, (f"only in environment.yml: {sorted(have - wanted)}; "
+                            f"only in pyproject: {sorted(wanted - have)}")
 
 
 def test_the_package_ships_its_subpackages():

@@ -108,7 +108,8 @@ def test_a_run_with_drift_windows_draws_them_and_summarises_drift_and_alerts(csv
     with SQLiteStore(tmp_path / "predictions.sqlite") as store:
         store.write_windows(rows)
     run = report.load_run(tmp_path)
-    assert run.windows["window"].tolist() == [0, 1, 2, 3] and run.windows["drifted"].tolist() == [False, False, True, True]
+    assert run.windows["window"].tolist() == [0, 1, 2, 3]
+    assert run.windows["drifted"].tolist() == [False, False, True, True]
     figures = report.figures(run)
     assert "drift" in figures and "2 of 4 windows drifted" in figures["drift"].axes[0].get_title()
     text = report.write_report(run, figures).read_text()

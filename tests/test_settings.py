@@ -123,7 +123,8 @@ def test_drift_settings_come_from_options_or_the_environment_and_are_checked():
     s = Settings.resolve({}, env=env)
     assert (s.drift, s.drift_window, s.drift_window_s, s.drift_psi, s.drift_share) == (True, 250, 2.5, 0.3, 0.2)
     assert [str(r) for r in s.alert_rules()] == ["attack_rate > 0.5"]
-    cli = Settings.resolve({"drift": False, "drift_window": 100, "alerts": ["mean_score < 0.8", "max_psi > 1"]}, env=env)
+    cli = Settings.resolve({"drift": False, "drift_window": 100, "alerts": ["mean_score < 0.8", "max_psi > 1"]},
+                           env=env)
     assert cli.drift is False and cli.drift_window == 100  # the command line wins
     assert cli.alerts == "mean_score < 0.8; max_psi > 1"
     assert Settings.resolve({}, env={}).drift is False and Settings().drift_topic == "flows.drift"

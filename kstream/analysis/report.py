@@ -205,7 +205,8 @@ def _drift_lines(run: Run) -> list[str]:
     lines = ["", "## Drift", "", f"Windows of {s.get('drift_window', '?')} records"
              + (f" or {s['drift_window_s']:g} s" if s.get("drift_window_s") else "")
              + f"; a window drifts when {s.get('drift_share', '?')} of the features (or the scores) have PSI > "
-             f"{s.get('drift_psi', '?')}, or the change detector fires on its attack rate or mean score. Windows under 200 records are not judged."]
+             f"{s.get('drift_psi', '?')}, or the change detector fires on its attack rate or mean score. "
+             "Windows under 200 records are not judged."]
     if not len(w):
         return lines + ["", "No window closed (too few records)."]
     judged, drifted = w[w["judged"]], w[w["drifted"]]
@@ -213,12 +214,13 @@ def _drift_lines(run: Run) -> list[str]:
     counts = pd.Series([f for names in judged["drifting"] for f in names], dtype="object").value_counts()
     lines += ["", "| measure | value |", "|---|---|",
               f"| windows (judged) | {len(w)} ({len(judged)}) |",
-              f"| drifted windows | {len(drifted)}" + (f", the first ending {_seconds(w, drifted.index[0])}" if len(drifted)
-                                                       else "") + " |",
+              f"| drifted windows | {len(drifted)}"
+              + (f", the first ending {_seconds(w, drifted.index[0])}" if len(drifted) else "") + " |",
               "| largest feature PSI of a judged window (median) | "
               + (f"{judged['max_psi'].max():.3f} ({judged['max_psi'].median():.3f}) |" if len(judged) else "- |"),
-              f"| alerts | {len(alerts)}" + (f": {', '.join(f'{n} x {r}' for r, n in pd.Series(alerts).value_counts().items())}"
-                                             if alerts else "") + " |"]
+              f"| alerts | {len(alerts)}"
+              + (": " + ", ".join(f"{n} x {r}" for r, n in pd.Series(alerts).value_counts().items()) if alerts else "")
+              + " |"]
     if len(counts):
         lines.append("| features drifting most often | " + ", ".join(f"{f} ({n})" for f, n in counts.iloc[:5].items())
                      + " |")
@@ -263,7 +265,8 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
         "",
         "| measure | value |",
         "|---|---|",
-        f"| records predicted | {s['records']} (sent {s.get('sent', '?')}, dead-lettered {s.get('dead_lettered', 0)}) |",
+        f"| records predicted | {s['records']} (sent {s.get('sent', '?')}, "
+        f"dead-lettered {s.get('dead_lettered', 0)}) |",
         f"| throughput | {s['throughput_rps']:.0f} records/s (first send to last prediction) |",
         f"| latency p50 / p95 / p99 | {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms |",
     ]

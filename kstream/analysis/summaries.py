@@ -51,7 +51,8 @@ def latency_percentiles(latency_ms: np.ndarray) -> dict[str, float]:
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(latency_ms.max())}
 
 
-def summarize(predictions: pd.DataFrame, truth: pd.DataFrame | None = None, task: str = "multi_class") -> dict[str, Any]:
+def summarize(predictions: pd.DataFrame, truth: pd.DataFrame | None = None,
+              task: str = "multi_class") -> dict[str, Any]:
     """Records, throughput, latency p50/p95/p99 (ms), predicted class counts and the quality scores."""
     n = len(predictions)
     out: dict[str, Any] = {"records": n}

@@ -42,11 +42,14 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
                 dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0) -> str:
     """One line: records, records/s, p99 latency, the largest classes, dead letters and drift.
 
-    >>> status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1, alerts=1)
-    '1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered | drift 1/2 windows, 1 alert'
+    >>> print(status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1,
+    ...                   alerts=1))  # doctest: +NORMALIZE_WHITESPACE
+    1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered |
+    drift 1/2 windows, 1 alert
     """
     top = sorted(classes, key=lambda kv: (-kv[1], kv[0]))
-    shown = ", ".join(f"{name} {count:,}" for name, count in top[:3]) + (f" +{len(top) - 3} more" if len(top) > 3 else "")
+    shown = ", ".join(f"{name} {count:,}" for name, count in top[:3])
+    shown += f" +{len(top) - 3} more" if len(top) > 3 else ""
     parts = [f"{records:,} predicted", f"{rate:,.0f} rec/s",
              f"p99 {p99_ms:.1f} ms" if p99_ms is not None and np.isfinite(p99_ms) else "p99 -",
              shown or "no classes yet", f"{dead_lettered:,} dead-lettered"]
@@ -85,7 +88,7 @@ class LiveState:
         latency = pd.to_numeric(frame["latency_ms"], errors="coerce").to_numpy(dtype=float)
         latency = latency[np.isfinite(latency)]
         p99 = float(np.percentile(latency, 99)) if len(latency) else None
-        classes = frame["predicted_label"].astype(str).value_counts().items()
+        classes = [(str(label), int(n)) for label, n in frame["predicted_label"].astype(str).value_counts().items()]
         w = self.windows
         drifted = int(w["drifted"].astype(bool).sum()) if w is not None and len(w) else 0
         return status_line(len(frame), rate, p99, classes, self.dead_lettered,

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -37,6 +37,9 @@ from kstream.clients.rdkafka_options import (
 from kstream.clients.records import Assignment, GroupBacklog, Message, Record, Unacknowledged, topic_id_text
 from kstream.errors import BrokerError, ConfigError
 from kstream.retry import Backoff, Deadline, retry
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
+    from typing_extensions import Self
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -91,7 +94,8 @@ def _why(err: Any) -> str:
 class _Client:
     def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
         if not bootstrap:
-            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` or pass --bootstrap")
+            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` "
+                              "or pass --bootstrap")
         self.bootstrap = bootstrap
         self.options = {k: _text(v) for k, v in (options or {}).items()}
         self._client: Any = None
@@ -100,7 +104,7 @@ class _Client:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bootstrap={self.bootstrap!r})"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,7 +189,10 @@ class Producer(_Client):
         with self._lock:
             self._inflight -= 1
             if err is not None:
-                self._failed.append((Record(msg.topic(), msg.value(), msg.key(), tuple(msg.headers() or ())), err))
+                # the record as kstream produced it: a topic, a value, and headers of bytes
+                sent = cast("list[tuple[str, bytes]] | None", msg.headers())
+                self._failed.append((Record(cast(str, msg.topic()), cast(bytes, msg.value()), msg.key(),
+                                            tuple(sent or ())), err))
 
     def poll(self) -> None:
         """Serve the acknowledgements that arrived (cheap; :meth:`flush` waits for all of them)."""
@@ -341,28 +348,29 @@ class Consumer(_Client):
                 first = consumer.poll(timeout_ms / 1000)
                 raw = [first] + consumer.consume(max_records - 1, 0) if first is not None and max_records > 1 else (
                     [first] if first is not None else [])
-        except KafkaException as err:
-            raise BrokerError(f"the Kafka consumer failed ({_why(err)}); restart the detector") from err
+        except KafkaException as failed:
+            raise BrokerError(f"the Kafka consumer failed ({_why(failed)}); restart the detector") from failed
         out: list[Message] = []
         for m in raw:
             err = m.error()
+            # where it was read: librdkafka sets all three on a fetched record (None only on an event without one)
+            topic, partition, offset = cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset())
             if err is None:
                 try:  # confluent-kafka raises (sometimes only at the next call) on a header name that is not UTF-8
-                    headers = m.headers()
-                    headers = dict(headers) if headers else {}
+                    found = cast("list[tuple[str, bytes | None]] | None", m.headers())  # consumed: bytes or null
+                    headers = dict(found) if found else {}
                 except (SystemError, UnicodeDecodeError) as bad:
                     why = type(bad.__cause__ or bad).__name__
-                    out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), {},
-                                       self.topic_id(m.topic()), error=f"a header name is not UTF-8 ({why})"))
+                    out.append(Message(topic, partition, offset, m.key(), m.value(), {},
+                                       self.topic_id(topic), error=f"a header name is not UTF-8 ({why})"))
                     continue
-                out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers,
-                                   self.topic_id(m.topic())))
-            elif err.code() in _RECORD and m.offset() is not None and m.offset() >= 0:
-                out.append(Message(m.topic(), m.partition(), m.offset(), None, None, {}, self.topic_id(m.topic()),
-                                   error=_why(err)))
+                out.append(Message(topic, partition, offset, m.key(), m.value(), headers, self.topic_id(topic)))
+            elif err.code() in _RECORD and m.offset() is not None and offset >= 0:
+                out.append(Message(topic, partition, offset, None, None, {}, self.topic_id(topic), error=_why(err)))
             elif err.fatal() or err.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
                                                KafkaError.GROUP_AUTHORIZATION_FAILED):
-                raise BrokerError(f"the Kafka consumer failed ({_why(err)}); check the cluster and restart the detector")
+                raise BrokerError(f"the Kafka consumer failed ({_why(err)}); "
+                                  "check the cluster and restart the detector")
             else:
                 log.debug("consumer event: %s", _why(err))
         return out

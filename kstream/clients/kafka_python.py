@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kafka
 import kafka.errors
@@ -33,6 +33,9 @@ from kstream.clients.unreadable import UnreadableRecords, is_record_error
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
 from kstream.retry import Backoff, Deadline, retry
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
+    from typing_extensions import Self
 
 __all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
@@ -83,7 +86,8 @@ def from_kafka_python(options: Mapping[str, Any]) -> dict[str, Any]:
 class _Client:
     def __init__(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> None:
         if not bootstrap:
-            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` or pass --bootstrap")
+            raise ConfigError("no Kafka bootstrap address; start a broker with `kstream broker start` "
+                              "or pass --bootstrap")
         self.bootstrap = bootstrap
         self.options = dict(options or {})
         self._client: Any = None
@@ -91,7 +95,7 @@ class _Client:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bootstrap={self.bootstrap!r})"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -101,7 +105,8 @@ class _Client:
         check_options(self.options)
         # each client takes the options it knows: linger_ms reaches the producer, fetch_* the consumer
         known = factory.DEFAULT_CONFIG
-        options = {k: v for k, v in {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **self.options}.items() if k in known}
+        given = {"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **self.options}
+        options = {k: v for k, v in given.items() if k in known}
         config = {**defaults, **options, "bootstrap_servers": self.bootstrap}
         try:
             return factory(*args, **config)

@@ -55,14 +55,16 @@ def check_options(options: Mapping[str, Any]) -> None:
     """Refuse client options no Kafka client knows, and those kstream must set itself.
 
     >>> check_options({"linger_ms": 5, "fetch_max_wait_ms": 100})
-    >>> check_options({"lingr_ms": 5})
+    >>> check_options({"lingr_ms": 5})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: bad Kafka client option: 'lingr_ms' is not a kafka-python client option (e.g. linger_ms, security_protocol, sasl_mechanism)
-    >>> check_options({"enable_auto_commit": True})
+    kstream.errors.ConfigError: bad Kafka client option: 'lingr_ms' is not a kafka-python client option (e.g. linger_ms,
+        security_protocol, sasl_mechanism)
+    >>> check_options({"enable_auto_commit": True})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: Kafka option 'enable_auto_commit' cannot be set: the detector commits offsets itself, only after its outputs are stored and acknowledged
+    kstream.errors.ConfigError: Kafka option 'enable_auto_commit' cannot be set: the detector commits offsets itself,
+        only after its outputs are stored and acknowledged
     """
     for key in options:
         if key in PROTECTED:

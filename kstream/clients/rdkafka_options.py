@@ -9,10 +9,11 @@ rests on (:data:`PROTECTED`) cannot be passed through, as on the kafka-python ba
 >>> option_name("SASL_USERNAME"), option_name("linger-ms")
 ('sasl.username', 'linger.ms')
 >>> check_options({"linger.ms": "5", "fetch.wait.max.ms": "10"})
->>> check_options({"lingr.ms": "5"})
+>>> check_options({"lingr.ms": "5"})  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-kstream.errors.ConfigError: bad Kafka client option: 'lingr.ms' is not a librdkafka option (e.g. linger.ms, security.protocol, sasl.mechanism, sasl.username)
+kstream.errors.ConfigError: bad Kafka client option: 'lingr.ms' is not a librdkafka option (e.g. linger.ms,
+    security.protocol, sasl.mechanism, sasl.username)
 """
 
 from __future__ import annotations
@@ -101,14 +102,16 @@ def _probe(*items: tuple[str, str]) -> tuple[str | None, str]:
 def check_options(options: Mapping[str, Any]) -> None:
     """Refuse options librdkafka does not know (or whose value it refuses), and those kstream must set itself.
 
-    >>> check_options({"enable.auto.commit": "true"})
+    >>> check_options({"enable.auto.commit": "true"})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: Kafka option 'enable.auto.commit' cannot be set: the detector commits offsets itself, only after its outputs are stored and acknowledged
-    >>> check_options({"linger.ms": "soon"})
+    kstream.errors.ConfigError: Kafka option 'enable.auto.commit' cannot be set: the detector commits offsets itself,
+        only after its outputs are stored and acknowledged
+    >>> check_options({"linger.ms": "soon"})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: bad Kafka client option: linger.ms='soon' is refused by librdkafka (Invalid value for configuration property "queue.buffering.max.ms")
+    kstream.errors.ConfigError: bad Kafka client option: linger.ms='soon' is refused by librdkafka (Invalid value for
+        configuration property "queue.buffering.max.ms")
     """
     for key in options:
         if key in PROTECTED:

@@ -32,7 +32,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: dict[str, bytes]
+    headers: dict[str, bytes | None]  # a header's value may be null
     topic_id: str = ""
     error: str | None = None
 

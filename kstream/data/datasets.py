@@ -143,7 +143,7 @@ class Dataset:
         if not self.labelled:
             raise DataError(f"{self.source or self.name} holds flows from packets: it has no labels to train or "
                             "score with (a model for it trains on the bundled sample, restricted to its features)")
-        if task == "binary_class":
+        if task == "binary_class" and self.spec.benign_labels is not None:  # check_task: binary has a split
             strata = self.levels[self.default_level]
             binary = np.where(strata.isin(self.spec.benign_labels), BENIGN, ATTACK)
             return pd.Series(binary, index=strata.index, dtype="str", name="target")
@@ -275,10 +275,11 @@ class DatasetSpec:
     def check_task(self, task: str) -> str:
         """``task`` if it is defined on this dataset, else a ConfigError naming the fix.
 
-        >>> REGISTRY["netml"].check_task("binary_class")
+        >>> REGISTRY["netml"].check_task("binary_class")  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        kstream.errors.ConfigError: netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split; use -t multi_class
+        kstream.errors.ConfigError: netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split; use -t
+            multi_class
         """
         if task not in TASKS:
             raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
@@ -359,10 +360,12 @@ class DatasetSpec:
         return self.flows(ids, features, _describe_source(source))
 
     def flows(self, ids: pd.Series, features: pd.DataFrame, source: str) -> Dataset:
-        """Flows metered from packets (:mod:`kstream.data.formats.capture`) as an unlabelled dataset of this dataset's features."""
+        """Flows metered from packets (:mod:`kstream.data.formats.capture`) as an unlabelled dataset of this
+        dataset's features."""
         unknown = pd.Series("unlabelled", index=ids.index, dtype="str", name="label")
         return Dataset(
-            name=self.name, ids=ids.rename("record_id").reset_index(drop=True), features=features.reset_index(drop=True),
+            name=self.name, ids=ids.rename("record_id").reset_index(drop=True),
+            features=features.reset_index(drop=True),
             labels=unknown.reset_index(drop=True), levels={self.default_level: unknown.reset_index(drop=True)},
             level=self.default_level, default_level=self.default_level,
             feature_notes={"capture": f"flows metered from the packets of {source} (kstream.data.formats.capture): "

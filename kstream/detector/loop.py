@@ -7,10 +7,10 @@ write the predictions to the results store, publish them and the dead letters
 wait until Kafka acknowledged every one, and only then commit the batch's
 offsets. :meth:`Detector.run` polls, decodes and scores the next batch on a
 read-ahead thread (:mod:`kstream.detector.readahead`) while this one is written, published
-and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash at any point therefore loses nothing: uncommitted records are
-consumed again after a restart and the store's upsert on the source identity
-keeps one row per record; the predictions and dead-letter topics may then hold
-duplicates of that one batch (deduplicate on the source identity).
+and committed; the order store -> publish acknowledged -> commit holds for every batch. A crash
+at any point therefore loses nothing: uncommitted records are consumed again after a restart
+and the store's upsert on the source identity keeps one row per record; the predictions and
+dead-letter topics may then hold duplicates of that one batch (deduplicate on the source identity).
 
 A store it cannot write, or publishes Kafka does not acknowledge, are retried
 with backoff until ``outage_timeout_s``; then the detector stops with one line
@@ -59,7 +59,7 @@ from kstream.drift.monitor import DriftMonitor, window_row
 from kstream.messages.deadletters import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.modeling.artifacts import TrainedModel
-from kstream.stores.sqlite import SQLiteStore
+from kstream.stores.protocol import Store
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
 
@@ -130,7 +130,7 @@ class Detector:
         model: TrainedModel,
         consumer: Consumer,
         producer: Producer,
-        store: SQLiteStore,
+        store: Store,
         predictions_topic: str,
         dlq_topic: str,
         batch_size: int = 500,
@@ -217,6 +217,8 @@ class Detector:
         kept_labels: list[Any] = []
         kept_scores: list[float] = []
         if decoded.rows:
+            labels: np.ndarray | list[Any]  # the batch's arrays, or lists when scored row by row
+            scores: np.ndarray | list[float]
             try:
                 labels, scores = self.model.predict(decoded.matrix)
             except Exception as err:  # noqa: BLE001 - one bad row must not sink the batch
@@ -417,7 +419,7 @@ class Detector:
         Idle time counts only while this detector has partitions, has read all they hold, and
         the cluster answers: waiting for a rebalance or for a broker to come back is not idleness.
         """
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())

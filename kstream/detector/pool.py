@@ -168,6 +168,12 @@ def _serve(detector: Detector, ready: Callable[[], None],
         return detector.run(on_batch=on_batch)
 
 
+def _stop_when_set(stop: Any, detector: Detector) -> None:
+    """Stop ``detector`` once the parent sets ``stop`` (an event shared across processes)."""
+    stop.wait()
+    detector.stop()
+
+
 def _portable(err: BaseException, what: str) -> KstreamError:
     """``err`` as an error that crosses a process boundary intact (kstream's own are kept as they are)."""
     if isinstance(err, KstreamError) and type(err).__module__ == "kstream.errors":
@@ -189,7 +195,7 @@ def _detector_process(index: int, settings: Settings, model: TrainedModel, budge
         settings = settings.replace()  # checked again here, which registers its secrets with this process's logs
         with settings.open_store() as store:
             detector = build_detector(settings, model, store, budget)
-            watcher = threading.Thread(target=lambda: (stop.wait(), detector.stop()), daemon=True)
+            watcher = threading.Thread(target=_stop_when_set, args=(stop, detector), daemon=True)
             watcher.start()
             # the parent's live view reads the dead-letter count as it grows (the rows it reads from the store)
             stats = _serve(detector, ready.set, lambda _: setattr(dead_letters, "value", detector.stats.dead_lettered))
@@ -335,7 +341,8 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
                 if check is not None:
                     check()
                 if proc.exitcode is not None and results.empty():
-                    raise KstreamError(f"the generator process exited with code {proc.exitcode}; see its log above")
+                    raise KstreamError(
+                        f"the generator process exited with code {proc.exitcode}; see its log above") from None
         if err is not None:
             raise err
         return GenerateStats(records, seconds)

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from kstream.clients import Consumer, Message
+from kstream.clients.records import Assignment
 from kstream.retry import wait_until
 
 __all__ = ["ReadAhead", "still_ours", "REJOIN_WAIT_S"]
@@ -44,8 +46,8 @@ MAX_POLL_WAIT_MS = 100
 class ReadAhead:
     """Polls ``consumer`` and applies ``process`` to each batch on its own thread; see the module docstring."""
 
-    def __init__(self, consumer: Any, process: Callable[[list], Any], batch_size: int, poll_timeout_ms: int,
-                 depth: int = 4, backlog: list[tuple[list, int]] | None = None) -> None:
+    def __init__(self, consumer: Consumer, process: Callable[[list[Message]], Any], batch_size: int,
+                 poll_timeout_ms: int, depth: int = 4, backlog: list[tuple[list, int]] | None = None) -> None:
         self.consumer = consumer
         self.process = process
         self.batch_size = batch_size
@@ -57,7 +59,8 @@ class ReadAhead:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kstream-read-ahead", daemon=True)
         self._error: BaseException | None = None
-        #: batches read but not handed to the writer, as (messages, rebalances): first out, and what :meth:`stop` returns
+        #: batches read but not handed to the writer, as (messages, rebalances): first out, and what :meth:`stop`
+        #: returns
         self._backlog: list[tuple[list, int]] = list(backlog or [])
         #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
         self.idle_since: float | None = None
@@ -225,8 +228,8 @@ class ReadAhead:
 REJOIN_WAIT_S = 30.0
 
 
-def still_ours(consumer: Any, messages: list, read_at: int, stop: threading.Event, expect_change: bool = False,
-               wait_s: float = REJOIN_WAIT_S) -> list:
+def still_ours(consumer: Consumer, messages: list[Message], read_at: int, stop: threading.Event,
+               expect_change: bool = False, wait_s: float = REJOIN_WAIT_S) -> list[Message]:
     """The messages of a batch read ahead (at assignment ``read_at``) that are still this detector's to write.
 
     After a rebalance only partitions whose read position survived it keep their messages: the
@@ -239,7 +242,7 @@ def still_ours(consumer: Any, messages: list, read_at: int, stop: threading.Even
     ['m']
     """
     assignment = getattr(consumer, "assignment", None)
-    if not hasattr(assignment, "kept_since"):
+    if not isinstance(assignment, Assignment):
         return messages
     wait_until(lambda: stop.is_set() or not (assignment.moving or (assignment.count == read_at and expect_change)),
                wait_s, interval=0.005)

@@ -218,7 +218,7 @@ class DriftMonitor:
                 finite = s[part][np.isfinite(s[part])]
                 self._scored += finite.size
                 self._score_sum += float(finite.sum())
-                if s_idx is not None:
+                if s_idx is not None and self._score_counts is not None:  # both exist or neither
                     self._score_counts += bin_counts(s_idx[part], len(self._score_counts))[0]
             self._end, start = now, part.stop
             if self.window_records is not None and self._n >= self.window_records:

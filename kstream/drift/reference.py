@@ -226,7 +226,8 @@ class FeatureReference:
         if scores is not None:
             s = np.asarray(scores, dtype=np.float64).ravel()
             score_edges = _cut_points(s, int(bins))
-            sc = bin_counts(bin_index(s.reshape(-1, 1), pad_edges([score_edges])), len(score_edges) + 2)[0] / max(len(s), 1)
+            score_idx = bin_index(s.reshape(-1, 1), pad_edges([score_edges]))
+            sc = bin_counts(score_idx, len(score_edges) + 2)[0] / max(len(s), 1)
             finite = s[np.isfinite(s)]
             extra.update(
                 score_edges=score_edges,

@@ -80,12 +80,19 @@ _CONTROLS = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
 
 
 class _Record(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: Any
-    value: Any
-    headers: Any
+    # read-only (properties), so a frozen Message satisfies it
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> Any: ...
+    @property
+    def value(self) -> Any: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -205,26 +212,26 @@ def describe(value: object, limit: int = 40) -> str:
     >>> describe({"a": [1]}), describe(b"\\xff" * 3)
     ('a JSON object of 1 key', "3 bytes b'\\\\xff\\\\xff\\\\xff'")
     """
-    kind = type(value)
+    # exact types (``type(value) is``, which also narrows it for mypy): a subclass is described by its own name
     if value is None:
         return "null"
-    if kind is bool:
+    if type(value) is bool:
         return "true" if value else "false"
-    if kind is int:
+    if type(value) is int:
         return str(value) if abs(value) < 10**18 else f"an integer of {value.bit_length()} bits"
-    if kind is float:
+    if type(value) is float:
         return repr(value)
-    if kind is str:
+    if type(value) is str:
         shown = repr(value[:limit])
         return shown if len(value) <= limit else f"{shown}{_ELLIPSIS} ({len(value)} characters)"
-    if kind in (bytes, bytearray):
+    if type(value) is bytes or type(value) is bytearray:
         shown = repr(bytes(value[:limit]))
         return f"{len(value)} bytes {shown}" + (_ELLIPSIS if len(value) > limit else "")
-    if kind is list:
+    if type(value) is list:
         return f"a JSON array of {_count(len(value), 'item')}"
-    if kind is dict:
+    if type(value) is dict:
         return f"a JSON object of {_count(len(value), 'key')}"
-    name = kind.__name__
+    name = type(value).__name__
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
@@ -234,7 +241,7 @@ def _count(n: int, noun: str) -> str:
 
 def _as_bytes(data: object) -> bytes | None:
     if data is None or type(data) is bytes:
-        return data  # type: ignore[return-value]
+        return data
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, str):
@@ -272,10 +279,11 @@ class DeadLetterBuilder:
     :data:`RECORD_OVERHEAD`. A budget below :func:`minimum_budget` is a ConfigError here,
     at start, not on the first bad record.
 
-    >>> DeadLetterBuilder(budget=100)
+    >>> DeadLetterBuilder(budget=100)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: the DLQ takes records of 100 bytes but a dead letter needs up to 2060; raise the DLQ topic's max.message.bytes (and the producer's max_request_size) to at least 2142
+    kstream.errors.ConfigError: the DLQ takes records of 100 bytes but a dead letter needs up to 2060; raise the DLQ
+        topic's max.message.bytes (and the producer's max_request_size) to at least 2142
     """
 
     def __init__(self, budget: int = DEFAULT_BUDGET) -> None:

@@ -181,6 +181,7 @@ def _decode_mixed(values: Sequence[bytes | None], features: Sequence[str], max_m
     rows = [plain[r] for r in decoded.rows]
     errors = [(plain[r], reason) for r, reason in decoded.errors]
     vectors: list[int] = []
+    chunks: list[bytes] = []  # the values of ``vectors``
     for i, schema in enumerate(schemas):
         if not schema:
             continue
@@ -192,10 +193,12 @@ def _decode_mixed(values: Sequence[bytes | None], features: Sequence[str], max_m
             errors.append((i, "value is empty (null message)" if raw is None else
                               f"value is of type {type(raw).__name__}, not bytes"))
         elif len(raw) != size:
-            errors.append((i, f"vector value is {len(raw)} bytes; schema {expected} takes {size} ({n_features} float64)"))
+            errors.append((i, f"vector value is {len(raw)} bytes; schema {expected} takes {size} "
+                              f"({n_features} float64)"))
         else:
             vectors.append(i)
-    block = np.frombuffer(b"".join(values[i] for i in vectors), dtype="<f8").reshape(len(vectors), n_features)
+            chunks.append(raw)
+    block = np.frombuffer(b"".join(chunks), dtype="<f8").reshape(len(vectors), n_features)
     block = np.where(np.isinf(block), np.nan, block).astype(np.float64)  # a writable copy; inf is missing
     absent = np.isnan(block).sum(axis=1)
     fine = (absent < n_features) & (absent <= max_missing * n_features)

@@ -291,7 +291,8 @@ def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | No
 def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
     """The model ``ref`` names, after checking its sha256 against its card (and the trust policy)."""
     if not ref.trained:
-        raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; train it first with `{ref.train_command()}`")
+        raise ModelError(f"no trained model {ref.name} in {ref.models_dir}; "
+                         f"train it first with `{ref.train_command()}`")
     return load_dir(ref.directory, trust)
 
 
@@ -364,7 +365,7 @@ def mismatches(card: ModelCard, ds: Dataset, allow_missing: bool = False) -> lis
 
 def list_cards(models_dir: Path | str = MODELS_DIR) -> list[dict[str, Any]]:
     """One row per saved model under ``models_dir``: names, features, scores, size, date."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for card_path in sorted(Path(models_dir).glob("*/*/*/model.json")):
         try:
             card = ModelCard.read(card_path)

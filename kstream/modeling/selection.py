@@ -71,7 +71,7 @@ class DropConstantAndDuplicate(TransformerMixin, BaseEstimator):
         self.n_features_in_ = n
         self.keep_ = np.array(keep, dtype=np.intp)
         self.kept_names_ = [names[j] for j in keep]
-        self.dropped_ = {"constant": constant, "duplicate": duplicate}
+        self.dropped_: dict[str, Any] = {"constant": constant, "duplicate": duplicate}
         return self
 
     def transform(self, x: Any) -> np.ndarray:

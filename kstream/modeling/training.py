@@ -167,7 +167,7 @@ def _fractions(learning_curve: bool | Sequence[float]) -> list[float]:
 
 
 def _curve_point(fraction: float, rows: int, scores: dict[str, Any]) -> dict[str, Any]:
-    point = {"fraction": fraction, "train_rows": rows}
+    point: dict[str, Any] = {"fraction": fraction, "train_rows": rows}
     point.update({k: scores[k] for k in HEADLINE if k in scores})
     point["seen_in_training"] = scores.get("seen_in_training")
     return point
@@ -246,8 +246,9 @@ def grid(
     name fails.
 
     >>> refs, skipped = grid(["netml"], None, ["decision-tree"])
-    >>> [r.name for r in refs], skipped
-    (['netml/multi_class/decision-tree'], ['netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split; use -t multi_class'])
+    >>> [r.name for r in refs], skipped  # doctest: +NORMALIZE_WHITESPACE
+    (['netml/multi_class/decision-tree'], ['netml (ISCX-VPN-nonVPN2016 application classes) has no benign/attack split;
+        use -t multi_class'])
     """
     refs: list[ModelRef] = []
     skipped: list[str] = []

@@ -17,10 +17,11 @@ optional checks add *trust*, kept outside the models folder:
 >>> card = {"model": "decision-tree", "sha256": "ab" * 32}
 >>> sig = t.sign(card)
 >>> t.verify({**card, "signature": sig}, "m")
->>> t.verify({**card, "model": "random-forest", "signature": sig}, "m")
+>>> t.verify({**card, "model": "random-forest", "signature": sig}, "m")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-kstream.errors.ModelError: the card of m is not signed with KSTREAM_MODEL_KEY (or was changed after signing); refusing to unpickle it: retrain it with the key set
+kstream.errors.ModelError: the card of m is not signed with KSTREAM_MODEL_KEY (or was changed after signing); refusing
+    to unpickle it: retrain it with the key set
 """
 
 from __future__ import annotations

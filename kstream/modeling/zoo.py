@@ -8,10 +8,11 @@ heavy imbalance of flow data (:data:`CLASS_WEIGHTS`).
 
 >>> build_pipeline("decision-tree").steps[-1][0]
 'classifier'
->>> check_model("svm")
+>>> check_model("svm")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-kstream.errors.ConfigError: unknown model 'svm'; choose one of: logistic-regressor, decision-tree, random-forest, hist-gradient-boosting
+kstream.errors.ConfigError: unknown model 'svm'; choose one of: logistic-regressor, decision-tree, random-forest,
+    hist-gradient-boosting
 """
 
 from __future__ import annotations

@@ -229,7 +229,8 @@ class LocalBroker:
             )
         fresh = iter(free_ports(2 * self.nodes))
         ports = [p or (old.ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.ports)]
-        cports = [p or (old.controller_ports[i] if old else 0) or next(fresh) for i, p in enumerate(self.controller_ports)]
+        cports = [p or (old.controller_ports[i] if old else 0) or next(fresh)
+                  for i, p in enumerate(self.controller_ports)]
         layout = _Layout(self.nodes, ports, cports, self.sasl, old.cluster_id if old else _cluster_id())
         path.write_text(json.dumps(asdict(layout), indent=2))
         return layout
@@ -243,7 +244,8 @@ class LocalBroker:
             self._internal = json.loads(internal.read_text())
             return
         if any((self.node_dir(n) / "kraft" / "meta.properties").exists() for n in self.node_ids):
-            raise BrokerError(f"the credentials of the SASL broker in {self.data_dir} are gone; remove that folder to start afresh")
+            raise BrokerError(f"the credentials of the SASL broker in {self.data_dir} are gone; "
+                              "remove that folder to start afresh")
         self._credentials = Credentials("kstream", secrets.token_urlsafe(24))
         self._internal = {"broker": secrets.token_urlsafe(24), "controller": secrets.token_urlsafe(24)}
         write_private(self.credentials_path, json.dumps(asdict(self._credentials), indent=2))
@@ -331,7 +333,8 @@ class LocalBroker:
                      "--add-scram", scram_arg(_BROKER_USER, self._internal["broker"])]
         todo = [n for n in self.node_ids if not (self.node_dir(n) / "kraft" / "meta.properties").exists()]
         runs = {n: subprocess.Popen(
-            self._java(n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path(n)), *scram),
+            self._java(n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path(n)),
+                       *scram),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in todo}
         for n, run in runs.items():
             _, err = run.communicate()
@@ -379,8 +382,9 @@ class LocalBroker:
             for port in (self.ports[node - 1], self.controller_ports[node - 1]):
                 if not port_free(port):
                     raise BrokerError(
-                        f"port {port} of the local broker (node {node}) is taken by another process; stop that process, "
-                        f"or delete {self.data_dir / 'cluster.json'} to start on new ports (clients then need the new address)"
+                        f"port {port} of the local broker (node {node}) is taken by another process; "
+                        f"stop that process, or delete {self.data_dir / 'cluster.json'} to start on new ports "
+                        "(clients then need the new address)"
                     )
 
     def _launch(self, node: int) -> None:
@@ -456,14 +460,16 @@ class LocalBroker:
         try:
             admin = kafka.KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_options())
         except kafka.errors.KafkaError as err:
-            raise BrokerError(f"cannot reach Kafka at {self.bootstrap} ({type(err).__name__}); is the cluster up?") from err
+            raise BrokerError(f"cannot reach Kafka at {self.bootstrap} ({type(err).__name__}); "
+                              "is the cluster up?") from err
         try:
             topics = admin.describe_topics([topic])
         finally:
             admin.close()
         for part in topics[0]["partitions"] if topics and not topics[0]["error_code"] else ():
             if part["partition_index"] == partition:
-                return {"leader": part["leader_id"], "replicas": list(part["replica_nodes"]), "isr": list(part["isr_nodes"])}
+                return {"leader": part["leader_id"], "replicas": list(part["replica_nodes"]),
+                        "isr": list(part["isr_nodes"])}
         raise BrokerError(f"no partition {partition} of topic {topic!r} at {self.bootstrap}; create the topic first")
 
 

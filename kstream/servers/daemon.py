@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,8 +112,8 @@ def is_our_broker(pid: int, config: str | None = None, start_ticks: int | None =
 
 def _ours(state: BrokerState) -> list[int]:
     """The recorded pids that are still the processes this state describes."""
-    configs = state.configs or [None] * len(state.pids)
-    ticks = state.start_ticks or [None] * len(state.pids)
+    configs: Sequence[str | None] = state.configs or [None] * len(state.pids)  # none recorded: any config
+    ticks: Sequence[int | None] = state.start_ticks or [None] * len(state.pids)
     return [pid for pid, cfg, t in zip(state.pids, configs, ticks) if is_our_broker(pid, cfg, t)]
 
 

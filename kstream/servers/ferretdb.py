@@ -285,7 +285,8 @@ class LocalMongo:
         import pymongo
         import pymongo.errors
 
-        client: pymongo.MongoClient = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+        client: pymongo.MongoClient = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000,
+                                                          connectTimeoutMS=1000)
 
         def ready() -> bool:
             assert self.process is not None

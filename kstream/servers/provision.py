@@ -53,14 +53,16 @@ def find_java() -> str:
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
     if not java:
-        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run Kafka; install it (e.g. apt-get install openjdk-17-jre-headless)")
+        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run Kafka; "
+                          "install it (e.g. apt-get install openjdk-17-jre-headless)")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     major = int(match.group(1)) if match else 0
     if major == 1 and match and match.group(2):
         major = int(match.group(2))
     if major < MIN_JAVA:
-        raise BrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+, found {major or 'unknown'} at {java}; install a newer JDK or set JAVA_HOME")
+        raise BrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+, found {major or 'unknown'} at {java}; "
+                          "install a newer JDK or set JAVA_HOME")
     return java
 
 
@@ -85,6 +87,7 @@ def provision(version: str = KAFKA_VERSION, root: Path | None = None) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
             (home / "maven.log").write_text(proc.stdout + proc.stderr)
-            raise BrokerError(f"Maven could not fetch Kafka {version}; see {home / 'maven.log'} (is Maven Central reachable?)")
+            raise BrokerError(f"Maven could not fetch Kafka {version}; see {home / 'maven.log'} "
+                              "(is Maven Central reachable?)")
         done.write_text(dt.datetime.now(dt.timezone.utc).isoformat())
     return libs

@@ -57,7 +57,8 @@ class Credentials:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as err:
-            raise BrokerError(f"cannot read the local broker's login from {path}; remove its data folder to start afresh") from err
+            raise BrokerError(f"cannot read the local broker's login from {path}; "
+                              "remove its data folder to start afresh") from err
 
 
 def scram_arg(user: str, password: str) -> str:

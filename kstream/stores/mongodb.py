@@ -121,10 +121,11 @@ def to_document(row: Mapping[str, Any]) -> dict[str, Any]:
     ...            predicted_ns=2, topic="flows", partition=0, offset=7, topic_id="Zm9v")
     >>> to_document(row)["_id"]
     'id:Zm9v/0/7'
-    >>> to_document({**row, "score": float("nan")})
+    >>> to_document({**row, "score": float("nan")})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    kstream.errors.DataError: prediction for flows/0/7 cannot be stored: score is nan; only finite scores (or None) can be stored
+    kstream.errors.DataError: prediction for flows/0/7 cannot be stored: score is nan; only finite scores (or None) can
+        be stored
     """
     doc: dict[str, Any] = {}
     for name in STORE_FIELDS:
@@ -252,7 +253,8 @@ class MongoStore:
         self._insert_retrying(docs, self._coll)
 
     def _insert_retrying(self, docs: list[dict[str, Any]], collection: Any) -> None:
-        """:meth:`_insert` into ``collection``, retried with backoff while the server is unreachable, until the deadline."""
+        """:meth:`_insert` into ``collection``, retried with backoff while the server is unreachable, until the
+        deadline."""
         retry(lambda: self._insert(docs, collection), retry_on=StoreError, deadline=self.deadline_s,
               retry_if=lambda err: isinstance(err.__cause__, pymongo.errors.ConnectionFailure),
               on_retry=lambda err, wait_s: log.warning("%s; retrying in %.1fs", err, wait_s))

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
+    from typing_extensions import Self
 
 from kstream.errors import ConfigError
 
@@ -54,7 +57,8 @@ _SQL_WORDS = frozenset(
 class Store(Protocol):
     """What every results store offers (SQLite and MongoDB); a context manager that closes itself."""
 
-    location: str
+    @property
+    def location(self) -> str: ...  # where the rows are, for messages (password masked)
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None: ...  # durable when it returns, idempotent
 
@@ -68,7 +72,7 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Store: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
 

@@ -157,6 +157,7 @@ class SQLiteStore:
 
     def windows(self, topic: str | None = None) -> pd.DataFrame:
         """Stored drift windows (of one source topic when given), JSON fields decoded, by end time."""
+        args: tuple[str, ...]
         query, args = f"SELECT * FROM {DRIFT_TABLE}", ()
         if topic is not None:
             query, args = query + " WHERE topic = ?", (topic,)
@@ -175,6 +176,7 @@ class SQLiteStore:
     def frame(self, topic: str | None = None) -> pd.DataFrame:
         """Stored predictions (of one source topic when given: a shared store holds many runs),
         as a data frame with ``latency_ms`` added."""
+        args: tuple[str, ...]
         query, args = f"SELECT * FROM {self.table}", ()
         if topic is not None:
             query, args = query + " WHERE topic = ?", (topic,)
@@ -193,10 +195,10 @@ def store_kind(url: str, kind: str = "") -> str:
 
     >>> store_kind("mongodb+srv://user@cluster.example.org"), store_kind("runs/p.sqlite"), store_kind("")
     ('mongodb', 'sqlite', 'sqlite')
-    >>> store_kind("sqlite:///runs/p.sqlite", "mongodb")
+    >>> store_kind("sqlite:///runs/p.sqlite", "mongodb")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: the results store is set to 'mongodb' (KSTREAM_STORE / DATABASE) but its URL is a sqlite one; unset the store (the URL decides) or give a mongodb:// URL
+    kstream.errors.ConfigError: the results store is set to 'mongodb' ... unset the store (the URL decides) or ...
     """
     if kind and kind not in STORES:
         raise ConfigError(f"unknown results store {kind!r}; choose one of: {', '.join(STORES)}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -143,7 +144,7 @@ def latency_histogram(frame: pd.DataFrame, title: str = "Produce-to-prediction l
         bins = np.histogram_bin_edges(latency, bins="auto")
         if len(bins) > 81:
             bins = np.linspace(low, high, 81)
-    ax.hist(latency, bins=bins, color=SKY, edgecolor="white", linewidth=0.4, label="_records")
+    ax.hist(latency, bins=bins.tolist(), color=SKY, edgecolor="white", linewidth=0.4, label="_records")
     for q, colour, style in ((50, BLACK, "-"), (95, ORANGE, "--"), (99, VERMILLION, ":")):
         value = float(np.percentile(latency, q))
         ax.axvline(value, color=colour, linestyle=style, linewidth=2, label=f"p{q} = {_ms(value)} ms")
@@ -294,7 +295,7 @@ def throughput_over_time(frame: pd.DataFrame, bin_s: float = 1.0, title: str = "
 
     fig = _figure(8, 4.2)
     ax = fig.add_subplot()
-    styles = {
+    styles: dict[str, dict[str, Any]] = {
         "predicted": dict(color=BLUE, linestyle="-", linewidth=2),
         "sent": dict(color=ORANGE, linestyle="--", linewidth=1.6),
     }

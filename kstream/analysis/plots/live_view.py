@@ -58,7 +58,8 @@ def _draw_drift(ax, windows: pd.DataFrame, share_threshold: float | None) -> Non
     if not judged.all():
         ax.scatter(x[~judged], share[~judged], marker="x", color=BLACK, alpha=0.5, label="too few records: not judged")
     if share_threshold is not None:
-        ax.axhline(share_threshold, color=BLACK, linewidth=0.8, linestyle=":", label=f"share threshold {share_threshold:g}")
+        ax.axhline(share_threshold, color=BLACK, linewidth=0.8, linestyle=":",
+                   label=f"share threshold {share_threshold:g}")
     drifted = windows["drifted"].astype(bool).to_numpy() if "drifted" in windows else np.zeros(len(x), bool)
     if drifted.any():
         ax.scatter(x[drifted], windows["share_drifting"].to_numpy(dtype=float)[drifted], s=60, facecolors="none",
@@ -144,7 +145,7 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
     if len(latency):
         p50, p95, p99 = np.percentile(latency, [50, 95, 99])
         bins = np.geomspace(max(latency.min(), 1e-3), max(latency.max(), 1e-3) * 1.001, 40)
-        ax_latency.hist(np.maximum(latency, 1e-3), bins=bins, color=SKY, edgecolor="white", linewidth=0.3)
+        ax_latency.hist(np.maximum(latency, 1e-3), bins=bins.tolist(), color=SKY, edgecolor="white", linewidth=0.3)
         ax_latency.set_xscale("log")
         ax_latency.xaxis.set_major_formatter(_PLAIN)
         ax_latency.xaxis.set_minor_formatter(NullFormatter())
@@ -162,8 +163,8 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
     times = _ns(predictions["predicted_ns"])
     if len(times):
         bin_s = 1.0 if times.max() - times.min() >= 10 * 10**9 else 0.1  # a short run in tenths of a second
-        counts = np.bincount(((times - times.min()) // int(bin_s * 1e9)).astype(np.int64))
-        ax_rate.stairs(counts / bin_s, np.arange(len(counts) + 1) * bin_s, color=BLUE, linewidth=1.5)
+        per_bin = np.bincount(((times - times.min()) // int(bin_s * 1e9)).astype(np.int64))
+        ax_rate.stairs(per_bin / bin_s, np.arange(len(per_bin) + 1) * bin_s, color=BLUE, linewidth=1.5)
         ax_rate.set_ylim(bottom=0)
         ax_rate.set_xlabel(f"s since the first prediction ({bin_s:g} s bins)")
         ax_rate.grid(alpha=0.3)

@@ -36,7 +36,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,7 @@ class _Meter:
     def close(self) -> None:
         """NFStream's iterator stops its meters on KeyboardInterrupt, then ends; a finished one just re-raises."""
         try:
-            self._flows.throw(KeyboardInterrupt)  # type: ignore[attr-defined]
+            self._flows.throw(KeyboardInterrupt)
         except (StopIteration, KeyboardInterrupt):
             pass
         finally:
@@ -368,7 +368,7 @@ def flows_from_interface(
     idle_timeout: int | None = None,
     min_packets: int = 2,
     bpf_filter: str | None = None,
-) -> Iterator[tuple[pd.Series, pd.DataFrame]]:
+) -> Generator[tuple[pd.Series, pd.DataFrame], None, None]:
     """Flows metered live on ``interface``, yielded in batches of ``batch_size`` as they end.
 
     A flow ends as in :func:`flows_from_pcap`; on a live link a short ``idle_timeout`` (say 5 s)
@@ -392,7 +392,8 @@ def flows_from_interface(
                 flow = meter.next()
             except ValueError as err:  # NFStream stopped its meters before raising
                 raise ConfigError(
-                    f"cannot capture on {interface}: {str(err).rstrip('.')}; run as root or grant CAP_NET_RAW,CAP_NET_ADMIN"
+                    f"cannot capture on {interface}: {str(err).rstrip('.')}; "
+                    "run as root or grant CAP_NET_RAW,CAP_NET_ADMIN"
                 ) from err
             if flow is None:
                 break

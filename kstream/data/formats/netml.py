@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
 
@@ -226,7 +227,7 @@ def read_netml(path: Path, chunksize: int = CHUNK_ROWS, label_column: str | None
         log.warning("%d NetML values that should be numbers were not; read as NaN", not_numbers)
     record_ids = pd.Series(ids, dtype="str", name="record_id")
     levels = {level: record_ids.map(_read_json(file)) for level, file in annotations.items()}
-    labelled = np.logical_and.reduce([labels.notna().to_numpy() for labels in levels.values()])
+    labelled: npt.NDArray[np.bool_] = np.logical_and.reduce([labels.notna().to_numpy() for labels in levels.values()])
     features = stack_blocks(blocks, NETML_FEATURES)
     if not labelled.all():
         log.warning("skipped %d flows of %s without a label in every annotation file", (~labelled).sum(), set_file)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import orjson
@@ -99,7 +99,8 @@ def open_bytes(file: Path, bar: tqdm) -> Iterator[tuple[IO[bytes], Callable[[], 
                 bar.update(pos - done)
                 done = pos
 
-            stream = gzip.GzipFile(fileobj=raw, mode="rb") if file.name.endswith(".gz") else raw
+            # a GzipFile is a binary file object, but typeshed types it as BufferedIOBase, not IO[bytes]
+            stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if file.name.endswith(".gz") else raw
             yield stream, tick
             tick()
     except (OSError, EOFError, UnicodeError, pd.errors.ParserError, orjson.JSONDecodeError) as err:

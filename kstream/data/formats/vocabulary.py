@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LEAKY", "is_leaky", "CICIDS_FEATURES", "CICIDS_RENAMES", "CICFLOWMETER_V3_NAMES", "CICIDS_DROPPED", "name_key",
-           "canonical_name", "dropped_name"]
+__all__ = ["LEAKY", "is_leaky", "CICIDS_FEATURES", "CICIDS_RENAMES", "CICFLOWMETER_V3_NAMES", "CICIDS_DROPPED",
+           "name_key", "canonical_name", "dropped_name"]
 
 #: The canonical CICIDS2017 features: the corrected ("improved") release's names and order.
 CICIDS_FEATURES = (
