@@ -38,7 +38,7 @@ lint: venv ## ruff (style, imports, likely bugs) and mypy (types, both Kafka bac
 
 test: lint ## lint, then run the tests (doctests, unit, and integration against a real Kafka broker)
 	$(BIN)/kstream broker provision
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 BENCH_ARGS ?= --mongo --json runs/bench/bench.json --figure runs/bench/performance.png
 
