@@ -3,8 +3,8 @@
 Rates, in records per second, on one broker and the same records (the bundled CICIDS2017 test
 split, repeated up to ``--records``):
 
-- per-record loop: decode -> one-row DataFrame -> one model call per record, the way the seed
-  system scored (what micro-batching replaces);
+- per-record loop: decode -> one-row DataFrame -> one model call per record, the way the original
+  system kstream grew from scored (what micro-batching replaces);
 - raw consume: the backend's consumer polling a one-partition topic in batches, decoding nothing;
 - decode: ``decode_flows`` alone on those values, in memory;
 - predict: the model alone on the decoded rows, in memory, in batches of the detector's size;
@@ -86,7 +86,7 @@ def raw_consume(client: str, bootstrap: str, topic: str, n: int, batch: int) -> 
 
 
 def per_record(model, values: list[bytes], n: int, vector: bool = False) -> float:
-    """The seed's way: one DataFrame and one model call per record."""
+    """The original system's way: one DataFrame and one model call per record."""
     start = time.perf_counter()
     for value in values[:n]:
         if vector:

@@ -16,7 +16,7 @@ and when a field of :class:`kstream.settings.Settings` has no row in the table o
 docs/configuration.md, or its row lacks one of the field's flags or environment names, or when
 an environment name kstream reads is missing from that page; also when a ``kstream <command>`` in
 code is no command, a notebook parameter is missing from docs/notebooks.md, or a model card field
-from models/README.md. Names the docs use ahead of the command line are listed in :data:`PENDING`.
+from models/README.md.
 
 Every name comes from the code, so the checks follow renames: flags from the parser's actions,
 the environment names of each setting from the lookups :meth:`Settings.resolve` makes (recorded
@@ -56,13 +56,6 @@ CONFIGURATION = ROOT / "docs" / "configuration.md"
 #: The environment names of the original docker.env; the docs may name them only if Settings reads them.
 LEGACY_NAMES = ("DATASET", "MODEL", "TASK_TYPE", "MODELS_CHECKPOINT", "KAFKA_BROKER_URL", "DB_URL", "DB_NAME",
                 "DATABASE")
-
-#: The docs describe the command line with ``kstream report`` and the names that came with it (a record limit
-#: ``--records`` on every command that sends or reads, ``--flow-idle-timeout`` of capture, ``--list-features``
-#: of models, ``--grid-file`` of sweep). While the parser has no ``report`` command these are accepted though
-#: absent; once it has one they are checked like any other name, and
-#: :func:`test_no_name_is_pending_once_the_report_command_exists` asks for this set to be emptied.
-PENDING = frozenset({"report", "--records", "--flow-idle-timeout", "--list-features", "--grid-file"})
 
 #: Flags of other tools the docs may show, with the tool they belong to.
 OTHER_TOOLS_FLAGS = {
@@ -141,11 +134,6 @@ def kstream_commands() -> dict[str, frozenset[str]]:
                 found[name] = frozenset(n for a in sub._actions if isinstance(a, argparse._SubParsersAction)
                                         for n in a.choices)
     return found
-
-
-def pending(name: str) -> bool:
-    """Whether ``name`` is accepted as :data:`PENDING` (only while the parser has no ``report`` command)."""
-    return name in PENDING and "report" not in kstream_commands()
 
 
 @cache
@@ -311,8 +299,7 @@ def unknown_flags(lines: Iterator[tuple[str, int, str]]) -> list[str]:
         for flag in FLAG.findall(line):
             if flag in kstream_flags() or flag in OTHER_TOOLS_FLAGS or ("bench" in line and flag in bench_flags()):
                 continue
-            if not pending(flag):
-                wrong.append(f"{doc}:{number}: {flag} is not a flag of any kstream command")
+            wrong.append(f"{doc}:{number}: {flag} is not a flag of any kstream command")
     return wrong
 
 
@@ -332,8 +319,7 @@ def unknown_commands(lines: Iterator[tuple[str, int, str]]) -> list[str]:
                 continue
             command, action = words[1], (words[2] if len(words) > 2 else "")
             if command not in kstream_commands():
-                if not pending(command):
-                    wrong.append(f"{doc}:{number}: kstream {command} is not a kstream command")
+                wrong.append(f"{doc}:{number}: kstream {command} is not a kstream command")
             elif kstream_commands()[command] and re.fullmatch(r"[a-z]+", action) and \
                     action not in kstream_commands()[command]:
                 wrong.append(f"{doc}:{number}: kstream {command} {action} is not a kstream command")
@@ -475,14 +461,6 @@ def test_every_kstream_command_in_the_docs_exists():
     assert not wrong, _report(wrong)
 
 
-def test_no_name_is_pending_once_the_report_command_exists():
-    if "report" not in kstream_commands():
-        pytest.skip("the parser has no report command yet: PENDING names are accepted")
-    missing = sorted(n for n in PENDING - {"report"} if n not in kstream_flags())
-    assert not missing, f"the docs name {missing}, which the command line does not have"
-    assert not PENDING, "the command line has every PENDING name now: empty PENDING in tests/test_docs.py"
-
-
 def test_every_environment_name_in_the_docs_is_read_by_kstream():
     wrong = unknown_env_names(lines_of())
     assert not wrong, _report(wrong)
@@ -567,6 +545,7 @@ def fake_doc(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("line, check", [
     ("run `kstream detect --no-such-flag`", unknown_flags),
     ("`kstream run --mongo`", unknown_flags),
+    ("`kstream generate --limit 100`", unknown_flags),  # an old name, renamed --records
     ("`kstream deploy`", unknown_commands),
     ("`kstream broker restart`", unknown_commands),
     ("set `KSTREAM_NO_SUCH_NAME=1`", unknown_env_names),

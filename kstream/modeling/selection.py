@@ -1,9 +1,10 @@
 """Feature selection learnt on the training rows, saved inside the model's Pipeline.
 
-This is the "SELECTED" step the seed system named but never built. The dataset
-loaders already keep identifiers, addresses, timestamps and label-derived
-columns out of the features (see :mod:`kstream.data.datasets`); what is left is
-pruned here, on the training rows only:
+This is the "SELECTED" step that the original system, whose dataset names
+(``SELECTED_CICIDS``, ``SELECTED_NET``) kstream still accepts, named but never
+built. The dataset loaders already keep identifiers, addresses, timestamps and
+label-derived columns out of the features (see :mod:`kstream.data.datasets`);
+what is left is pruned here, on the training rows only:
 
 - constant columns (a single value, or nothing but missing values) carry no signal;
 - a column identical to an earlier one adds nothing but weight.
