@@ -226,7 +226,7 @@ def figure(results: dict, path: Path) -> None:
 
 def table(results: dict) -> str:
     names = list(results["backends"])
-    rows = [("per-record loop (seed style), rec/s", *[f"{results['per_record_rps']:,.0f}"] * len(names))]
+    rows = [("per-record loop (one model call per record), rec/s", *[f"{results['per_record_rps']:,.0f}"] * len(names))]
     for key, label in [("raw_consume_rps", "raw consume, rec/s"), ("decode_rps", "decode, rec/s"),
                        ("predict_rps", "predict, rec/s"), ("detector_rps", "detector, 1 process, rec/s"),
                        ("detector_2p_rps", "detector, 2 processes on 2 partitions, rec/s"),
