@@ -127,11 +127,9 @@ def _drop_stale(state: BrokerState, ours: list[int], home: Path | None) -> None:
     _state_file(home).unlink(missing_ok=True)
 
 
-def daemon_status(home: Path | None = None) -> BrokerState | None:
-    """The running long-lived broker, or None (a stale state file is removed).
-
-    ``home`` is the folder of its state and data (default ``<cache>/broker``).
-    """
+def _recorded(home: Path | None) -> tuple[BrokerState, list[int]] | None:
+    """The recorded broker and those of its pids that are still its nodes; None (a stale state file
+    removed) when none is."""
     state = _read_state(home)
     if state is None:
         return None
@@ -139,6 +137,18 @@ def daemon_status(home: Path | None = None) -> BrokerState | None:
     if not ours:
         _drop_stale(state, ours, home)
         return None
+    return state, ours
+
+
+def daemon_status(home: Path | None = None) -> BrokerState | None:
+    """The running long-lived broker, or None (a stale state file is removed).
+
+    ``home`` is the folder of its state and data (default ``<cache>/broker``).
+    """
+    recorded = _recorded(home)
+    if recorded is None:
+        return None
+    state, ours = recorded
     if len(ours) < len(state.pids):
         log.warning("only %d of the %d nodes of the local broker run; restart it with `kstream broker stop` "
                     "then `kstream broker start`", len(ours), len(state.pids))
@@ -203,13 +213,10 @@ def stop_daemon(timeout_s: float = 30, home: Path | None = None) -> BrokerState 
     Only processes that are still the recorded Kafka nodes are signalled; a state file whose
     pids now belong to other programs is removed with a warning, and None is returned.
     """
-    state = _read_state(home)
-    if state is None:
+    recorded = _recorded(home)
+    if recorded is None:
         return None
-    ours = _ours(state)
-    if not ours:
-        _drop_stale(state, ours, home)
-        return None
+    state, ours = recorded
     terminate(ours, timeout_s)
     _state_file(home).unlink(missing_ok=True)
     return state
