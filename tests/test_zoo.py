@@ -117,6 +117,7 @@ def test_selection_drops_constant_and_duplicate_columns_inside_the_pipeline(tmp_
 
 
 @pytest.mark.parametrize("model", zoo.MODELS)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # few iterations: determinism is asked
 def test_same_seed_gives_the_same_predictions(model, tmp_path, loaded):
     ds = loaded["nsl-kdd"]
     x = ds.features.to_numpy()[:2000]
@@ -127,13 +128,20 @@ def test_same_seed_gives_the_same_predictions(model, tmp_path, loaded):
 
 
 def _small(model: str) -> dict:
-    return {"random-forest": {"n_estimators": 20}, "hist-gradient-boosting": {"max_iter": 30}}.get(model, {})
+    return {"random-forest": {"n_estimators": 20}, "hist-gradient-boosting": {"max_iter": 30},
+            "logistic-regressor": {"max_iter": 100}}.get(model, {})
+
+
+@pytest.fixture(scope="module")
+def balanced_netml(loaded, tmp_path_factory):
+    """The default-weighted multi-class logistic regressor on NetML: trained once for both comparisons."""
+    ref = ModelRef("netml", "multi_class", "logistic-regressor", models_dir=tmp_path_factory.mktemp("balanced"))
+    return training.train(ref, loaded["netml"])
 
 
 @pytest.mark.parametrize("weighting", ["sqrt", "none"])
-def test_class_weighting_choices_change_the_fit_and_are_recorded(weighting, tmp_path, loaded):
-    ds = loaded["netml"]
-    base = training.train(ModelRef("netml", "multi_class", "logistic-regressor", models_dir=tmp_path / "b"), ds)
+def test_class_weighting_choices_change_the_fit_and_are_recorded(weighting, tmp_path, loaded, balanced_netml):
+    ds, base = loaded["netml"], balanced_netml
     other = training.train(ModelRef("netml", "multi_class", "logistic-regressor", models_dir=tmp_path / "o"), ds,
                            class_weight=weighting)
     assert base.card.params["class_weighting"] == "balanced" and base.card.params["class_weight"] == "balanced"
