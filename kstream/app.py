@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -38,6 +37,7 @@ from kstream.analysis import summaries
 from kstream.analysis.watch import BatchTally, LiveState, StoreWatch
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
+from kstream.data.order import resolve_order
 from kstream.detector.loop import DetectorStats
 from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
@@ -65,6 +65,8 @@ __all__ = [
     "send",
     "capture",
     "run",
+    "in_order",
+    "order_of",
     "RunResult",
     "report",
 ]
@@ -108,7 +110,8 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
     With ``train_missing`` a model that does not exist yet is trained on ``ds``; with
     ``retrain`` it is trained again. A model that does not match the data (features it needs
     that the data lacks, another label level, no class in common, another split seed than
-    ``ref.seed`` or another split mode than ``ref.split_mode``) stops the job with one line naming
+    ``ref.seed``, another split mode than ``ref.split_mode`` or another temporal boundary than
+    ``ref.train_until``) stops the job with one line naming
     the model, what is wrong and the fix.
     With ``allow_missing`` features the data lacks are imputed instead (but not all of them).
     """
@@ -128,6 +131,9 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
         problems.append(f"it was trained on the split of seed {card.seed}, not {ref.seed}")
     if ref.split_mode and ref.split_mode != card.split_mode:
         problems.append(f"it was trained on a {card.split_mode} split, not a {ref.split_mode} one")
+    elif ref.train_until and (not card.train_until
+                              or leakage.parse_until(ref.train_until) != leakage.parse_until(card.train_until)):
+        problems.append(f"it was trained on the flows before {card.train_until}, not before {ref.train_until}")
     if problems:
         fix = "retrain it with --retrain" if train_missing else f"train one with `{train_it}`"
         raise ModelError(f"model {ref.name} does not fit {ds.source}: {'; '.join(problems)}; {fix}")
@@ -185,7 +191,9 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     row; the default is the rows the model was not trained on (:func:`unseen_rows`). With
     ``allow_missing``, features the data lacks are imputed and listed in ``missing_features``.
     Beside the scores: ``seen_in_training`` (scored rows whose feature vector a training row had,
-    for any data), ``unseen`` (the other rows' scores) and the ``ceiling`` label conflicts allow.
+    for any data), ``unseen`` (the other rows' scores), the ``ceiling`` label conflicts allow, and
+    ``classes_absent_from_training`` (scored classes no training row had, with their row counts:
+    known on the data the model was trained on, and for a multi-class model on any data).
     Returns the scores and a frame ``record_id, true_label, predicted_label, score, seen_in_training``.
     """
     ds = load_data(settings, data)
@@ -200,9 +208,18 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
                                  hashes, seen)
     result["missing_features"] = artifacts.missing_features(model.card, ds)
     result["model_features"] = len(model.features)
+    result["classes_absent_from_training"] = _absent_classes(model, ds, rows, settings.task)
     frame = pd.DataFrame({"record_id": rows.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
                           "score": scores, "seen_in_training": seen if seen is not None else pd.NA})
     return result, frame
+
+
+def _absent_classes(model: TrainedModel, ds: Dataset, rows: Dataset, task: str) -> dict[str, int] | None:
+    """The classes of ``rows`` (at the data's label level) no training row of ``model`` had, with their
+    counts; None when the training rows are unknown (other data, a binary model)."""
+    if ds.source == model.card.data_source:
+        return leakage.absent_classes(rows.labels, model.card.rows(ds, "train").labels)
+    return leakage.absent_classes(rows.labels, model.card.classes) if task == "multi_class" else None
 
 
 def detect(
@@ -254,18 +271,24 @@ def send(
     or with ``loop`` without end), at ``rate`` records per second (0: as fast as possible).
 
     The ``test`` split is the held-out split of the model ``settings`` name when it is trained
-    (its card's seed and split mode), else the split of ``settings.seed`` (default 42) and
-    ``settings.split_mode`` (default grouped).
+    (its card's seed, split mode and temporal boundary), else the split of ``settings.seed``
+    (default 42), ``settings.split_mode`` (default grouped) and ``settings.train_until``. The records
+    go in ``settings.order`` (:meth:`~kstream.data.datasets.Dataset.in_order`: by default in time
+    order where the data has flow times, else shuffled with ``settings.seed``, else 42); with
+    ``loop`` every pass repeats that order.
     """
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     if ref.trained:
         card = ModelCard.read(ref.directory / "model.json")
-        card = dataclasses.replace(card, seed=card.seed if ref.seed is None else ref.seed,
-                                   split_mode=ref.split_mode or card.split_mode)
+        mode = ref.split_mode or card.split_mode
+        until = ref.train_until or (card.train_until if mode == card.split_mode else "")
+        card = dataclasses.replace(card, seed=card.seed if ref.seed is None else ref.seed, split_mode=mode,
+                                   train_until=until)
         rows = card.rows(ds, split)
     else:
-        rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
+        rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode, until=ref.train_until)
+    rows = in_order(rows, settings)
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=settings.records or None, loop=loop,
@@ -342,8 +365,10 @@ def run(
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
-    The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
-    fixed shuffled order, ``settings.records`` of them (0: all). The generator and each of the
+    The records sent are the ones the model was not trained on (:func:`unseen_rows`), in
+    ``settings.order`` (:func:`in_order`: by default in time order where the data has flow times,
+    else a shuffle seeded by ``settings.seed``, else 42), ``settings.records`` of them (0: all),
+    as :func:`send` sends them. The generator and each of the
     ``detectors`` detectors run in a process of their own (:mod:`kstream.detector.pool`); the detectors
     share one consumer group, so Kafka spreads the topic's partitions over them: ``settings.partitions``
     (at least ``detectors``), or one per detector when it is 0. Topics and group get the run's id as a
@@ -379,9 +404,7 @@ def run(
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
-    rows = unseen_rows(model, ds)
-    # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
-    rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
+    rows = in_order(unseen_rows(model, ds), settings)
     expected = min(settings.records, len(rows)) if settings.records else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
@@ -426,7 +449,8 @@ def run(
         missing_features=artifacts.missing_features(model.card, ds),
         bootstrap=settings.bootstrap,
         settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed,
-                  "split_mode": model.card.split_mode, "rate": rate,
+                  "split_mode": model.card.split_mode, "train_until": model.card.train_until,
+                  "order": order_of(rows, settings), "rate": rate,
                   "detectors": detectors, "data": str(data) if data else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -434,6 +458,24 @@ def run(
         raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; "
                            f"see {run_dir}")
     return RunResult(run_dir, location, summary)
+
+
+def order_of(rows: Dataset, settings: Settings) -> str:
+    """The order ``settings.order`` names for ``rows``: itself, or for an empty one ``time`` when the
+    rows have flow times, else ``shuffle`` (:func:`kstream.data.order.resolve_order`).
+
+    >>> order_of(datasets.load("nsl-kdd"), Settings(dataset="nsl-kdd"))
+    'shuffle'
+    """
+    return resolve_order(settings.order, rows.times is not None, rows.source or rows.name)
+
+
+def in_order(rows: Dataset, settings: Settings) -> Dataset:
+    """``rows`` in the order records are sent in: ``settings.order`` (:func:`order_of`), a shuffle
+    seeded by ``settings.seed`` (else 42). ``run``, ``send`` and the notebooks send this order."""
+    order = order_of(rows, settings)
+    log.info("sending %d records in %s order", len(rows), order)
+    return rows.in_order(order, settings.seed)
 
 
 def report(run_dir: str | Path | None = None, data: str | Path | None = None) -> tuple[Run, Path]:

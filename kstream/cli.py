@@ -32,10 +32,11 @@ from kstream import __version__, app, clients, logs
 from kstream.analysis import summaries
 from kstream.data import datasets, leakage
 from kstream.data.datasets import TASKS
+from kstream.data.order import ORDERS
 from kstream.errors import KstreamError
 from kstream.messages.wire import VALUE_FORMATS
 from kstream.modeling import artifacts, training, zoo
-from kstream.modeling.quality import format_leakage, format_scores
+from kstream.modeling.quality import format_absent, format_leakage, format_scores
 from kstream.paths import PROJECT_ROOT
 from kstream.servers import daemon, provision
 from kstream.settings import ENV_NAMES, Settings, parse_assignments, parse_value
@@ -85,8 +86,8 @@ def _dataset_help() -> str:
 
 def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "",
                  title: str = "model") -> None:
-    """-d -t -m --level --models-dir, and --seed / --split-mode when the command splits data
-    (``seed`` and ``split_mode`` are their help texts; empty leaves the option out)."""
+    """-d -t -m --level --models-dir, and --seed / --split-mode (with --train-until) when the command
+    splits data (``seed`` and ``split_mode`` are their help texts; empty leaves the option out)."""
     g = p.add_argument_group(title)
     g.add_argument("-d", "--dataset", metavar="NAME", help=_dataset_help())
     g.add_argument("-t", "--task", metavar="TASK", help=f"task: {', '.join(TASKS)} (default: binary_class where the "
@@ -103,7 +104,12 @@ def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "
     if split_mode:
         g.add_argument("--split-mode", choices=leakage.SPLIT_MODES,
                        help="grouped: rows with the same feature vector fall on one side of the split; random: "
-                       f"rows drawn at random; {split_mode}")
+                       "rows drawn at random; temporal: the earliest rows by flow time train, the later ones are "
+                       f"held out (data with a Timestamp column only); {split_mode}")
+        g.add_argument("--train-until", metavar="TIME",
+                       help="with --split-mode temporal: rows before TIME (ISO date or datetime, e.g. 2017-07-06 or "
+                       "2017-07-06T12:00) train, the rest are held out (default: the last 20%% of the rows by time "
+                       "are held out; to score: the model card's)")
 
 
 def _data_group(p: argparse.ArgumentParser, data: str) -> Any:
@@ -171,6 +177,14 @@ def _allow_missing_option(g: Any, needs_data: bool = False) -> None:
                    "scores)" + ("; checked against --data, so it needs --data" if needs_data else ""))
 
 
+def _order_option(g: Any) -> None:
+    g.add_argument("--order", choices=ORDERS,
+                   help="the order records are sent in: time (by each flow's Timestamp; rows of one time keep their "
+                   "file order), shuffle (a permutation seeded by --seed, else 42: the same order on every run), "
+                   "file (as the data holds them: the bundled samples hold one class after another); default: "
+                   "time where the data has timestamps, else shuffle")
+
+
 def _json_option(g: Any, what: str) -> None:
     g.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
@@ -229,6 +243,14 @@ def _check_drift(args: argparse.Namespace, settings: Settings) -> None:
            "{options} need{s} drift monitoring: add --drift (or set KSTREAM_DRIFT=1), or drop {them}")
 
 
+def _check_train_until(args: argparse.Namespace) -> None:
+    """--train-until is the boundary of a temporal split: --split-mode temporal (or KSTREAM_SPLIT_MODE) must say so."""
+    mode = getattr(args, "split_mode", None) or next(
+        (os.environ[name] for name in ENV_NAMES["split_mode"] if os.environ.get(name)), "")
+    _needs(args, ["--train-until"], mode == "temporal",
+           "{options} is the boundary of a temporal split: add --split-mode temporal, or drop {them}")
+
+
 def _check_data(args: argparse.Namespace, *other: str) -> None:
     """--label-column names a column of a data file: --data (or one of ``other``) must be given."""
     _needs(args, ["--label-column"], bool(_given(args, "--data", *other)),
@@ -274,6 +296,7 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     _rate_option(g)
     _records_option(g, "send only this many records")
+    _order_option(g)
     _value_format_option(g)
     g.add_argument("--detectors", type=int, metavar="N", default=_default_of(app.run, "detectors"),
                    help="detector processes in one consumer group (default %(default)s); the topics get one "
@@ -292,6 +315,7 @@ def _build_run(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
     _check_drift(args, settings)
     result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
@@ -341,6 +365,7 @@ def _train(args: argparse.Namespace) -> int:
         return _train_grid(args)
     _needs(args, ["--markdown"], False, "{options} writes the table of the grid: add --all, or drop {them}")
     _check_data(args, "--features-from")
+    _check_train_until(args)
     settings = _settings(args)
     features, source = None, ""
     if args.features_from:
@@ -358,6 +383,12 @@ def _train(args: argparse.Namespace) -> int:
           f"NetML overall {m['netml_overall']:.4f} ({card.split_mode} split, seed {card.seed})"
           + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
     print("\n".join(format_leakage(m)))
+    if card.time_range:
+        print("flow times: " + "; ".join(f"{side} {first} .. {last}" for side, (first, last) in card.time_range.items())
+              + (f"; trained on the flows before {card.train_until}" if card.train_until else ""))
+    absent = m.get("classes_absent_from_training") or {}
+    if absent:
+        print(format_absent(absent))
     c = card.conflicts
     print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
           f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
@@ -369,10 +400,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_grid(args: argparse.Namespace) -> int:
+    _check_train_until(args)
     settings = _settings(args)
     refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
                                   [settings.model] if args.model else None, settings.models_dir, settings.seed,
-                                  settings.split_mode)
+                                  settings.split_mode, settings.train_until)
     rows = training.train_grid(refs, _progress(args), args.class_weight)
     columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
                "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
@@ -449,6 +481,7 @@ def _build_evaluate(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
     scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)
     if args.predictions:
@@ -465,7 +498,9 @@ def _build_generate(p: argparse.ArgumentParser) -> None:
                    "train or all (default %(default)s)")
     _rate_option(g)
     _records_option(g, "stop after this many records")
-    g.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
+    _order_option(g)
+    g.add_argument("--loop", action="store_true",
+                   help="start over at the end of the data, in the same order (ids get #<pass>)")
     _value_format_option(g)
     _model_group(p, seed=f"split seed (default: the model card's, else {datasets.DEFAULT_SEED})",
                  split_mode=f"default: the model card's, else {leakage.DEFAULT_SPLIT_MODE}",
@@ -475,6 +510,7 @@ def _build_generate(p: argparse.ArgumentParser) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
     with app.kafka_cluster(settings, start_local=False) as settings:
         stats = app.send(settings, args.split, args.data, args.rate, args.loop, _progress(args))
@@ -703,7 +739,8 @@ COMMANDS: dict[str, Command] = {
     "generate": Command(
         "stream dataset records into the flows topic",
         "Send records (key = record id, JSON features, send-time header) to a topic of a running\n"
-        "broker (`kstream broker start`, or --bootstrap).",
+        "broker (`kstream broker start`, or --bootstrap), in time order where the data has\n"
+        "timestamps (the bundled CICIDS2017 sample does), else in a seeded shuffle (--order).",
         _build_generate, _generate,
         "example:\n  kstream generate --rate 1000 --records 5000"),
     "capture": Command(

@@ -7,6 +7,14 @@ header ``kstream-schema`` (see :mod:`kstream.messages.wire`). ``rate`` paces the
 stream in records per second (0 = as fast as the client goes); ``limit`` stops
 after that many records; ``loop`` starts over at the end of the data. Batching and compression are the client's settings
 (``linger_ms``, ``compression_type`` ... through ``kafka_options``).
+
+Records go out in the order of the dataset given, and every ``loop`` pass repeats it. The jobs
+that call the generator (``kstream generate``, ``kstream run``, the 2.0-stream notebook) put the
+rows in a named order first (:meth:`kstream.data.datasets.Dataset.in_order`, through
+:func:`kstream.app.in_order`): by the flows' times where the data has them (the bundled CICIDS2017
+sample does: its days, and the attacks of each, arrive as they were captured), else a shuffle seeded
+by the run's seed (42 unless one is given), or the file's order when asked (the bundled samples hold
+one class after another, a file per class).
 """
 
 from __future__ import annotations
@@ -77,12 +85,12 @@ def generate(
     value_format: str = "json",
     features: Sequence[str] | None = None,
 ) -> GenerateStats:
-    """Send ``data``'s records to ``topic``; flushes before returning.
+    """Send ``data``'s records to ``topic``, in ``data``'s row order; flushes before returning.
 
     ``on_progress`` is called with the records sent so far every 256 records, on this thread
     (a caller's hook that keeps a live view going while it sends).
 
-    With ``loop`` the records repeat with a pass number appended to their id
+    With ``loop`` the records repeat, in the same order, with a pass number appended to their id
     (``<id>#<pass>``, from the second pass on) so keys stay unique per record sent.
 
     ``value_format`` is ``json`` (the default) or ``vector``; a vector holds ``features`` in

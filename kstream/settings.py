@@ -37,6 +37,7 @@ from typing import Any
 from kstream import clients, logs
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
+from kstream.data.order import check_order
 from kstream.drift.alerts import AlertRule, parse_rules
 from kstream.drift.monitor import DriftMonitor
 from kstream.drift.reference import FeatureReference
@@ -61,6 +62,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
     "seed": ("KSTREAM_SEED",),
     "split_mode": ("KSTREAM_SPLIT_MODE",),
+    "train_until": ("KSTREAM_TRAIN_UNTIL",),
     "label_column": ("KSTREAM_LABEL_COLUMN",),
     "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
     "topic": ("KSTREAM_TOPIC",),
@@ -73,6 +75,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_table": ("KSTREAM_STORE_TABLE",),
     "store_database": ("KSTREAM_STORE_DATABASE", "DB_NAME"),
     "records": ("KSTREAM_RECORDS",),
+    "order": ("KSTREAM_ORDER",),
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
@@ -101,7 +104,10 @@ class Settings:
 
     ``level`` empty means the label level follows the data (the dataset's default when the data
     has it). ``seed`` None means: train with the default seed, score with the model card's;
-    ``split_mode`` empty likewise: train on a grouped split, score with the card's.
+    ``split_mode`` empty likewise: train on a grouped split, score with the card's; ``train_until``
+    (only with ``split_mode`` temporal) is the time a temporal split trains before. ``order`` is the
+    order records are sent in (:mod:`kstream.data.order`); empty means ``time`` where the data has
+    flow times, else ``shuffle``, seeded by ``seed`` (else 42).
     ``bootstrap`` empty means "use the local broker kstream manages"; ``kafka_options`` is
     passed unchanged to the Kafka client (SASL/SSL, tuning). ``store`` empty means the kind
     ``store_url`` names (:func:`kstream.stores.sqlite.store_kind`); it holds the resolved kind after
@@ -118,7 +124,8 @@ class Settings:
     level: str = ""
     models_dir: Path = MODELS_DIR
     seed: int | None = None
-    split_mode: str = ""  # grouped or random; empty: grouped to train, the model card's to score
+    split_mode: str = ""  # grouped, random or temporal; empty: grouped to train, the model card's to score
+    train_until: str = ""  # temporal split: rows before this ISO date/time train; empty: the last 20% by time held out
     label_column: str = ""  # the CSV column holding the class when it is not called Label
     bootstrap: str = ""
     topic: str = "flows"
@@ -127,6 +134,7 @@ class Settings:
     group: str = "kstream-detector"
     partitions: int = 0  # partitions of the topics kstream creates; 0: one per detector (1 outside a run)
     records: int = 0  # records to send, or to handle before stopping; 0: all of them (no limit)
+    order: str = ""  # time, shuffle or file; empty: time where the data has flow times, else shuffle
     store: str = ""  # sqlite or mongodb; empty: the kind store_url names (sqlite without one)
     store_url: str = ""
     store_table: str = "predictions"  # the SQLite table or the MongoDB collection
@@ -155,6 +163,9 @@ class Settings:
             spec.check_level(self.level)
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
+        if self.train_until:  # an ISO time here; that it goes with a temporal split, in model_ref (ModelRef)
+            leakage.parse_until(self.train_until)
+        check_order(self.order)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         object.__setattr__(self, "store", sqlite.store_kind(self.store_url, self.store))
         check_value_format(self.value_format)
@@ -262,7 +273,8 @@ class Settings:
         'grouped'
         """
         level = self.level or (data.default_level if data is not None else "")
-        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode)
+        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode,
+                        self.train_until)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).

@@ -98,7 +98,9 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
         if card is not None:
             train = dataclasses.replace(card, seed=int(seed)).rows(ds, "train")
         else:  # the model is gone: the run's split (a run whose summary names no split mode split at random)
-            train = ds.subset("train", seed=int(seed), mode=settings.get("split_mode") or "random")
+            mode = settings.get("split_mode") or "random"
+            until = (settings.get("train_until") or "") if mode == "temporal" else ""
+            train = ds.subset("train", seed=int(seed), mode=mode, until=until)
         summary["training_rows_streamed"] = int(base.isin(set(train.ids)).sum())
         if vectors is None and card is not None:  # a model saved before train-vectors.npy: re-derive them
             vectors = leakage.distinct(leakage.vector_hashes(train.features, card.features))
@@ -255,14 +257,21 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
     else:
         scores = score(scored["true_label"], scored["predicted_label"], task=task)
     per_class = pd.DataFrame(scores.get("per_class", {})).T
+    split = run.settings.get("split_mode") or "random"
+    if split == "temporal":
+        split += f" split: trained on the flows before {run.settings.get('train_until') or '?'}"
+    else:
+        split += " split"
+    order = f"; records sent in {run.settings['order']} order" if run.settings.get("order") else ""
     lines = [
         f"# Run report: {run.title}",
         "",
         f"Run folder `{run.run_dir}`; model `{s.get('model_id', '?')}`; "
         f"{run.settings.get('detectors', 1)} detector(s) on {run.settings.get('partitions', 1)} partition(s); "
         f"data `{run.settings.get('data') or 'bundled sample'}`, split seed {run.settings.get('seed', '?')} "
-        f"({run.settings.get('split_mode') or 'random'} split).",
+        f"({split}){order}.",
         "",
+        *([run.card.split_note, ""] if run.card is not None and run.card.split_note else []),
         "| measure | value |",
         "|---|---|",
         f"| records predicted | {s['records']} (sent {s.get('sent', '?')}, "

@@ -2,7 +2,8 @@
 
 A model lives in ``models/<dataset>/<task>/<model>/`` as ``model.joblib`` (the whole Pipeline)
 beside its card ``model.json`` (dataset, task, label level, features, classes, held-out scores,
-split seed and mode, library versions, data source and citation, and the joblib file's sha256)
+split seed and mode (and a temporal split's boundary and time ranges), library versions, data
+source and citation, and the joblib file's sha256)
 and ``train-vectors.npy``, the distinct hashes of its training rows' feature vectors, so that any
 data it scores can be checked for vectors it was trained on (:mod:`kstream.data.leakage`).
 :func:`load` refuses an artifact whose hash does not match its card, because a joblib file is a
@@ -41,7 +42,7 @@ from kstream.modeling.trust import Trust
 from kstream.paths import MODELS_DIR
 
 __all__ = ["ModelRef", "ModelCard", "TrainedModel", "TRAIN_VECTORS", "save", "load", "load_dir", "list_cards",
-           "mismatches", "missing_features", "read_train_vectors", "sha256_file"]
+           "mismatches", "missing_features", "read_train_vectors", "sha256_file", "check_train_until"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,20 @@ TRAIN_VECTORS = "train-vectors.npy"  # beside model.joblib: distinct hashes of t
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Which model: dataset, task, label level, model name, models folder, split seed and split mode.
+    """Which model: dataset, task, label level, model name, models folder, split seed, mode and boundary.
 
     Built once at the edge (CLI, notebook, job) and passed whole; every name is checked on
     creation by the one function that owns it. ``level`` is the multi-class label level (the
     dataset's default when empty; always empty for the binary task, whose labels do not depend
     on it). ``seed`` is the split seed to train with; None means the default for training and
     "whatever the card says" for scoring; ``split_mode`` likewise (empty: ``grouped`` to train,
-    the card's to score).
+    the card's to score). ``train_until`` is the boundary of a temporal split (an ISO date or
+    datetime; empty: the last 20% of the rows by time are held out, or the card's boundary to score).
+
+    >>> ModelRef("cicids2017", "binary_class", "random-forest", train_until="2017-07-06")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: train_until is the boundary of a temporal split: set split_mode temporal too ...
     """
 
     dataset: str
@@ -67,10 +74,12 @@ class ModelRef:
     models_dir: Path = MODELS_DIR
     seed: int | None = None
     split_mode: str = ""
+    train_until: str = ""
 
     def __post_init__(self) -> None:
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
+        check_train_until(self.train_until, self.split_mode)
         spec = datasets.spec(self.dataset)
         object.__setattr__(self, "dataset", spec.name)
         spec.check_task(self.task)
@@ -130,6 +139,8 @@ class ModelRef:
             parts.append(f"--seed {self.seed}")
         if self.split_mode:
             parts.append(f"--split-mode {self.split_mode}")
+        if self.train_until:
+            parts.append(f"--train-until {self.train_until}")
         return " ".join(parts)
 
 
@@ -148,7 +159,10 @@ class ModelCard:
     params: dict[str, Any]
     seed: int  # the split's seed (and the classifier's random_state)
     test_size: float = 0.2
-    split_mode: str = "random"  # grouped or random; cards written before split modes existed split at random
+    split_mode: str = "random"  # grouped, random or temporal; cards written before split modes existed split at random
+    train_until: str = ""  # temporal split: rows before this time (ISO) trained, the others were held out
+    time_range: dict[str, list[str]] = field(default_factory=dict)  # train/test: [first, last] flow time (ISO)
+    split_note: str = ""  # what the split does to the held-out scores (a temporal split: classes training never saw)
     level: str = ""
     feature_selection: dict[str, Any] = field(default_factory=dict)
     missing_values: str = zoo.MISSING_POLICY
@@ -172,7 +186,8 @@ class ModelCard:
 
     def rows(self, ds: Dataset, split: str) -> Dataset:
         """The ``train``, ``test`` or ``all`` rows of ``ds`` in this model's split: its seed, test
-        share and mode, a grouped split hashing the model's features (those ``ds`` has)."""
+        share and mode, a grouped split hashing the model's features (those ``ds`` has), a temporal
+        split at its ``train_until``."""
         if split == "all":
             return ds
         if split not in datasets.SPLITS:
@@ -180,7 +195,8 @@ class ModelCard:
         have = set(ds.feature_names)
         shared = [f for f in self.features if f in have]
         view = ds.restrict(shared) if self.split_mode == "grouped" and shared and shared != ds.feature_names else ds
-        train, test = view.split_index(seed=self.seed, test_size=self.test_size, mode=self.split_mode)
+        train, test = view.split_index(seed=self.seed, test_size=self.test_size, mode=self.split_mode,
+                                       until=self.train_until if self.split_mode == "temporal" else "")
         return ds.take(train if split == "train" else test)
 
     @classmethod
@@ -234,7 +250,8 @@ class TrainedModel:
         """The ``kstream train`` command line that makes this model again, in its models folder."""
         c = self.card
         ref = ModelRef(c.dataset, c.task, c.model, level=c.level, models_dir=self.path.parent.parent.parent,
-                       seed=c.seed, split_mode=c.split_mode)
+                       seed=c.seed, split_mode=c.split_mode,
+                       train_until=c.train_until if c.split_mode == "temporal" else "")
         return ref.train_command()
 
     def held_out(self, ds: Dataset) -> Dataset:
@@ -253,6 +270,22 @@ class TrainedModel:
         if training is None:
             return None
         return leakage.seen_in(leakage.vector_hashes(rows.features, self.features), training)
+
+
+def check_train_until(train_until: str, split_mode: str) -> str:
+    """``train_until`` if it is empty, or an ISO time (:func:`kstream.data.leakage.parse_until`) with
+    ``split_mode`` temporal; else a ConfigError naming the fix.
+
+    >>> check_train_until("2017-07-06", "temporal"), check_train_until("", "grouped")
+    ('2017-07-06', '')
+    """
+    if not train_until:
+        return train_until
+    leakage.parse_until(train_until)
+    if split_mode != "temporal":
+        raise ConfigError("train_until is the boundary of a temporal split: set split_mode temporal too "
+                          "(--split-mode temporal, KSTREAM_SPLIT_MODE=temporal), or leave train_until unset")
+    return train_until
 
 
 def sha256_file(path: Path) -> str:
