@@ -38,6 +38,7 @@ from kstream.analysis.watch import BatchTally, LiveState, StoreWatch
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
 from kstream.data.order import resolve_order
+from kstream.detector.hotswap import SwapCheck
 from kstream.detector.loop import DetectorStats
 from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
@@ -228,18 +229,22 @@ def detect(
     idle_timeout_s: float | None = None,
     progress: bool = True,
     handle_signals: bool = True,
+    data: Dataset | None = None,
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``settings.records`` handled
     (0: no limit), or ``idle_timeout_s`` seconds with every record read.
 
     With ``progress``, a progress bar carries one live status line (records/s, p99 latency, classes,
-    dead letters, drift), tallied from the batches handled and redrawn at most once a second.
+    dead letters, drift, model swaps), tallied from the batches handled and redrawn at most once a second.
+    A new version of the model written into its folder takes over at a batch boundary
+    (``settings.model_check_s``; :mod:`kstream.detector.hotswap`) when it fits the stream: the
+    model's features and classes, and those of ``data`` (the data streamed), when given.
     """
     if settings.drift:
         model.reference()  # a card without a drift reference stops here, naming the retrain command
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.open_store() as store:
-        detector = build_detector(settings, model, store)
+        detector = build_detector(settings, model, store, swap_check=SwapCheck.of(model, data, settings.drift))
         tally, shown = BatchTally(), [0.0]
 
         def on_batch(handled: int) -> None:
@@ -410,7 +415,9 @@ def run(
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
             # the generator and each detector in a process of its own: no interpreter lock is shared
-            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings)) as pool:
+            # the stream is the model's held-out rows when ds is its data: a new version must share that split
+            swap_check = SwapCheck.of(model, ds, settings.drift, held_out=ds.source == model.card.data_source)
+            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool:
                 sent_so_far: list[int | None] = [None]  # known when the generator process ends
                 watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
                                    settings.drift, progress_every_s)
@@ -444,6 +451,8 @@ def run(
             "judged": int(windows["judged"].sum()) if len(windows) else 0,
             "alerts": int(sum(len(a) for a in windows["alerts"])) if len(windows) else 0},
         model_id=model.card.model_id,
+        swaps=sum(s.swaps for s in pool.stats),
+        refused_models=sum(s.refused_models for s in pool.stats),
         model_dir=str(model.path),
         model_data_source=model.card.data_source,
         missing_features=artifacts.missing_features(model.card, ds),

@@ -153,6 +153,10 @@ def _detector_options(g: Any) -> None:
     g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int, metavar="SECONDS",
                    help="how long to retry a store or Kafka that fails before stopping without a commit "
                    f"(default {_DEFAULTS['outage_timeout_s']})")
+    g.add_argument("--model-check", dest="model_check_s", type=float, metavar="SECONDS",
+                   help="look this often for a new version in the model's folder (a new `kstream train`, or one copied "
+                   "in) and swap it in at a batch boundary once it passes the load checks; 0 = never "
+                   f"(default {_DEFAULTS['model_check_s']:g})")
 
 
 def _records_option(g: Any, what: str) -> None:
@@ -212,7 +216,8 @@ def _drift_group(p: argparse.ArgumentParser) -> None:
 
 _DRIFT_OPTIONS = ("--drift-window", "--drift-seconds", "--drift-psi", "--drift-share", "--alert", "--drift-topic",
                   "--alerts-topic")
-_DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s"}
+_DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s",
+          "--model-check": "model_check_s"}
 
 # --- usage checks: an option the command would ignore is refused ---------------------------------------
 
@@ -580,9 +585,12 @@ def _detect(args: argparse.Namespace) -> int:
     if settings.drift:
         model.reference()  # a card without a drift reference: one line naming the retrain command, before Kafka
     with app.kafka_cluster(settings, start_local=False) as settings:
-        stats = app.detect(settings, model, args.idle_timeout, _progress(args))
+        stats = app.detect(settings, model, args.idle_timeout, _progress(args), data=ds)
     reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
     print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
+    if stats.swaps or stats.refused_models:
+        print(f"models: {' -> '.join(stats.model_ids)} ({stats.swaps} swap(s), {stats.refused_models} new "
+              "version(s) refused: see the log)")
     if settings.drift:
         print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
               f"(windows in the store's drift table and {settings.drift_topic})")

@@ -79,6 +79,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
+    "model_check_s": ("KSTREAM_MODEL_CHECK_S",),
     "drift": ("KSTREAM_DRIFT",),
     "drift_topic": ("KSTREAM_DRIFT_TOPIC",),
     "alerts_topic": ("KSTREAM_ALERTS_TOPIC",),
@@ -92,7 +93,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 }
 _INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")  # positive
 _COUNTS = ("partitions", "records")  # 0 or positive; 0 means "automatic" (see the fields)
-_FLOATS = ("drift_window_s", "drift_psi", "drift_share")
+_FLOATS = ("model_check_s", "drift_window_s", "drift_psi", "drift_share")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 #: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
 DRIFT_MIN_RECORDS = 200
@@ -142,6 +143,7 @@ class Settings:
     batch_size: int = 500
     poll_timeout_ms: int = 500
     outage_timeout_s: int = 300
+    model_check_s: float = 2.0  # seconds between looks at the model's folder for a new version to swap in; 0: never
     drift: bool = False  # monitor drift per window against the model card's reference
     drift_topic: str = "flows.drift"
     alerts_topic: str = "flows.alerts"
@@ -192,6 +194,9 @@ class Settings:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"setting {name!r} must be 0 (automatic) or a positive whole number, "
                                   f"not {getattr(self, name)!r}")
+        if not 0 <= float(self.model_check_s) < float("inf"):
+            raise ConfigError(f"setting 'model_check_s' must be 0 (no hot-swap) or a number of seconds, "
+                              f"not {self.model_check_s!r}")
         if not 0 <= float(self.drift_window_s) < float("inf"):
             raise ConfigError(f"setting 'drift_window_s' must be 0 (records only) or a number of seconds, "
                               f"not {self.drift_window_s!r}")

@@ -53,7 +53,16 @@ def latency_percentiles(latency_ms: np.ndarray) -> dict[str, float]:
 
 def summarize(predictions: pd.DataFrame, truth: pd.DataFrame | None = None,
               task: str = "multi_class") -> dict[str, Any]:
-    """Records, throughput, latency p50/p95/p99 (ms), predicted class counts and the quality scores."""
+    """Records, throughput, latency p50/p95/p99 (ms), predicted class counts, the model versions that made
+    the predictions (``model_ids``, in the order they first scored, and ``records_by_model``) and the
+    quality scores.
+
+    >>> preds = pd.DataFrame({"record_id": ["a", "b", "c"], "predicted_label": ["attack"] * 3, "send_ns": [0] * 3,
+    ...                       "predicted_ns": [2, 1, 3], "model_id": ["m@2", "m@1", "m@2"]})
+    >>> s = summarize(preds)
+    >>> s["model_ids"], s["records_by_model"]
+    (['m@1', 'm@2'], {'m@1': 1, 'm@2': 2})
+    """
     n = len(predictions)
     out: dict[str, Any] = {"records": n}
     send = predictions["send_ns"].dropna().astype("int64") if n else pd.Series(dtype="int64")
@@ -63,6 +72,11 @@ def summarize(predictions: pd.DataFrame, truth: pd.DataFrame | None = None,
     latency = (predictions["predicted_ns"] - predictions["send_ns"]).to_numpy(dtype=float) / 1e6 if n else np.array([])
     out["latency_ms"] = latency_percentiles(latency)
     out["predicted_counts"] = {str(k): int(v) for k, v in predictions["predicted_label"].value_counts().items()}
+    if "model_id" in predictions:
+        first = predictions.sort_values("predicted_ns", kind="mergesort").drop_duplicates("model_id")
+        out["model_ids"] = [str(m) for m in first["model_id"]]
+        counts = predictions["model_id"].value_counts()
+        out["records_by_model"] = {m: int(counts[m]) for m in out["model_ids"]}
     if truth is not None and n:
         joined = join_truth(predictions, truth).dropna(subset=["true_label"])
         out["evaluated"] = len(joined)
@@ -81,6 +95,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"latency ms     p50 {lat['p50']:.1f}   p95 {lat['p95']:.1f}   p99 {lat['p99']:.1f}",
         "predicted      " + ", ".join(f"{k} {v}" for k, v in summary["predicted_counts"].items()),
     ]
+    if len(summary.get("model_ids") or ()) > 1:
+        by_model = summary.get("records_by_model", {})
+        lines.append("models         " + " -> ".join(f"{m} ({by_model.get(m, '?')})" for m in summary["model_ids"]))
     if "accuracy" in summary:
         lines.append(f"accuracy       {summary['accuracy']:.4f}   macro-F1 {summary['macro_f1']:.4f}   "
                      f"(on {summary['evaluated']} records)")

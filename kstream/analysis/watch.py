@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +39,15 @@ RATE_SPAN_S = 5.0
 
 
 def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterable[tuple[str, int]],
-                dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0) -> str:
-    """One line: records, records/s, p99 latency, the largest classes, dead letters and drift.
+                dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0,
+                models: Sequence[str] = ()) -> str:
+    """One line: records, records/s, p99 latency, the largest classes, dead letters, drift, and the model
+    versions ``models`` (in the order they served) once there is more than one.
 
     >>> print(status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1,
-    ...                   alerts=1))  # doctest: +NORMALIZE_WHITESPACE
+    ...                   alerts=1, models=["m@0123", "m@4567"]))  # doctest: +NORMALIZE_WHITESPACE
     1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered |
-    drift 1/2 windows, 1 alert
+    drift 1/2 windows, 1 alert | 2 models, now @4567
     """
     top = sorted(classes, key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{name} {count:,}" for name, count in top[:3])
@@ -55,6 +57,8 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
              shown or "no classes yet", f"{dead_lettered:,} dead-lettered"]
     if windows is not None:
         parts.append(f"drift {drifted}/{windows} windows, {alerts} alert{'s' if alerts != 1 else ''}")
+    if len(models) > 1:
+        parts.append(f"{len(models)} models, now @{str(models[-1]).rpartition('@')[2]}")
     return " | ".join(parts)
 
 
@@ -91,8 +95,11 @@ class LiveState:
         classes = [(str(label), int(n)) for label, n in frame["predicted_label"].astype(str).value_counts().items()]
         w = self.windows
         drifted = int(w["drifted"].astype(bool).sum()) if w is not None and len(w) else 0
+        models: list[str] = []
+        if "model_id" in frame and frame["model_id"].nunique() > 1:  # the versions, by when each first scored
+            models = list(frame.sort_values("predicted_ns", kind="mergesort")["model_id"].drop_duplicates())
         return status_line(len(frame), rate, p99, classes, self.dead_lettered,
-                           None if w is None else len(w), drifted, self.alerts)
+                           None if w is None else len(w), drifted, self.alerts, models)
 
 
 class StoreWatch:
@@ -154,6 +161,7 @@ class BatchTally:
         self.dead_lettered = 0
         self.windows: int | None = None
         self.drifted = self.alerts = 0
+        self.models: list[str] = []  # the model versions the detector served, in order
         self._clock = clock
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -179,6 +187,7 @@ class BatchTally:
             self.dead_lettered = stats.dead_lettered
             if stats.windows or self.windows is not None:
                 self.windows, self.drifted, self.alerts = stats.windows, stats.drifted, stats.alerts
+            self.models = list(getattr(stats, "model_ids", ()))
 
     def status_line(self) -> str:
         """The detector so far in one line."""
@@ -186,7 +195,7 @@ class BatchTally:
         rate = sum(n for _, n in self._recent) / span
         p99 = float(np.percentile(np.fromiter(self.latency_ms, float), 99)) if self.latency_ms else None
         return status_line(self.records, rate, p99, self.classes.items(), self.dead_lettered, self.windows,
-                           self.drifted, self.alerts)
+                           self.drifted, self.alerts, self.models)
 
 
 class NotebookView:

@@ -29,6 +29,12 @@ Bad input never stops it: :meth:`Detector.process` turns every message, whatever
 bytes, key or headers, into exactly one prediction row or exactly one dead letter
 (:mod:`kstream.messages.deadletters`), which always fits the DLQ's record size.
 
+A new model version takes over at a batch boundary (:meth:`Detector.swap`; with ``model_check_s`` a
+thread watches the model's folder for one, :mod:`kstream.detector.hotswap`): each batch is scored by the
+one version it started with, and its rows and windows carry that version's ``model_id``. Drift windows
+never span a swap: the open window closes with the old version, and the monitor compares the new
+version's batches with the new card's reference from then on.
+
 For fault-injection tests, ``crash_at`` (:mod:`kstream.detector.crashpoints`, ``KSTREAM_CRASH_AT``)
 makes the detector kill or freeze itself at one step of one batch.
 """
@@ -53,12 +59,15 @@ import orjson
 
 from kstream.clients import Consumer, Message, Producer, Record
 from kstream.detector.crashpoints import CrashPoint
+from kstream.detector.hotswap import ModelWatcher, SwapCheck
 from kstream.detector.readahead import ReadAhead, still_ours
 from kstream.drift.alerts import AlertRule
 from kstream.drift.monitor import DriftMonitor, window_row
+from kstream.drift.reference import FeatureReference
+from kstream.errors import ModelError
 from kstream.messages.deadletters import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
-from kstream.modeling.artifacts import TrainedModel
+from kstream.modeling.artifacts import ModelCard, TrainedModel
 from kstream.stores.protocol import Store
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
@@ -82,6 +91,9 @@ class DetectorStats:
     drifted: int = 0  # of which drifted
     alerts: int = 0  # alerts raised
     last_window: dict[str, Any] | None = None  # the latest drift window's row
+    swaps: int = 0  # model versions that took over
+    refused_models: int = 0  # new versions in the model's folder that were refused
+    model_ids: list[str] = field(default_factory=list)  # the versions served, in the order they took over
 
 
 @dataclass
@@ -96,11 +108,13 @@ class BatchResult:
     scores: list[float] = field(default_factory=list)  # and scores
     windows: list[dict[str, Any]] = field(default_factory=list)  # drift windows this batch closed (store rows)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts raised on them
+    model_id: str = ""  # the model version that scored it
 
 
 def joined(first: BatchResult, second: BatchResult) -> BatchResult:
     """Two batches' results as one (rows, dead letters, and the predicted rows' features, labels and scores
-    in order), so batches that waited can be written, watched and committed together.
+    in order), so batches that waited can be written, watched and committed together. Both must have been
+    scored by one model version (the detector never joins batches across a swap).
 
     >>> a = BatchResult([{"id": 1}], [], 1, np.zeros((1, 2)), ["attack"], [0.9])
     >>> both = joined(a, BatchResult([], [], 0, None))
@@ -112,7 +126,7 @@ def joined(first: BatchResult, second: BatchResult) -> BatchResult:
     return BatchResult(first.predictions + second.predictions, first.dead + second.dead,
                        first.imputed + second.imputed, matrix, list(first.labels) + list(second.labels),
                        list(first.scores) + list(second.scores), first.windows + second.windows,
-                       first.alerts + second.alerts)
+                       first.alerts + second.alerts, second.model_id or first.model_id)
 
 
 class Detector:
@@ -122,7 +136,9 @@ class Detector:
     objects; tests may pass fakes with the same methods for pure logic.
     ``dlq_budget`` is the largest record the DLQ takes (see
     :class:`~kstream.messages.deadletters.DeadLetterBuilder`): a budget too small for any dead
-    letter is a ConfigError here, at start.
+    letter is a ConfigError here, at start. ``swap_check`` is what a model must match to take over
+    (default: :meth:`SwapCheck.of` ``model``); with ``model_check_s`` above 0, :meth:`run` watches the
+    model's folder for a new version that often (:class:`~kstream.detector.hotswap.ModelWatcher`).
     """
 
     def __init__(
@@ -143,6 +159,8 @@ class Detector:
         alert_rules: list[AlertRule] | tuple[AlertRule, ...] = (),
         drift_topic: str = "flows.drift",
         alerts_topic: str = "flows.alerts",
+        swap_check: SwapCheck | None = None,
+        model_check_s: float = 0.0,
     ) -> None:
         self.dead_letters = DeadLetterBuilder(dlq_budget)
         self.model = model
@@ -163,6 +181,14 @@ class Detector:
         self.alerts_topic = alerts_topic
         self.monitor_id = uuid.uuid4().hex[:12]  # this detector's windows, in the store and on the drift topic
         self.last_result: BatchResult | None = None  # the latest batch handled (for live views)
+        self.swap_check = swap_check or SwapCheck.of(model, drift=monitor is not None)
+        self.model_check_s = float(model_check_s)
+        self.stats.model_ids.append(model.card.model_id)
+        #: the version given to :meth:`swap` that takes over at the next batch, with its drift reference
+        self._pending: tuple[TrainedModel, FeatureReference | None] | None = None
+        self._swap_lock = threading.Lock()
+        self._watched = model.card.model_id  # the version whose reference the drift monitor compares with
+        self._references: dict[str, FeatureReference] = {}  # of versions that took over and are not watched yet
         self._stop = threading.Event()
         #: batches read ahead but not handled when :meth:`run` returned, as (messages, rebalances): handled first next
         self._backlog: list[tuple[list[Message], int]] = []
@@ -175,21 +201,69 @@ class Detector:
         """Ask the loop to finish its current batch, commit and return."""
         self._stop.set()
 
+    def swap(self, model: TrainedModel) -> None:
+        """Serve ``model`` from the next batch on (a hot-swap); returns at once, from any thread.
+
+        The batch being scored finishes with the version it started with; every later batch is
+        scored by ``model`` (by the last one given, when this is called again before the next batch).
+        Raises ModelError, naming what does not fit and the fix, when ``model`` cannot score this
+        stream (:class:`~kstream.detector.hotswap.SwapCheck`); the served model is then unchanged. A
+        model from disk should come through :func:`~kstream.modeling.artifacts.load_dir` (the trust
+        checks), as the folder watcher's do.
+        """
+        problems = self.swap_check.problems(model.card)
+        if problems:
+            raise ModelError(f"{model.card.model_id} cannot take over this stream: {'; '.join(problems)}; train "
+                             f"one for it with `{self.model.train_command()}`")
+        reference = model.reference() if self.monitor is not None else None
+        with self._swap_lock:
+            same = model.card.sha256 == self.model.card.sha256
+            self._pending = None if same else (model, reference)  # the served version again: nothing to do
+
+    def next_card(self) -> ModelCard:
+        """The card of the version that scores the next batch (the one given to :meth:`swap`, or the served one)."""
+        pending = self._pending
+        return pending[0].card if pending is not None else self.model.card
+
+    def _count_refused(self) -> None:
+        self.stats.refused_models += 1  # only the watcher's thread counts these
+
+    def _serving(self) -> TrainedModel:
+        """The model that scores the next batch: a model given to :meth:`swap` takes over here, between batches."""
+        if self._pending is None:
+            return self.model
+        with self._swap_lock:
+            if self._pending is None:
+                return self.model
+            (new, reference), old = self._pending, self.model
+            self.model = new  # before the pending one is cleared: a batch starting now gets one or the other
+            self._pending = None
+            if reference is not None:
+                self._references[new.card.model_id] = reference
+            self.stats.swaps += 1
+            if new.card.model_id not in self.stats.model_ids:
+                self.stats.model_ids.append(new.card.model_id)
+        log.info("model %s takes over from %s after batch %d", new.card.model_id, old.card.model_id,
+                 self.stats.batches)
+        return new
+
     def process(self, messages: list[Message]) -> BatchResult:
         """Decode, score and shape one batch (no I/O); never raises.
 
-        Every message ends as exactly one prediction row or exactly one dead letter.
+        Every message ends as exactly one prediction row or exactly one dead letter, scored by the
+        one model version the batch starts with (``result.model_id``).
         Should the batch fail in a way no record explains (a bug), each message is
         handled alone and those that still fail are dead-lettered with the error.
         """
+        model = self._serving()
         try:
-            return self._process(messages)
+            return self._process(messages, model)
         except Exception:  # noqa: BLE001 - no record may stop the detector
             log.exception("batch of %d failed unexpectedly; handling its messages one by one", len(messages))
-            result = BatchResult([], [])
+            result = BatchResult([], [], model_id=model.card.model_id)
             for msg in messages:
                 try:
-                    one = self._process([msg])
+                    one = self._process([msg], model)
                 except Exception as one_err:  # noqa: BLE001
                     result.dead.append(self._dead_letter(msg, f"the detector failed on this record: {one_err!s:.300}"))
                     continue
@@ -202,8 +276,8 @@ class Detector:
                 result.scores += one.scores
             return result
 
-    def _process(self, messages: list[Message]) -> BatchResult:
-        features = self.model.features
+    def _process(self, messages: list[Message], model: TrainedModel) -> BatchResult:
+        features = model.features
         # a record the Kafka client could not read is a placeholder: no value to decode
         decoded = decode_flows([m.value if m.error is None else None for m in messages], features,
                                schemas=[m.headers.get(SCHEMA_HEADER) for m in messages])
@@ -212,6 +286,7 @@ class Detector:
                               f"the Kafka client could not read this record: {messages[i].error}")
             for i, reason in decoded.errors
         ]
+        model_id = model.card.model_id
         predictions: list[dict[str, Any]] = []
         kept: list[int] = []
         kept_labels: list[Any] = []
@@ -220,14 +295,13 @@ class Detector:
             labels: np.ndarray | list[Any]  # the batch's arrays, or lists when scored row by row
             scores: np.ndarray | list[float]
             try:
-                labels, scores = self.model.predict(decoded.matrix)
+                labels, scores = model.predict(decoded.matrix)
             except Exception as err:  # noqa: BLE001 - one bad row must not sink the batch
                 log.warning("batch scoring failed (%s); scoring its %d rows one by one", err, len(decoded.rows))
-                labels, scores, decoded_rows = self._score_rows(decoded.matrix, decoded.rows, messages, dead)
+                labels, scores, decoded_rows = self._score_rows(model, decoded.matrix, decoded.rows, messages, dead)
             else:
                 decoded_rows = list(range(len(decoded.rows)))
             now = self.clock_ns()
-            model_id = self.model.card.model_id
             for j, label, score in zip(decoded_rows, labels, scores):
                 msg = messages[decoded.rows[j]]
                 score = float(score)
@@ -252,7 +326,8 @@ class Detector:
                 kept_labels.append(label)
                 kept_scores.append(score)
         imputed = sum(1 for n in decoded.missing if n)
-        return BatchResult(predictions, dead, imputed, decoded.matrix[kept], kept_labels, kept_scores)
+        return BatchResult(predictions, dead, imputed, decoded.matrix[kept], kept_labels, kept_scores,
+                           model_id=model_id)
 
     def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
         """The dead letter of ``msg``; a bare one (source and reason only) if building it fails."""
@@ -265,14 +340,14 @@ class Detector:
             return self.dead_letters.build(bare, reason)
 
     def _score_rows(
-        self, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[DeadLetter]
+        self, model: TrainedModel, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[DeadLetter]
     ) -> tuple[list[Any], list[float], list[int]]:
         labels: list[Any] = []
         scores: list[float] = []
         good: list[int] = []
         for j in range(len(rows)):
             try:
-                label, score = self.model.predict(matrix[j : j + 1])
+                label, score = model.predict(matrix[j : j + 1])
             except Exception as err:  # noqa: BLE001
                 dead.append(self._dead_letter(messages[rows[j]], f"model could not score the record: {err}"))
                 continue
@@ -284,7 +359,10 @@ class Detector:
     def watch(self, result: BatchResult | None = None, now_ns: int | None = None) -> None:
         """Feed a batch's predicted rows to the drift monitor (none: close a window whose time is up) and
         put the windows it closed, and the alerts their rules raise, on ``result``. Never raises: a
-        failure is logged and the batch is handled without drift."""
+        failure is logged and the batch is handled without drift.
+
+        The first batch of a version that took over closes the open window (with the version before)
+        and rebases the monitor on the new card's reference."""
         if self.monitor is None or result is None:
             return
         try:
@@ -292,6 +370,10 @@ class Detector:
             if result.matrix is None or not len(result.matrix):
                 closed = self.monitor.tick(now)
             else:
+                if result.model_id and result.model_id != self._watched:
+                    closed = self.monitor.rebase(self._references.pop(result.model_id))
+                    self._add_windows(closed, result)
+                    self._watched = result.model_id
                 closed = self.monitor.update(result.matrix, np.asarray(result.labels).astype(str),
                                              np.asarray(result.scores, dtype=np.float64), now_ns=now)
             self._add_windows(closed, result)
@@ -300,7 +382,7 @@ class Detector:
 
     def _add_windows(self, closed: list[Any], result: BatchResult) -> None:
         """Closed windows as store rows on ``result``, with the alerts the rules raise on them."""
-        model_id = self.model.card.model_id
+        model_id = self._watched
         topic = self.consumer.topics[0] if getattr(self.consumer, "topics", None) else ""
         for window in closed:
             fired = [alert for rule in self.alert_rules if (alert := rule.check(window)) is not None]
@@ -418,6 +500,7 @@ class Detector:
 
         Idle time counts only while this detector has partitions, has read all they hold, and
         the cluster answers: waiting for a rebalance or for a broker to come back is not idleness.
+        With ``model_check_s`` set, a thread watches the model's folder while it runs.
         """
         previous: dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -427,6 +510,10 @@ class Detector:
         # the next batch is polled, decoded and scored on the read-ahead thread while this one is written
         reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
                            backlog=self._backlog).start()
+        watcher = None
+        if self.model_check_s > 0:
+            watcher = ModelWatcher(self.model.path, self.swap, self.next_card, self.model_check_s,
+                                   on_refused=self._count_refused).start()
         refused_at = -1  # the assignment of the last batch whose commit the group refused
         held: collections.deque = collections.deque()  # batches taken out of the read-ahead's line, in order
         try:
@@ -444,7 +531,8 @@ class Detector:
                         room = self.batch_size - len(messages)
                         if max_records is not None:
                             room = min(room, max_records - self.stats.records - len(messages))
-                        for more, more_result, _ in reader.more(read_at, room):
+                        same_model = functools.partial(_scored_by, result.model_id)
+                        for more, more_result, _ in reader.more(read_at, room, same_model):
                             # small batches that wait are written as one: one store transaction, flush, commit
                             messages = messages + more
                             result = joined(result, more_result)
@@ -467,6 +555,8 @@ class Detector:
                     break
             self.finish()
         finally:
+            if watcher is not None:
+                watcher.stop()
             self._backlog = [(m, read_at) for m, _, read_at in held] + reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
@@ -479,3 +569,8 @@ class Detector:
             self.stats.imputed,
         )
         return self.stats
+
+
+def _scored_by(model_id: str, result: BatchResult) -> bool:
+    """Whether ``result`` was scored by the version ``model_id`` (batches of two versions are not joined)."""
+    return result.model_id == model_id

@@ -28,6 +28,7 @@ from typing import Any
 
 from kstream.data.datasets import Dataset
 from kstream.detector.crashpoints import crash_point_from_env
+from kstream.detector.hotswap import SwapCheck
 from kstream.detector.loop import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.generator import GenerateStats, generate
@@ -46,13 +47,16 @@ STOP_TIMEOUT_S = 120.0  # how long a detector process may take to finish its bat
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
+def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None,
+                   swap_check: SwapCheck | None = None) -> Detector:
     """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``,
     with the clients of ``settings.kafka`` (the backend ``--client`` picks).
 
     ``dlq_budget`` (default: :func:`dead_letter_budget`) bounds a dead letter's size so every one fits.
     With ``settings.drift`` it monitors drift against the model card's reference (a card without
-    one stops here, naming the retrain command).
+    one stops here, naming the retrain command). It looks for a new version of the model in its
+    folder every ``settings.model_check_s`` seconds (0: never), and swaps one in that passes
+    ``swap_check`` (default: :meth:`SwapCheck.of` ``model``; see :mod:`kstream.detector.hotswap`).
     """
     monitor = settings.drift_monitor(model.reference()) if settings.drift else None
     consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
@@ -62,7 +66,9 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
                     outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
                     dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings),
                     monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
-                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic)
+                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic,
+                    swap_check=swap_check or SwapCheck.of(model, drift=settings.drift),
+                    model_check_s=settings.model_check_s)
 
 
 def dead_letter_budget(settings: Settings) -> int:
@@ -188,13 +194,13 @@ def _child_setup(level: int) -> None:
 
 
 def _detector_process(index: int, settings: Settings, model: TrainedModel, budget: int, ready: Any, stop: Any,
-                      results: Any, level: int, dead_letters: Any) -> None:
+                      results: Any, level: int, dead_letters: Any, swap_check: SwapCheck | None) -> None:
     _child_setup(level)
     detector: Detector | None = None
     try:
         settings = settings.replace()  # checked again here, which registers its secrets with this process's logs
         with settings.open_store() as store:
-            detector = build_detector(settings, model, store, budget)
+            detector = build_detector(settings, model, store, budget, swap_check)
             watcher = threading.Thread(target=_stop_when_set, args=(stop, detector), daemon=True)
             watcher.start()
             # the parent's live view reads the dead-letter count as it grows (the rows it reads from the store)
@@ -210,13 +216,16 @@ class DetectorProcesses(_Waiting):
     """``n`` detector processes in one consumer group, the interface of :class:`DetectorPool`; a context manager.
 
     ``settings`` name the group, topics, store and client; ``budget`` is the dead-letter budget
-    (:func:`dead_letter_budget`, measured once by the parent).
+    (:func:`dead_letter_budget`, measured once by the parent); ``swap_check`` what a new version of
+    the model must match to take over (see :func:`build_detector`).
     """
 
-    def __init__(self, settings: Settings, model: TrainedModel, n: int, budget: int) -> None:
+    def __init__(self, settings: Settings, model: TrainedModel, n: int, budget: int,
+                 swap_check: SwapCheck | None = None) -> None:
         if n < 1:
             raise ConfigError(f"a detector pool needs at least one detector, not {n}")
         self.settings, self.model, self.n, self.budget = settings, model, n, budget
+        self.swap_check = swap_check
         self._stop = _SPAWN.Event()
         self._results = _SPAWN.Queue()
         self._ready: list[Any] = []
@@ -239,7 +248,7 @@ class DetectorProcesses(_Waiting):
             ready, dead_letters = _SPAWN.Event(), _SPAWN.Value("q", 0, lock=False)
             proc = _SPAWN.Process(target=_detector_process, name=f"kstream-detector-{i}", daemon=True,
                                   args=(i, self.settings, self.model, self.budget, ready, self._stop, self._results,
-                                        level, dead_letters))
+                                        level, dead_letters, self.swap_check))
             self._dead_letters.append(dead_letters)
             proc.start()
             self._ready.append(ready)

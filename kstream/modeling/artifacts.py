@@ -24,6 +24,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +204,15 @@ class ModelCard:
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         """The card in ``path``; an unreadable one is a ModelError naming the fix."""
+        return cls.from_dict(_card_dict(path), path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | str = "model.json") -> ModelCard:
+        """The card a parsed ``model.json`` holds (fields it does not know are ignored); ``path`` for messages."""
         try:
-            data = json.loads(path.read_text())
             known = {f.name for f in dataclasses.fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
-        except (OSError, ValueError, TypeError) as err:
+        except TypeError as err:
             raise ModelError(f"model card {path} is unreadable ({err}); retrain the model") from None
 
 
@@ -299,26 +305,43 @@ def sha256_file(path: Path) -> str:
 def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | None = None,
          train_vectors: np.ndarray | None = None) -> ModelCard:
     """Write ``model.joblib``, ``train-vectors.npy`` (when given: the distinct hashes of the training
-    rows' vectors) and then ``model.json`` carrying both files' sha256 (and the card's signature when
-    the trust policy has a key)."""
+    rows' vectors) and ``model.json`` carrying both files' sha256 (and the card's signature when
+    the trust policy has a key).
+
+    Each file is written whole under a temporary name, and the three are renamed into place one
+    after the other only then, the card last: a detector watching the folder for a new version
+    (:mod:`kstream.detector.hotswap`) never reads a half-written file, and in the microseconds
+    between the renames it sees a card that does not match the artifact and looks again later.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    artifact = directory / "model.joblib"
-    tmp = directory / "model.joblib.tmp"
-    joblib.dump(pipeline, tmp)
-    tmp.replace(artifact)
-    card.sha256 = sha256_file(artifact)
-    card.train_vectors_sha256 = ""
-    if train_vectors is not None:
-        vectors, tmp = directory / TRAIN_VECTORS, directory / "train-vectors.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, leakage.distinct(train_vectors), allow_pickle=False)
-        tmp.replace(vectors)
-        card.train_vectors_sha256 = sha256_file(vectors)
-    card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    card.signature = ""
-    card.signature = (trust or Trust.from_env()).sign(asdict(card))
-    (directory / "model.json").write_text(card.to_json())
+    staged: list[tuple[Path, Path]] = []  # (temporary file, final name), renamed in this order
+    try:
+        artifact = _staged(directory, "model.joblib", staged)
+        joblib.dump(pipeline, artifact)
+        card.sha256 = sha256_file(artifact)
+        card.train_vectors_sha256 = ""
+        if train_vectors is not None:
+            vectors = _staged(directory, TRAIN_VECTORS, staged)
+            with open(vectors, "wb") as fh:
+                np.save(fh, leakage.distinct(train_vectors), allow_pickle=False)
+            card.train_vectors_sha256 = sha256_file(vectors)
+        card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        card.signature = ""
+        card.signature = (trust or Trust.from_env()).sign(asdict(card))
+        _staged(directory, "model.json", staged).write_text(card.to_json())
+        for tmp, final in staged:
+            tmp.replace(final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return card
+
+
+def _staged(directory: Path, name: str, staged: list[tuple[Path, Path]]) -> Path:
+    """A temporary name beside ``directory / name`` (hidden, unique to this writer), noted in ``staged``."""
+    path = directory / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # created by its writer, default mode
+    staged.append((path, directory / name))
+    return path
 
 
 def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
@@ -331,18 +354,44 @@ def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
 
 def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
     """Load ``model.joblib`` from ``directory`` if and only if its hash matches ``model.json`` and the
-    card passes the trust policy (default: ``Trust.from_env()``; see :mod:`kstream.modeling.trust`)."""
+    card passes the trust policy (default: ``Trust.from_env()``; see :mod:`kstream.modeling.trust`).
+
+    The card is read once and the artifact is hashed and unpickled from one open file, so a file
+    replaced while this runs (a new version being written into the folder) can never be unpickled
+    after another file was checked.
+    """
     artifact, card_path = directory / "model.joblib", directory / "model.json"
     if not artifact.exists() or not card_path.exists():
         raise ModelError(f"no trained model at {directory} (model.joblib and model.json); train it first")
-    card = ModelCard.read(card_path)
-    if sha256_file(artifact) != card.sha256:
-        raise ModelError(
-            f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
-        )
-    # the card as written, not as read: a card signed before a field existed stays signed after it
-    (trust or Trust.from_env()).verify(json.loads(card_path.read_text()), str(directory))
-    return TrainedModel(joblib.load(artifact), card, directory, read_train_vectors(directory, card))
+    written = _card_dict(card_path)
+    card = ModelCard.from_dict(written, card_path)
+    try:
+        with open(artifact, "rb") as fh:
+            digest = hashlib.sha256()
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+            if digest.hexdigest() != card.sha256:
+                raise ModelError(
+                    f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
+                )
+            # the card as written, not as read: a card signed before a field existed stays signed after it
+            (trust or Trust.from_env()).verify(written, str(directory))
+            fh.seek(0)
+            pipeline = joblib.load(fh)
+    except OSError as err:
+        raise ModelError(f"cannot read {artifact} ({err}); check the file, or retrain the model") from None
+    return TrainedModel(pipeline, card, directory, read_train_vectors(directory, card))
+
+
+def _card_dict(path: Path) -> dict[str, Any]:
+    """The parsed ``model.json`` at ``path``; unreadable or not a JSON object: a ModelError naming the fix."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelError(f"model card {path} is unreadable ({err}); retrain the model") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"model card {path} is unreadable (not a JSON object); retrain the model")
+    return data
 
 
 def read_train_vectors(directory: Path, card: ModelCard) -> np.ndarray | None:
