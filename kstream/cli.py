@@ -797,7 +797,7 @@ COMMANDS: dict[str, Command] = {
 
 # --- the environment, listed from Settings ----------------------------------------------------------
 
-_OPTION_NAMES = {"drift_window_s": "--drift-seconds", "outage_timeout_s": "--outage-timeout", "alerts": "--alert",
+_OPTION_NAMES = {**{dest: flag for flag, dest in _DESTS.items()},  # the flags not named after their setting
                  "dataset": "-d/--dataset", "task": "-t/--task", "model": "-m/--model"}
 _ENV_ONLY = {
     "store": "results store: sqlite or mongodb (default: what the store URL names; must agree with it)",
