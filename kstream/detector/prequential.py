@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,9 @@ class PrequentialWindows:
               unknown: int = 0, duplicates: int = 0) -> dict[str, Any]:
         """The row of a closed window (:data:`~kstream.stores.protocol.PREQUENTIAL_FIELDS`); ``pending``,
         ``expired``, ``unknown`` and ``duplicates`` are the join's counts when it closed."""
-        scores = score(window.truth, window.predicted, None, self.task)
+        with warnings.catch_warnings():  # a window of one class is a window, not a mistake
+            warnings.simplefilter("ignore", UserWarning)
+            scores = score(window.truth, window.predicted, None, self.task)
         present = collections.Counter(window.truth)
         recall = {c: _finite(scores["per_class"][c]["recall"]) for c in sorted(present)}
         delays = np.asarray(window.delay_records, dtype=float)
