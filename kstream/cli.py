@@ -811,6 +811,7 @@ COMMANDS: dict[str, Command] = {
 # --- the environment, listed from Settings ----------------------------------------------------------
 
 _OPTION_NAMES = {"drift_window_s": "--drift-seconds", "outage_timeout_s": "--outage-timeout", "alerts": "--alert",
+                 "label_wait_s": "--label-wait",
                  "dataset": "-d/--dataset", "task": "-t/--task", "model": "-m/--model"}
 _ENV_ONLY = {
     "store": "results store: sqlite or mongodb (default: what the store URL names; must agree with it)",
@@ -825,7 +826,7 @@ def _environment_help() -> str:
     rows = []
     for name, envs in ENV_NAMES.items():
         what = _ENV_ONLY.get(name) or _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-        if name == "drift":
+        if name in ("drift", "labels"):
             what += " (1 or 0)"
         elif name == "alerts":
             what += " (rules separated by ';')"
