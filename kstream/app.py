@@ -42,7 +42,7 @@ from kstream.detector.hotswap import SwapCheck
 from kstream.detector.loop import DetectorStats
 from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
-from kstream.generator import GenerateStats, generate
+from kstream.generator import GenerateStats, LabelPlan, generate
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.modeling.quality import scores_with_leakage
@@ -68,6 +68,7 @@ __all__ = [
     "run",
     "in_order",
     "order_of",
+    "label_plan",
     "RunResult",
     "report",
 ]
@@ -281,6 +282,9 @@ def send(
     go in ``settings.order`` (:meth:`~kstream.data.datasets.Dataset.in_order`: by default in time
     order where the data has flow times, else shuffled with ``settings.seed``, else 42); with
     ``loop`` every pass repeats that order.
+
+    With ``settings.label_delay``, each record's label follows it to ``settings.labels_topic`` after that
+    delay (:func:`label_plan`).
     """
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
@@ -294,11 +298,33 @@ def send(
     else:
         rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode, until=ref.train_until)
     rows = in_order(rows, settings)
+    plan = label_plan(settings, rows, ref.level)
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=settings.records or None, loop=loop,
                         progress=progress,
-                        value_format=settings.value_format, features=card.features if ref.trained else None)
+                        value_format=settings.value_format, features=card.features if ref.trained else None,
+                        labels=plan)
+
+
+def label_plan(settings: Settings, rows: Dataset, level: str = "") -> LabelPlan | None:
+    """The labels the generator sends after ``rows`` (None without ``settings.label_delay``): each row's class for
+    ``settings.task`` (``benign``/``attack``, or the class at ``level``), to ``settings.labels_topic``. Data without
+    labels (flows from packets) stops here, in one line.
+
+    >>> plan = label_plan(Settings(label_delay="2s"), datasets.load("cicids2017").take(np.arange(3)))
+    >>> plan.delay.seconds, list(plan.values)
+    (2.0, ['benign', 'benign', 'benign'])
+    """
+    delay = settings.label_schedule
+    if delay is None:
+        return None
+    if not rows.labelled:
+        raise ConfigError(f"{rows.source or rows.name} holds flows without labels (a packet capture): there is no "
+                          "label to send; drop --label-delay (or unset KSTREAM_LABEL_DELAY)")
+    if settings.task == "multi_class" and level and level != rows.level:
+        rows = rows.with_level(level)
+    return LabelPlan(settings.labels_topic, rows.target(settings.task).to_numpy().tolist(), delay)
 
 
 def capture(
@@ -318,6 +344,8 @@ def capture(
     spec = datasets.spec(settings.dataset)
     if not spec.captures:
         raise ConfigError(f"{spec.name} has no packet-capture features; capture with -d cicids2017")
+    if settings.label_schedule is not None:
+        raise ConfigError("flows metered from packets have no labels to send; unset KSTREAM_LABEL_DELAY")
     if (pcap is None) == (interface is None):
         raise ConfigError("give a capture file (kstream capture FILE) or --interface, not both and not neither")
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
@@ -384,13 +412,19 @@ def run(
     have stored so far) about every ``progress_every_s`` seconds, on this thread, and once more at
     the end; with ``progress`` the same state is the status line of a progress bar. With
     ``settings.drift`` the summary counts drift windows, drifted windows and alerts.
+
+    With ``settings.label_delay`` the generator sends each record's label after that delay
+    (:func:`label_plan`), the detectors join the labels to their predictions, and the summary lists the
+    prequential windows (``prequential``: records, accuracy, macro-F1, TPR/FAR, per-class recall, label delay,
+    model id...) as the store holds them, with the labels' counts (``labels``).
     """
     if detectors < 1:
         raise ConfigError(f"a run needs at least one detector, not {detectors}")
     if settings.partitions and detectors > settings.partitions:
         raise ConfigError(f"{detectors} detectors need at least {detectors} partitions, not {settings.partitions}; "
                           f"leave partitions unset (one per detector) or set --partitions {detectors}")
-    settings = settings.replace(partitions=settings.partitions or detectors)
+    settings = settings.replace(partitions=settings.partitions or detectors,
+                                labels=settings.labels or settings.label_schedule is not None)
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     model = model_for(ref, ds, train_missing=True, retrain=retrain, allow_missing=allow_missing)
@@ -406,10 +440,13 @@ def run(
         dlq_topic=f"{settings.dlq_topic}.{suffix}",
         drift_topic=f"{settings.drift_topic}.{suffix}",
         alerts_topic=f"{settings.alerts_topic}.{suffix}",
+        labels_topic=f"{settings.labels_topic}.{suffix}",
+        prequential_topic=f"{settings.prequential_topic}.{suffix}",
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
     rows = in_order(unseen_rows(model, ds), settings)
+    plan = label_plan(settings, rows, ref.level)
     expected = min(settings.records, len(rows)) if settings.records else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
@@ -420,7 +457,7 @@ def run(
             with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool:
                 sent_so_far: list[int | None] = [None]  # known when the generator process ends
                 watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
-                                   settings.drift, progress_every_s)
+                                   settings.drift, progress_every_s, labels=settings.labels)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
 
@@ -429,13 +466,18 @@ def run(
                     show()
 
                 sent = generate_in_process(settings, rows, rate=rate, limit=settings.records or None, progress=False,
-                                           check=check, features=model.features)
+                                           check=check, features=model.features, labels=plan)
                 sent_so_far[0] = sent.records
-                # wait for distinct stored records, not handled ones: a rebalance redelivers some records
-                pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
+
+                def drained() -> bool:  # distinct stored records (and labels), not handled ones: a rebalance redelivers
+                    return (store.count(settings.topic) >= sent.records
+                            and (not sent.labels or store.count_labels(settings.topic) >= sent.labels))
+
+                pool.wait_until(lambda: show() or drained(), drain_timeout_s)
             show(force=True)  # the final state: every detector has stopped and written its last window
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
+        prequential = store.prequential(settings.topic) if settings.labels else None
         location = store.location
     summary = summaries.summarize(frame, rows.truth(settings.task), settings.task)
     seen = model.seen_in_training(rows, ds)
@@ -450,6 +492,9 @@ def run(
             "windows": len(windows), "drifted": int(windows["drifted"].sum()) if len(windows) else 0,
             "judged": int(windows["judged"].sum()) if len(windows) else 0,
             "alerts": int(sum(len(a) for a in windows["alerts"])) if len(windows) else 0},
+        prequential=None if prequential is None else summaries.prequential_list(prequential),
+        labels=None if not settings.labels else {"sent": sent.labels, **summaries.label_totals(
+            [s.labels for s in pool.stats])},
         model_id=model.card.model_id,
         swaps=sum(s.swaps for s in pool.stats),
         refused_models=sum(s.refused_models for s in pool.stats),
@@ -534,4 +579,7 @@ def _topics(settings: Settings) -> dict[str, int]:
               settings.dlq_topic: 1}
     if settings.drift:
         topics.update({settings.drift_topic: 1, settings.alerts_topic: 1})
+    if settings.labels or settings.label_schedule is not None:
+        # co-partitioned with the flows: a record's label reaches the detector that scored it
+        topics.update({settings.labels_topic: partitions, settings.prequential_topic: 1})
     return topics

@@ -217,7 +217,49 @@ def _drift_group(p: argparse.ArgumentParser) -> None:
 _DRIFT_OPTIONS = ("--drift-window", "--drift-seconds", "--drift-psi", "--drift-share", "--alert", "--drift-topic",
                   "--alerts-topic")
 _DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s",
-          "--model-check": "model_check_s"}
+          "--model-check": "model_check_s",
+          "--label-wait": "label_wait_s"}
+
+
+def _label_delay_option(g: Any) -> None:
+    g.add_argument("--label-delay", metavar="N|SECONDS",
+                   help="also send each record's label (its class at the model's level: benign/attack for binary) to "
+                   "--labels-topic, N records after it (1000) or that long after it (30s, 500ms, 2m); the labels "
+                   "left at the end of the data go at once (records) or at their time (seconds). Default: no labels")
+
+
+def _labels_group(p: argparse.ArgumentParser, switch: bool) -> None:
+    """The labels and prequential options of the detector side (``switch``: with --labels, for `detect`)."""
+    title = "labels and prequential scores" + (" (the other options here need --labels)" if switch else "")
+    g = p.add_argument_group(title)
+    if switch:
+        g.add_argument("--labels", action="store_true", default=None,
+                       help="also read --labels-topic, join each label to the prediction of its record id and score "
+                       "prequential windows (stored, and sent to --prequential-topic)")
+    else:
+        _label_delay_option(g)
+    g.add_argument("--labels-topic", metavar="NAME", help=f"topic of labels (default {_DEFAULTS['labels_topic']})")
+    g.add_argument("--prequential-window", type=int, metavar="N",
+                   help=f"labelled records per prequential window (default {_DEFAULTS['prequential_window']})")
+    g.add_argument("--prequential-topic", metavar="NAME",
+                   help=f"topic of prequential windows (default {_DEFAULTS['prequential_topic']})")
+    g.add_argument("--label-pending", type=int, metavar="N",
+                   help="most predictions kept waiting for their label, and labels for their prediction "
+                   f"(default {_DEFAULTS['label_pending']:,}); the oldest beyond expire, counted")
+    g.add_argument("--label-wait", dest="label_wait_s", type=float, metavar="SECONDS",
+                   help="seconds a prediction waits for its label, and a label for its prediction, before it expires "
+                   f"(default {_DEFAULTS['label_wait_s']:g})")
+
+
+_LABEL_OPTIONS = ("--labels-topic", "--prequential-window", "--prequential-topic", "--label-pending", "--label-wait")
+
+
+def _check_labels(args: argparse.Namespace, settings: Settings, switch: str) -> None:
+    present = settings.labels if switch == "--labels" else settings.label_schedule is not None
+    env = "KSTREAM_LABELS=1" if switch == "--labels" else "KSTREAM_LABEL_DELAY"
+    options = _LABEL_OPTIONS if switch == "--labels" else ("--prequential-window", "--prequential-topic",
+                                                           "--label-pending", "--label-wait")
+    _needs(args, options, present, "{options} need{s} labels: add " + switch + " (or set " + env + "), or drop {them}")
 
 # --- usage checks: an option the command would ignore is refused ---------------------------------------
 
@@ -316,6 +358,7 @@ def _build_run(p: argparse.ArgumentParser) -> None:
                  local=", else a temporary one for the run")
     _store_group(p, "the run folder's predictions.sqlite")
     _drift_group(p)
+    _labels_group(p, switch=False)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -323,6 +366,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_train_until(args)
     settings = _settings(args)
     _check_drift(args, settings)
+    _check_labels(args, settings, "--label-delay")
     result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
                      progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing)
     if args.json:
@@ -507,6 +551,8 @@ def _build_generate(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loop", action="store_true",
                    help="start over at the end of the data, in the same order (ids get #<pass>)")
     _value_format_option(g)
+    _label_delay_option(g)
+    g.add_argument("--labels-topic", metavar="NAME", help=f"topic of labels (default {_DEFAULTS['labels_topic']})")
     _model_group(p, seed=f"split seed (default: the model card's, else {datasets.DEFAULT_SEED})",
                  split_mode=f"default: the model card's, else {leakage.DEFAULT_SPLIT_MODE}",
                  title="dataset, and the model whose held-out rows --split test sends")
@@ -517,9 +563,12 @@ def _generate(args: argparse.Namespace) -> int:
     _check_data(args)
     _check_train_until(args)
     settings = _settings(args)
+    _needs(args, ["--labels-topic"], settings.label_schedule is not None,
+           "{options} names where labels go: add --label-delay, or drop {them}")
     with app.kafka_cluster(settings, start_local=False) as settings:
         stats = app.send(settings, args.split, args.data, args.rate, args.loop, _progress(args))
-    print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
+    labels = f", and {stats.labels} labels to {settings.labels_topic}" if settings.label_schedule is not None else ""
+    print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s){labels}")
     return 0
 
 
@@ -571,6 +620,7 @@ def _build_detect(p: argparse.ArgumentParser) -> None:
     _kafka_group(p)
     _store_group(p, _project_path(sqlite_path_from_url("")))
     _drift_group(p)
+    _labels_group(p, switch=True)
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -579,6 +629,7 @@ def _detect(args: argparse.Namespace) -> int:
            "{options} lets the model score --data that lacks features: add --data PATH, or drop {them}")
     settings = _settings(args)
     _check_drift(args, settings)
+    _check_labels(args, settings, "--labels")
     # fail fast, before touching Kafka: the model, checked against the data when given
     ds = app.load_data(settings, args.data) if args.data else None
     model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
@@ -594,6 +645,13 @@ def _detect(args: argparse.Namespace) -> int:
     if settings.drift:
         print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
               f"(windows in the store's drift table and {settings.drift_topic})")
+    if settings.labels:
+        c = stats.labels or {}
+        print(f"labels: {c.get('accepted', 0)} stored, {c.get('joined', 0)} joined, {c.get('duplicates', 0)} "
+              f"duplicates, {c.get('unknown', 0)} unknown, {c.get('expired', 0)} expired predictions, "
+              f"{c.get('pending', 0)} predictions waiting, {c.get('dead_lettered', 0)} dead-lettered; "
+              f"{c.get('windows', 0)} prequential windows (in the store's prequential table and "
+              f"{settings.prequential_topic})")
     if ds is not None:
         with settings.open_store() as store:
             frame = store.frame(settings.topic)
@@ -812,7 +870,7 @@ def _environment_help() -> str:
     rows = []
     for name, envs in ENV_NAMES.items():
         what = _ENV_ONLY.get(name) or _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-        if name == "drift":
+        if name in ("drift", "labels"):
             what += " (1 or 0)"
         elif name == "alerts":
             what += " (rules separated by ';')"

@@ -25,9 +25,16 @@ alert to the alerts topic, in the same write step as the batch, before the commi
 closed by time while no record comes is written the same way. A restarted detector starts a
 new monitor (its windows carry another monitor id): drift windows are not replayed.
 
+With a label stream (:class:`~kstream.detector.labels.LabelStream`), the consumer reads the labels topic too:
+each batch's labels are read with its flows (a bad one is dead-lettered with its reason), joined to the
+predictions by record id on this thread, in batch order, and stored with their join and the prequential
+windows they closed, in the same write step as the batch, before the commit; the windows are published to
+the prequential topic. A restarted detector rebuilds the join from the store, so no label is lost or
+counted twice.
+
 Bad input never stops it: :meth:`Detector.process` turns every message, whatever its
-bytes, key or headers, into exactly one prediction row or exactly one dead letter
-(:mod:`kstream.messages.deadletters`), which always fits the DLQ's record size.
+bytes, key or headers, into exactly one prediction row (or, on the labels topic, one label) or exactly one
+dead letter (:mod:`kstream.messages.deadletters`), which always fits the DLQ's record size.
 
 A new model version takes over at a batch boundary (:meth:`Detector.swap`; with ``model_check_s`` a
 thread watches the model's folder for one, :mod:`kstream.detector.hotswap`): each batch is scored by the
@@ -42,6 +49,7 @@ makes the detector kill or freeze itself at one step of one batch.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import math
@@ -58,13 +66,15 @@ import numpy as np
 import orjson
 
 from kstream.clients import Consumer, Message, Producer, Record
+from kstream.clients.records import Assignment
 from kstream.detector.crashpoints import CrashPoint
 from kstream.detector.hotswap import ModelWatcher, SwapCheck
+from kstream.detector.labels import LabelBatch, LabelStream
 from kstream.detector.readahead import ReadAhead, still_ours
 from kstream.drift.alerts import AlertRule
 from kstream.drift.monitor import DriftMonitor, window_row
 from kstream.drift.reference import FeatureReference
-from kstream.errors import ModelError
+from kstream.errors import KstreamError, ModelError
 from kstream.messages.deadletters import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
 from kstream.modeling.artifacts import ModelCard, TrainedModel
@@ -94,6 +104,8 @@ class DetectorStats:
     swaps: int = 0  # model versions that took over
     refused_models: int = 0  # new versions in the model's folder that were refused
     model_ids: list[str] = field(default_factory=list)  # the versions served, in the order they took over
+    labels: dict[str, int] | None = None  # with a label stream: its counts (kstream.detector.labels.LabelCounts)
+    last_prequential: dict[str, Any] | None = None  # the latest prequential window's row
 
 
 @dataclass
@@ -109,6 +121,8 @@ class BatchResult:
     windows: list[dict[str, Any]] = field(default_factory=list)  # drift windows this batch closed (store rows)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts raised on them
     model_id: str = ""  # the model version that scored it
+    label_rows: list[dict[str, Any]] = field(default_factory=list)  # labels read (not joined yet)
+    joined_labels: LabelBatch | None = None  # the labels joined and the prequential windows closed (writer's thread)
 
 
 def joined(first: BatchResult, second: BatchResult) -> BatchResult:
@@ -126,7 +140,8 @@ def joined(first: BatchResult, second: BatchResult) -> BatchResult:
     return BatchResult(first.predictions + second.predictions, first.dead + second.dead,
                        first.imputed + second.imputed, matrix, list(first.labels) + list(second.labels),
                        list(first.scores) + list(second.scores), first.windows + second.windows,
-                       first.alerts + second.alerts, second.model_id or first.model_id)
+                       first.alerts + second.alerts, model_id=second.model_id or first.model_id,
+                       label_rows=first.label_rows + second.label_rows)
 
 
 class Detector:
@@ -161,6 +176,8 @@ class Detector:
         alerts_topic: str = "flows.alerts",
         swap_check: SwapCheck | None = None,
         model_check_s: float = 0.0,
+        labels: LabelStream | None = None,
+        prequential_topic: str = "flows.prequential",
     ) -> None:
         self.dead_letters = DeadLetterBuilder(dlq_budget)
         self.model = model
@@ -180,6 +197,8 @@ class Detector:
         self.drift_topic = drift_topic
         self.alerts_topic = alerts_topic
         self.monitor_id = uuid.uuid4().hex[:12]  # this detector's windows, in the store and on the drift topic
+        self.labels = labels
+        self.prequential_topic = prequential_topic
         self.last_result: BatchResult | None = None  # the latest batch handled (for live views)
         self.swap_check = swap_check or SwapCheck.of(model, drift=monitor is not None)
         self.model_check_s = float(model_check_s)
@@ -274,9 +293,33 @@ class Detector:
                     result.matrix = one.matrix if result.matrix is None else np.vstack([result.matrix, one.matrix])
                 result.labels += one.labels
                 result.scores += one.scores
+                result.label_rows += one.label_rows
             return result
 
     def _process(self, messages: list[Message], model: TrainedModel) -> BatchResult:
+        label_messages: list[Message] = []
+        if self.labels is not None:
+            labels_topic = self.labels.labels_topic
+            flows = [m for m in messages if m.topic != labels_topic]
+            if len(flows) < len(messages):
+                label_messages = [m for m in messages if m.topic == labels_topic]
+                messages = flows
+        result = self._process_flows(messages, model)
+        if label_messages:
+            self._process_labels(label_messages, result)
+        return result
+
+    def _process_labels(self, messages: list[Message], result: BatchResult) -> None:
+        """Read a batch's label messages onto ``result``: label rows, and dead letters for those it cannot take."""
+        assert self.labels is not None
+        readable = [m for m in messages if m.error is None]
+        result.dead += [self._dead_letter(m, f"the Kafka client could not read this record: {m.error}")
+                        for m in messages if m.error is not None]
+        rows, bad = self.labels.decode(readable)
+        result.label_rows += rows
+        result.dead += [self._dead_letter(m, reason) for m, reason in bad]
+
+    def _process_flows(self, messages: list[Message], model: TrainedModel) -> BatchResult:
         features = model.features
         # a record the Kafka client could not read is a placeholder: no value to decode
         decoded = decode_flows([m.value if m.error is None else None for m in messages], features,
@@ -390,11 +433,43 @@ class Detector:
             result.alerts += [{**a.to_dict(), "monitor": self.monitor_id, "topic": topic, "model_id": model_id}
                               for a in fired]
 
+    def join(self, result: BatchResult) -> None:
+        """Join a batch's labels and predictions (with a label stream), on this thread in batch order; the labels
+        to store and the prequential windows closed go on ``result``. A store that fails stops the detector as a
+        write would; a failure of the join itself dead-letters the batch's labels (and the join starts over from
+        the store), never the batch."""
+        if self.labels is None:
+            return
+        assignment = getattr(self.consumer, "assignment", None)
+        partitions = None
+        if isinstance(assignment, Assignment):
+            partitions = {p for t, p in assignment.owned if t in (self.labels.topic, self.labels.labels_topic)}
+        try:
+            result.joined_labels = self.labels.handle(result.predictions, result.label_rows,
+                                               getattr(self.consumer, "rebalances", None), partitions or None)
+        except KstreamError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a label must never stop the detector
+            log.exception("joining %d labels failed; they are dead-lettered and the join is rebuilt from the store",
+                          len(result.label_rows))
+            self.labels.forget()
+            for row in result.label_rows:
+                msg = Message(row["label_topic"], row["label_partition"], row["label_offset"],
+                              row["record_id"].encode(), row["true_label"].encode(), {}, row["label_topic_id"])
+                result.dead.append(self._dead_letter(msg, f"the detector failed to join this label: {err!s:.300}"))
+            result.label_rows = []
+
     def write(self, result: BatchResult) -> None:
         """Store, publish and dead-letter one batch's results; durable and acknowledged when this returns."""
         self.store.write(result.predictions)
         if result.windows:
             self.store.write_windows(result.windows)
+        joined = result.joined_labels
+        if joined is not None:
+            self.store.write_labels(joined.new)
+            self.store.join_labels(joined.joins)
+            self._crash_point("after-labels")
+            self.store.write_prequential(joined.windows)
         self._crash_point("after-store")
         records = [Record(self.predictions_topic, encode_prediction(row), row["record_id"].encode())
                    for row in result.predictions]
@@ -402,6 +477,9 @@ class Detector:
         records += [Record(self.drift_topic, orjson.dumps(row), row["monitor"].encode()) for row in result.windows]
         records += [Record(self.alerts_topic, orjson.dumps(alert), alert["monitor"].encode())
                     for alert in result.alerts]
+        if joined is not None:
+            records += [Record(self.prequential_topic, orjson.dumps(row), f"{row['topic']}/{row['partition']}".encode())
+                        for row in joined.windows]
         self.producer.publish(records, self.outage_timeout_s)
         self._crash_point("after-publish")
 
@@ -427,6 +505,7 @@ class Detector:
 
         Returns False when the commit was refused after a rebalance."""
         self.watch(result)  # on this thread, in the order batches are written
+        self.join(result)
         self.write(result)
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
@@ -446,7 +525,15 @@ class Detector:
             self._count_windows(result)
 
     def finish(self) -> None:
-        """Write the open drift window, if any (at the end of a run); never raises."""
+        """Write the open drift and prequential windows, if any (at the end of a run); never raises."""
+        if self.labels is not None:
+            try:
+                result = BatchResult([], [], joined_labels=LabelBatch(windows=self.labels.finish()))
+                if result.joined_labels is not None and result.joined_labels.windows:
+                    self.write(result)
+                    self._count_labels(result)
+            except Exception:  # noqa: BLE001 - the last window is a report, not a delivery
+                log.exception("could not write the last prequential windows")
         if self.monitor is None:
             return
         try:
@@ -475,6 +562,15 @@ class Detector:
             log.warning("%s at %s of batch %d, as KSTREAM_CRASH_AT asks", how, point, self.stats.batches + 1)
             os.kill(os.getpid(), self.crash_at.signum)
 
+    def _count_labels(self, result: BatchResult) -> None:
+        if self.labels is None:
+            return
+        prefix = self.labels.labels_topic + "/"
+        self.labels.counts.dead_lettered += sum(1 for letter in result.dead if letter.source.startswith(prefix))
+        self.stats.labels = dataclasses.asdict(self.labels.counts)
+        if result.joined_labels is not None and result.joined_labels.windows:
+            self.stats.last_prequential = result.joined_labels.windows[-1]
+
     def _count(self, messages: list[Message], result: BatchResult) -> None:
         s = self.stats
         s.batches += 1
@@ -483,6 +579,7 @@ class Detector:
         s.dead_lettered += len(result.dead)
         s.imputed += result.imputed
         self._count_windows(result)
+        self._count_labels(result)
         for letter in result.dead:
             kind = letter.reason.split(":")[0]
             s.dlq_reasons[kind] = s.dlq_reasons.get(kind, 0) + 1
@@ -547,6 +644,9 @@ class Detector:
                         on_batch(len(messages))
                 elif self.monitor is not None and self.monitor.window_ns is not None:
                     self._write_windows(BatchResult([], []))  # a window of seconds may be up
+                if item is None and self.labels is not None:
+                    self.labels.expire()  # what waited past the bounds expires while no record comes
+                    self.stats.labels = dataclasses.asdict(self.labels.counts)
                 if item is None and idle_timeout_s is not None and reader.idle_since is not None \
                         and time.monotonic() - reader.idle_since >= idle_timeout_s:
                     log.info("no new record for %.1fs; stopping", idle_timeout_s)

@@ -29,9 +29,10 @@ from typing import Any
 from kstream.data.datasets import Dataset
 from kstream.detector.crashpoints import crash_point_from_env
 from kstream.detector.hotswap import SwapCheck
+from kstream.detector.labels import LabelStream
 from kstream.detector.loop import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
-from kstream.generator import GenerateStats, generate
+from kstream.generator import GenerateStats, LabelPlan, generate
 from kstream.messages.deadletters import RECORD_OVERHEAD
 from kstream.modeling.artifacts import TrainedModel
 from kstream.retry import Deadline, wait_until
@@ -57,10 +58,17 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
     one stops here, naming the retrain command). It looks for a new version of the model in its
     folder every ``settings.model_check_s`` seconds (0: never), and swaps one in that passes
     ``swap_check`` (default: :meth:`SwapCheck.of` ``model``; see :mod:`kstream.detector.hotswap`).
+    one stops here, naming the retrain command). With ``settings.labels`` it reads ``settings.labels_topic``
+    too (same consumer, same group), joins the labels to its predictions and scores prequential windows
+    (:class:`~kstream.detector.labels.LabelStream`).
     """
     monitor = settings.drift_monitor(model.reference()) if settings.drift else None
-    consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    topics = [settings.topic, settings.labels_topic] if settings.labels else [settings.topic]
+    consumer = settings.kafka.Consumer(settings.bootstrap, topics, settings.group, settings.kafka_options)
     producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
+    labels = LabelStream(store, settings.topic, settings.labels_topic, model.card.classes, model.card.task,
+                         settings.prequential_window, settings.label_pending,
+                         settings.label_wait_s) if settings.labels else None
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
                     outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
@@ -68,7 +76,8 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
                     monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
                     drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic,
                     swap_check=swap_check or SwapCheck.of(model, drift=settings.drift),
-                    model_check_s=settings.model_check_s)
+                    model_check_s=settings.model_check_s, labels=labels,
+                    prequential_topic=settings.prequential_topic)
 
 
 def dead_letter_budget(settings: Settings) -> int:
@@ -315,23 +324,24 @@ class DetectorProcesses(_Waiting):
 
 
 def _generator_process(settings: Settings, rows: Dataset, rate: float, limit: int | None, progress: bool,
-                       results: Any, level: int, features: list[str] | None) -> None:
+                       results: Any, level: int, features: list[str] | None, labels: LabelPlan | None) -> None:
     _child_setup(level)
     try:
         settings = settings.replace()
         with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
             stats = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
-                             value_format=settings.value_format, features=features)
-        results.put((stats.records, stats.seconds, None))
+                             value_format=settings.value_format, features=features, labels=labels)
+        results.put((stats.records, stats.seconds, stats.labels, None))
     except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
-        results.put((0, 0.0, _portable(err, "the generator process")))
+        results.put((0, 0.0, 0, _portable(err, "the generator process")))
 
 
 def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, limit: int | None = None,
                         progress: bool = True, check: Callable[[], None] | None = None,
-                        features: list[str] | None = None) -> GenerateStats:
+                        features: list[str] | None = None, labels: LabelPlan | None = None) -> GenerateStats:
     """:func:`~kstream.generator.generate` ``rows`` into ``settings.topic`` from a process of its own
-    (``features``: the order of a vector value, see :func:`~kstream.generator.generate`).
+    (``features``: the order of a vector value; ``labels``: the labels to send after the records, see
+    :func:`~kstream.generator.generate`).
 
     ``check`` is called while it runs (a detector pool's ``raise_failure``), so a failing
     detector stops the wait; the generator's own error is raised here.
@@ -339,12 +349,12 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
     results = _SPAWN.Queue()
     level = logging.getLogger().getEffectiveLevel()
     proc = _SPAWN.Process(target=_generator_process, name="kstream-generator", daemon=True,
-                          args=(settings, rows, rate, limit, progress, results, level, features))
+                          args=(settings, rows, rate, limit, progress, results, level, features, labels))
     proc.start()
     try:
         while True:
             try:
-                records, seconds, err = results.get(timeout=0.2)
+                records, seconds, labelled, err = results.get(timeout=0.2)
                 break
             except queue.Empty:
                 if check is not None:
@@ -354,7 +364,7 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
                         f"the generator process exited with code {proc.exitcode}; see its log above") from None
         if err is not None:
             raise err
-        return GenerateStats(records, seconds)
+        return GenerateStats(records, seconds, labelled)
     finally:
         proc.join(30)
         if proc.is_alive():
