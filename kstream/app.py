@@ -312,6 +312,7 @@ def label_plan(settings: Settings, rows: Dataset, level: str = "") -> LabelPlan 
     ``settings.task`` (``benign``/``attack``, or the class at ``level``), to ``settings.labels_topic``. Data without
     labels (flows from packets) stops here, in one line.
 
+    >>> import numpy as np
     >>> plan = label_plan(Settings(label_delay="2s"), datasets.load("cicids2017").take(np.arange(3)))
     >>> plan.delay.seconds, list(plan.values)
     (2.0, ['benign', 'benign', 'benign'])
