@@ -383,7 +383,11 @@ class MongoStore:
             windows["partition"] = parts
         for d in self._find(self._prequential, windows, {"partition": 1, "window": 1}):
             state.closed[int(d["partition"])] = max(int(d["window"]), state.closed.get(int(d["partition"]), -1))
-        for partition in {int(d["label_partition"]) for d in self._find(self._labels, ours, {"label_partition": 1})}:
+        try:
+            partitions_seen = {int(p) for p in self._labels.distinct("label_partition", ours)}
+        except pymongo.errors.PyMongoError as err:
+            raise self._operation_error("read", err) from err
+        for partition in partitions_seen:
             after = state.closed.get(partition, -1)
             rows = self._find(self._labels, {"topic": topic, "label_partition": partition, "window": {"$gt": after}},
                               {"_id": 0}, sort=[("window", 1), ("joined_ns", 1), ("label_offset", 1)])
