@@ -262,6 +262,8 @@ class Detector:
             self.stats.swaps += 1
             if new.card.model_id not in self.stats.model_ids:
                 self.stats.model_ids.append(new.card.model_id)
+            if self.labels is not None:  # labels may name the classes of either version
+                self.labels.classes += [c for c in new.card.label_classes if c not in self.labels.classes]
         log.info("model %s takes over from %s after batch %d", new.card.model_id, old.card.model_id,
                  self.stats.batches)
         return new

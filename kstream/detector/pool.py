@@ -58,7 +58,7 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
     one stops here, naming the retrain command). It looks for a new version of the model in its
     folder every ``settings.model_check_s`` seconds (0: never), and swaps one in that passes
     ``swap_check`` (default: :meth:`SwapCheck.of` ``model``; see :mod:`kstream.detector.hotswap`).
-    one stops here, naming the retrain command). With ``settings.labels`` it reads ``settings.labels_topic``
+    With ``settings.labels`` it reads ``settings.labels_topic``
     too (same consumer, same group), joins the labels to its predictions and scores prequential windows
     (:class:`~kstream.detector.labels.LabelStream`).
     """
@@ -66,7 +66,7 @@ def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_bu
     topics = [settings.topic, settings.labels_topic] if settings.labels else [settings.topic]
     consumer = settings.kafka.Consumer(settings.bootstrap, topics, settings.group, settings.kafka_options)
     producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
-    labels = LabelStream(store, settings.topic, settings.labels_topic, model.card.classes, model.card.task,
+    labels = LabelStream(store, settings.topic, settings.labels_topic, model.card.label_classes, model.card.task,
                          settings.prequential_window, settings.label_pending,
                          settings.label_wait_s) if settings.labels else None
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,

@@ -180,6 +180,20 @@ class ModelCard:
     signature: str = ""  # HMAC of the card with KSTREAM_MODEL_KEY, when one was set at training
 
     @property
+    def label_classes(self) -> list[str]:
+        """The classes ground truth may name: those the model predicts, then those of its held-out rows it
+        never trained on (a temporal split holds out later days, with attacks training never saw: their
+        labels are true, and a prediction's miss on them is what a prequential score must count).
+
+        >>> card = ModelCard("cicids2017", "multi_class", "random-forest", [], ["BENIGN", "DoS"], {}, 1, 1, {}, 42)
+        >>> card.metrics["classes"] = ["BENIGN", "DoS", "DDoS"]
+        >>> card.label_classes
+        ['BENIGN', 'DoS', 'DDoS']
+        """
+        scored = [str(c) for c in self.metrics.get("classes", [])]
+        return list(self.classes) + [c for c in scored if c not in self.classes]
+
+    @property
     def model_id(self) -> str:
         return f"{self.dataset}/{self.task}/{self.model}@{self.sha256[:12]}"
 
