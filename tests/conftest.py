@@ -515,9 +515,10 @@ def ledger():
 @pytest.fixture(scope="session")
 def sent_ids(models_dir, cicids):
     """``sent_ids(count)``: the ids of the first ``count`` records `kstream generate -m decision-tree [--loop]`
-    sends (the held-out split in order, with ``#<pass>`` from the second pass on)."""
+    sends (the held-out split in its default order, by the flows' times, with ``#<pass>`` from the second pass
+    on)."""
     model = artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir))
-    held_out = list(model.held_out(cicids).ids)
+    held_out = list(model.held_out(cicids).in_order().ids)
 
     def ids(count: int) -> list[str]:
         n = len(held_out)
