@@ -94,7 +94,7 @@ def served(models_dir, tmp_path):
 @pytest.fixture(scope="module")
 def rows(models_dir, cicids):
     model = artifacts.load(ModelRef(*FOLDER, models_dir=models_dir))
-    return model.held_out(cicids)
+    return model.held_out(cicids).in_order()  # as `kstream generate` sends them, and the ledger's sent_ids expects
 
 
 def _copy_version(model, directory, tamper=False):
