@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -38,10 +37,12 @@ from kstream.analysis import summaries
 from kstream.analysis.watch import BatchTally, LiveState, StoreWatch
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
+from kstream.data.order import resolve_order
+from kstream.detector.hotswap import SwapCheck
 from kstream.detector.loop import DetectorStats
 from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
-from kstream.generator import GenerateStats, generate
+from kstream.generator import GenerateStats, LabelPlan, generate
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.modeling.quality import scores_with_leakage
@@ -65,6 +66,9 @@ __all__ = [
     "send",
     "capture",
     "run",
+    "in_order",
+    "order_of",
+    "label_plan",
     "RunResult",
     "report",
 ]
@@ -108,7 +112,8 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
     With ``train_missing`` a model that does not exist yet is trained on ``ds``; with
     ``retrain`` it is trained again. A model that does not match the data (features it needs
     that the data lacks, another label level, no class in common, another split seed than
-    ``ref.seed`` or another split mode than ``ref.split_mode``) stops the job with one line naming
+    ``ref.seed``, another split mode than ``ref.split_mode`` or another temporal boundary than
+    ``ref.train_until``) stops the job with one line naming
     the model, what is wrong and the fix.
     With ``allow_missing`` features the data lacks are imputed instead (but not all of them).
     """
@@ -128,6 +133,9 @@ def model_for(ref: ModelRef, ds: Dataset | None = None, *, train_missing: bool =
         problems.append(f"it was trained on the split of seed {card.seed}, not {ref.seed}")
     if ref.split_mode and ref.split_mode != card.split_mode:
         problems.append(f"it was trained on a {card.split_mode} split, not a {ref.split_mode} one")
+    elif ref.train_until and (not card.train_until
+                              or leakage.parse_until(ref.train_until) != leakage.parse_until(card.train_until)):
+        problems.append(f"it was trained on the flows before {card.train_until}, not before {ref.train_until}")
     if problems:
         fix = "retrain it with --retrain" if train_missing else f"train one with `{train_it}`"
         raise ModelError(f"model {ref.name} does not fit {ds.source}: {'; '.join(problems)}; {fix}")
@@ -185,7 +193,9 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
     row; the default is the rows the model was not trained on (:func:`unseen_rows`). With
     ``allow_missing``, features the data lacks are imputed and listed in ``missing_features``.
     Beside the scores: ``seen_in_training`` (scored rows whose feature vector a training row had,
-    for any data), ``unseen`` (the other rows' scores) and the ``ceiling`` label conflicts allow.
+    for any data), ``unseen`` (the other rows' scores), the ``ceiling`` label conflicts allow, and
+    ``classes_absent_from_training`` (scored classes no training row had, with their row counts:
+    known on the data the model was trained on, and for a multi-class model on any data).
     Returns the scores and a frame ``record_id, true_label, predicted_label, score, seen_in_training``.
     """
     ds = load_data(settings, data)
@@ -200,9 +210,18 @@ def evaluate(settings: Settings, data: str | Path | None = None, split: str | No
                                  hashes, seen)
     result["missing_features"] = artifacts.missing_features(model.card, ds)
     result["model_features"] = len(model.features)
+    result["classes_absent_from_training"] = _absent_classes(model, ds, rows, settings.task)
     frame = pd.DataFrame({"record_id": rows.ids.to_numpy(), "true_label": truth, "predicted_label": labels,
                           "score": scores, "seen_in_training": seen if seen is not None else pd.NA})
     return result, frame
+
+
+def _absent_classes(model: TrainedModel, ds: Dataset, rows: Dataset, task: str) -> dict[str, int] | None:
+    """The classes of ``rows`` (at the data's label level) no training row of ``model`` had, with their
+    counts; None when the training rows are unknown (other data, a binary model)."""
+    if ds.source == model.card.data_source:
+        return leakage.absent_classes(rows.labels, model.card.rows(ds, "train").labels)
+    return leakage.absent_classes(rows.labels, model.card.classes) if task == "multi_class" else None
 
 
 def detect(
@@ -211,18 +230,22 @@ def detect(
     idle_timeout_s: float | None = None,
     progress: bool = True,
     handle_signals: bool = True,
+    data: Dataset | None = None,
 ) -> DetectorStats:
     """Run one detector with ``model`` until stopped (SIGINT/SIGTERM), ``settings.records`` handled
     (0: no limit), or ``idle_timeout_s`` seconds with every record read.
 
     With ``progress``, a progress bar carries one live status line (records/s, p99 latency, classes,
-    dead letters, drift), tallied from the batches handled and redrawn at most once a second.
+    dead letters, drift, model swaps), tallied from the batches handled and redrawn at most once a second.
+    A new version of the model written into its folder takes over at a batch boundary
+    (``settings.model_check_s``; :mod:`kstream.detector.hotswap`) when it fits the stream: the
+    model's features and classes, and those of ``data`` (the data streamed), when given.
     """
     if settings.drift:
         model.reference()  # a card without a drift reference stops here, naming the retrain command
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.open_store() as store:
-        detector = build_detector(settings, model, store)
+        detector = build_detector(settings, model, store, swap_check=SwapCheck.of(model, data, settings.drift))
         tally, shown = BatchTally(), [0.0]
 
         def on_batch(handled: int) -> None:
@@ -254,23 +277,55 @@ def send(
     or with ``loop`` without end), at ``rate`` records per second (0: as fast as possible).
 
     The ``test`` split is the held-out split of the model ``settings`` name when it is trained
-    (its card's seed and split mode), else the split of ``settings.seed`` (default 42) and
-    ``settings.split_mode`` (default grouped).
+    (its card's seed, split mode and temporal boundary), else the split of ``settings.seed``
+    (default 42), ``settings.split_mode`` (default grouped) and ``settings.train_until``. The records
+    go in ``settings.order`` (:meth:`~kstream.data.datasets.Dataset.in_order`: by default in time
+    order where the data has flow times, else shuffled with ``settings.seed``, else 42); with
+    ``loop`` every pass repeats that order.
+
+    With ``settings.label_delay``, each record's label follows it to ``settings.labels_topic`` after that
+    delay (:func:`label_plan`).
     """
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     if ref.trained:
         card = ModelCard.read(ref.directory / "model.json")
-        card = dataclasses.replace(card, seed=card.seed if ref.seed is None else ref.seed,
-                                   split_mode=ref.split_mode or card.split_mode)
+        mode = ref.split_mode or card.split_mode
+        until = ref.train_until or (card.train_until if mode == card.split_mode else "")
+        card = dataclasses.replace(card, seed=card.seed if ref.seed is None else ref.seed, split_mode=mode,
+                                   train_until=until)
         rows = card.rows(ds, split)
     else:
-        rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode)
+        rows = ds.subset(split, seed=ref.split_seed, mode=ref.train_split_mode, until=ref.train_until)
+    rows = in_order(rows, settings)
+    plan = label_plan(settings, rows, ref.level)
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
         return generate(rows, producer, settings.topic, rate=rate, limit=settings.records or None, loop=loop,
                         progress=progress,
-                        value_format=settings.value_format, features=card.features if ref.trained else None)
+                        value_format=settings.value_format, features=card.features if ref.trained else None,
+                        labels=plan)
+
+
+def label_plan(settings: Settings, rows: Dataset, level: str = "") -> LabelPlan | None:
+    """The labels the generator sends after ``rows`` (None without ``settings.label_delay``): each row's class for
+    ``settings.task`` (``benign``/``attack``, or the class at ``level``), to ``settings.labels_topic``. Data without
+    labels (flows from packets) stops here, in one line.
+
+    >>> import numpy as np
+    >>> plan = label_plan(Settings(label_delay="2s"), datasets.load("cicids2017").take(np.arange(3)))
+    >>> plan.delay.seconds, list(plan.values)
+    (2.0, ['benign', 'benign', 'benign'])
+    """
+    delay = settings.label_schedule
+    if delay is None:
+        return None
+    if not rows.labelled:
+        raise ConfigError(f"{rows.source or rows.name} holds flows without labels (a packet capture): there is no "
+                          "label to send; drop --label-delay (or unset KSTREAM_LABEL_DELAY)")
+    if settings.task == "multi_class" and level and level != rows.level:
+        rows = rows.with_level(level)
+    return LabelPlan(settings.labels_topic, rows.target(settings.task).to_numpy().tolist(), delay)
 
 
 def capture(
@@ -290,6 +345,8 @@ def capture(
     spec = datasets.spec(settings.dataset)
     if not spec.captures:
         raise ConfigError(f"{spec.name} has no packet-capture features; capture with -d cicids2017")
+    if settings.label_schedule is not None:
+        raise ConfigError("flows metered from packets have no labels to send; unset KSTREAM_LABEL_DELAY")
     if (pcap is None) == (interface is None):
         raise ConfigError("give a capture file (kstream capture FILE) or --interface, not both and not neither")
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
@@ -342,8 +399,10 @@ def run(
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
-    The records sent are the ones the model was not trained on (:func:`unseen_rows`), in a
-    fixed shuffled order, ``settings.records`` of them (0: all). The generator and each of the
+    The records sent are the ones the model was not trained on (:func:`unseen_rows`), in
+    ``settings.order`` (:func:`in_order`: by default in time order where the data has flow times,
+    else a shuffle seeded by ``settings.seed``, else 42), ``settings.records`` of them (0: all),
+    as :func:`send` sends them. The generator and each of the
     ``detectors`` detectors run in a process of their own (:mod:`kstream.detector.pool`); the detectors
     share one consumer group, so Kafka spreads the topic's partitions over them: ``settings.partitions``
     (at least ``detectors``), or one per detector when it is 0. Topics and group get the run's id as a
@@ -354,13 +413,19 @@ def run(
     have stored so far) about every ``progress_every_s`` seconds, on this thread, and once more at
     the end; with ``progress`` the same state is the status line of a progress bar. With
     ``settings.drift`` the summary counts drift windows, drifted windows and alerts.
+
+    With ``settings.label_delay`` the generator sends each record's label after that delay
+    (:func:`label_plan`), the detectors join the labels to their predictions, and the summary lists the
+    prequential windows (``prequential``: records, accuracy, macro-F1, TPR/FAR, per-class recall, label delay,
+    model id...) as the store holds them, with the labels' counts (``labels``).
     """
     if detectors < 1:
         raise ConfigError(f"a run needs at least one detector, not {detectors}")
     if settings.partitions and detectors > settings.partitions:
         raise ConfigError(f"{detectors} detectors need at least {detectors} partitions, not {settings.partitions}; "
                           f"leave partitions unset (one per detector) or set --partitions {detectors}")
-    settings = settings.replace(partitions=settings.partitions or detectors)
+    settings = settings.replace(partitions=settings.partitions or detectors,
+                                labels=settings.labels or settings.label_schedule is not None)
     ds = load_data(settings, data)
     ref = settings.model_ref(ds)
     model = model_for(ref, ds, train_missing=True, retrain=retrain, allow_missing=allow_missing)
@@ -376,21 +441,24 @@ def run(
         dlq_topic=f"{settings.dlq_topic}.{suffix}",
         drift_topic=f"{settings.drift_topic}.{suffix}",
         alerts_topic=f"{settings.alerts_topic}.{suffix}",
+        labels_topic=f"{settings.labels_topic}.{suffix}",
+        prequential_topic=f"{settings.prequential_topic}.{suffix}",
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
-    rows = unseen_rows(model, ds)
-    # a fixed shuffle: the sources group rows by class (CICIDS2017 has a file per class), traffic does not
-    rows = rows.take(np.random.default_rng(model.card.seed).permutation(len(rows)))
+    rows = in_order(unseen_rows(model, ds), settings)
+    plan = label_plan(settings, rows, ref.level)
     expected = min(settings.records, len(rows)) if settings.records else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
         settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
         with tqdm(total=expected, unit="rec", desc="detect", disable=not progress) as bar:
             # the generator and each detector in a process of its own: no interpreter lock is shared
-            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings)) as pool:
+            # the stream is the model's held-out rows when ds is its data: a new version must share that split
+            swap_check = SwapCheck.of(model, ds, settings.drift, held_out=ds.source == model.card.data_source)
+            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool:
                 sent_so_far: list[int | None] = [None]  # known when the generator process ends
                 watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
-                                   settings.drift, progress_every_s)
+                                   settings.drift, progress_every_s, labels=settings.labels)
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
 
@@ -399,13 +467,18 @@ def run(
                     show()
 
                 sent = generate_in_process(settings, rows, rate=rate, limit=settings.records or None, progress=False,
-                                           check=check, features=model.features)
+                                           check=check, features=model.features, labels=plan)
                 sent_so_far[0] = sent.records
-                # wait for distinct stored records, not handled ones: a rebalance redelivers some records
-                pool.wait_until(lambda: show() or store.count(settings.topic) >= sent.records, drain_timeout_s)
+
+                def drained() -> bool:  # distinct stored records (and labels), not handled ones: a rebalance redelivers
+                    return (store.count(settings.topic) >= sent.records
+                            and (not sent.labels or store.count_labels(settings.topic) >= sent.labels))
+
+                pool.wait_until(lambda: show() or drained(), drain_timeout_s)
             show(force=True)  # the final state: every detector has stopped and written its last window
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
+        prequential = store.prequential(settings.topic) if settings.labels else None
         location = store.location
     summary = summaries.summarize(frame, rows.truth(settings.task), settings.task)
     seen = model.seen_in_training(rows, ds)
@@ -420,13 +493,19 @@ def run(
             "windows": len(windows), "drifted": int(windows["drifted"].sum()) if len(windows) else 0,
             "judged": int(windows["judged"].sum()) if len(windows) else 0,
             "alerts": int(sum(len(a) for a in windows["alerts"])) if len(windows) else 0},
+        prequential=None if prequential is None else summaries.prequential_list(prequential),
+        labels=None if not settings.labels else {"sent": sent.labels, **summaries.label_totals(
+            [s.labels for s in pool.stats])},
         model_id=model.card.model_id,
+        swaps=sum(s.swaps for s in pool.stats),
+        refused_models=sum(s.refused_models for s in pool.stats),
         model_dir=str(model.path),
         model_data_source=model.card.data_source,
         missing_features=artifacts.missing_features(model.card, ds),
         bootstrap=settings.bootstrap,
         settings={**settings.redacted(), "level": ref.level, "seed": model.card.seed,
-                  "split_mode": model.card.split_mode, "rate": rate,
+                  "split_mode": model.card.split_mode, "train_until": model.card.train_until,
+                  "order": order_of(rows, settings), "rate": rate,
                   "detectors": detectors, "data": str(data) if data else None},
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -434,6 +513,24 @@ def run(
         raise KstreamError(f"the detector stored {summary['records']} predictions for {expected} records sent; "
                            f"see {run_dir}")
     return RunResult(run_dir, location, summary)
+
+
+def order_of(rows: Dataset, settings: Settings) -> str:
+    """The order ``settings.order`` names for ``rows``: itself, or for an empty one ``time`` when the
+    rows have flow times, else ``shuffle`` (:func:`kstream.data.order.resolve_order`).
+
+    >>> order_of(datasets.load("nsl-kdd"), Settings(dataset="nsl-kdd"))
+    'shuffle'
+    """
+    return resolve_order(settings.order, rows.times is not None, rows.source or rows.name)
+
+
+def in_order(rows: Dataset, settings: Settings) -> Dataset:
+    """``rows`` in the order records are sent in: ``settings.order`` (:func:`order_of`), a shuffle
+    seeded by ``settings.seed`` (else 42). ``run``, ``send`` and the notebooks send this order."""
+    order = order_of(rows, settings)
+    log.info("sending %d records in %s order", len(rows), order)
+    return rows.in_order(order, settings.seed)
 
 
 def report(run_dir: str | Path | None = None, data: str | Path | None = None) -> tuple[Run, Path]:
@@ -483,4 +580,7 @@ def _topics(settings: Settings) -> dict[str, int]:
               settings.dlq_topic: 1}
     if settings.drift:
         topics.update({settings.drift_topic: 1, settings.alerts_topic: 1})
+    if settings.labels or settings.label_schedule is not None:
+        # co-partitioned with the flows: a record's label reaches the detector that scored it
+        topics.update({settings.labels_topic: partitions, settings.prequential_topic: 1})
     return topics

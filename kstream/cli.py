@@ -32,10 +32,11 @@ from kstream import __version__, app, clients, logs
 from kstream.analysis import summaries
 from kstream.data import datasets, leakage
 from kstream.data.datasets import TASKS
+from kstream.data.order import ORDERS
 from kstream.errors import KstreamError
 from kstream.messages.wire import VALUE_FORMATS
 from kstream.modeling import artifacts, training, zoo
-from kstream.modeling.quality import format_leakage, format_scores
+from kstream.modeling.quality import format_absent, format_leakage, format_scores
 from kstream.paths import PROJECT_ROOT
 from kstream.servers import daemon, provision
 from kstream.settings import ENV_NAMES, Settings, parse_assignments, parse_value
@@ -85,8 +86,8 @@ def _dataset_help() -> str:
 
 def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "",
                  title: str = "model") -> None:
-    """-d -t -m --level --models-dir, and --seed / --split-mode when the command splits data
-    (``seed`` and ``split_mode`` are their help texts; empty leaves the option out)."""
+    """-d -t -m --level --models-dir, and --seed / --split-mode (with --train-until) when the command
+    splits data (``seed`` and ``split_mode`` are their help texts; empty leaves the option out)."""
     g = p.add_argument_group(title)
     g.add_argument("-d", "--dataset", metavar="NAME", help=_dataset_help())
     g.add_argument("-t", "--task", metavar="TASK", help=f"task: {', '.join(TASKS)} (default: binary_class where the "
@@ -103,7 +104,12 @@ def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "
     if split_mode:
         g.add_argument("--split-mode", choices=leakage.SPLIT_MODES,
                        help="grouped: rows with the same feature vector fall on one side of the split; random: "
-                       f"rows drawn at random; {split_mode}")
+                       "rows drawn at random; temporal: the earliest rows by flow time train, the later ones are "
+                       f"held out (data with a Timestamp column only); {split_mode}")
+        g.add_argument("--train-until", metavar="TIME",
+                       help="with --split-mode temporal: rows before TIME (ISO date or datetime, e.g. 2017-07-06 or "
+                       "2017-07-06T12:00) train, the rest are held out (default: the last 20%% of the rows by time "
+                       "are held out; to score: the model card's)")
 
 
 def _data_group(p: argparse.ArgumentParser, data: str) -> Any:
@@ -147,6 +153,10 @@ def _detector_options(g: Any) -> None:
     g.add_argument("--outage-timeout", dest="outage_timeout_s", type=int, metavar="SECONDS",
                    help="how long to retry a store or Kafka that fails before stopping without a commit "
                    f"(default {_DEFAULTS['outage_timeout_s']})")
+    g.add_argument("--model-check", dest="model_check_s", type=float, metavar="SECONDS",
+                   help="look this often for a new version in the model's folder (a new `kstream train`, or one copied "
+                   "in) and swap it in at a batch boundary once it passes the load checks; 0 = never "
+                   f"(default {_DEFAULTS['model_check_s']:g})")
 
 
 def _records_option(g: Any, what: str) -> None:
@@ -169,6 +179,14 @@ def _allow_missing_option(g: Any, needs_data: bool = False) -> None:
     g.add_argument("--allow-missing", action="store_true",
                    help="score data that lacks some of the model's features: impute them (reported beside the "
                    "scores)" + ("; checked against --data, so it needs --data" if needs_data else ""))
+
+
+def _order_option(g: Any) -> None:
+    g.add_argument("--order", choices=ORDERS,
+                   help="the order records are sent in: time (by each flow's Timestamp; rows of one time keep their "
+                   "file order), shuffle (a permutation seeded by --seed, else 42: the same order on every run), "
+                   "file (as the data holds them: the bundled samples hold one class after another); default: "
+                   "time where the data has timestamps, else shuffle")
 
 
 def _json_option(g: Any, what: str) -> None:
@@ -198,7 +216,50 @@ def _drift_group(p: argparse.ArgumentParser) -> None:
 
 _DRIFT_OPTIONS = ("--drift-window", "--drift-seconds", "--drift-psi", "--drift-share", "--alert", "--drift-topic",
                   "--alerts-topic")
-_DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s"}
+_DESTS = {"--drift-seconds": "drift_window_s", "--alert": "alerts", "--outage-timeout": "outage_timeout_s",
+          "--model-check": "model_check_s",
+          "--label-wait": "label_wait_s"}
+
+
+def _label_delay_option(g: Any) -> None:
+    g.add_argument("--label-delay", metavar="N|SECONDS",
+                   help="also send each record's label (its class at the model's level: benign/attack for binary) to "
+                   "--labels-topic, N records after it (1000) or that long after it (30s, 500ms, 2m); the labels "
+                   "left at the end of the data go at once (records) or at their time (seconds). Default: no labels")
+
+
+def _labels_group(p: argparse.ArgumentParser, switch: bool) -> None:
+    """The labels and prequential options of the detector side (``switch``: with --labels, for `detect`)."""
+    title = "labels and prequential scores" + (" (the other options here need --labels)" if switch else "")
+    g = p.add_argument_group(title)
+    if switch:
+        g.add_argument("--labels", action="store_true", default=None,
+                       help="also read --labels-topic, join each label to the prediction of its record id and score "
+                       "prequential windows (stored, and sent to --prequential-topic)")
+    else:
+        _label_delay_option(g)
+    g.add_argument("--labels-topic", metavar="NAME", help=f"topic of labels (default {_DEFAULTS['labels_topic']})")
+    g.add_argument("--prequential-window", type=int, metavar="N",
+                   help=f"labelled records per prequential window (default {_DEFAULTS['prequential_window']})")
+    g.add_argument("--prequential-topic", metavar="NAME",
+                   help=f"topic of prequential windows (default {_DEFAULTS['prequential_topic']})")
+    g.add_argument("--label-pending", type=int, metavar="N",
+                   help="most predictions kept waiting for their label, and labels for their prediction "
+                   f"(default {_DEFAULTS['label_pending']:,}); the oldest beyond expire, counted")
+    g.add_argument("--label-wait", dest="label_wait_s", type=float, metavar="SECONDS",
+                   help="seconds a prediction waits for its label, and a label for its prediction, before it expires "
+                   f"(default {_DEFAULTS['label_wait_s']:g})")
+
+
+_LABEL_OPTIONS = ("--labels-topic", "--prequential-window", "--prequential-topic", "--label-pending", "--label-wait")
+
+
+def _check_labels(args: argparse.Namespace, settings: Settings, switch: str) -> None:
+    present = settings.labels if switch == "--labels" else settings.label_schedule is not None
+    env = "KSTREAM_LABELS=1" if switch == "--labels" else "KSTREAM_LABEL_DELAY"
+    options = _LABEL_OPTIONS if switch == "--labels" else ("--prequential-window", "--prequential-topic",
+                                                           "--label-pending", "--label-wait")
+    _needs(args, options, present, "{options} need{s} labels: add " + switch + " (or set " + env + "), or drop {them}")
 
 # --- usage checks: an option the command would ignore is refused ---------------------------------------
 
@@ -227,6 +288,14 @@ def _needs(args: argparse.Namespace, options: Sequence[str], present: bool, mess
 def _check_drift(args: argparse.Namespace, settings: Settings) -> None:
     _needs(args, _DRIFT_OPTIONS, settings.drift,
            "{options} need{s} drift monitoring: add --drift (or set KSTREAM_DRIFT=1), or drop {them}")
+
+
+def _check_train_until(args: argparse.Namespace) -> None:
+    """--train-until is the boundary of a temporal split: --split-mode temporal (or KSTREAM_SPLIT_MODE) must say so."""
+    mode = getattr(args, "split_mode", None) or next(
+        (os.environ[name] for name in ENV_NAMES["split_mode"] if os.environ.get(name)), "")
+    _needs(args, ["--train-until"], mode == "temporal",
+           "{options} is the boundary of a temporal split: add --split-mode temporal, or drop {them}")
 
 
 def _check_data(args: argparse.Namespace, *other: str) -> None:
@@ -274,6 +343,7 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     _rate_option(g)
     _records_option(g, "send only this many records")
+    _order_option(g)
     _value_format_option(g)
     g.add_argument("--detectors", type=int, metavar="N", default=_default_of(app.run, "detectors"),
                    help="detector processes in one consumer group (default %(default)s); the topics get one "
@@ -288,12 +358,15 @@ def _build_run(p: argparse.ArgumentParser) -> None:
                  local=", else a temporary one for the run")
     _store_group(p, "the run folder's predictions.sqlite")
     _drift_group(p)
+    _labels_group(p, switch=False)
 
 
 def _run(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
     _check_drift(args, settings)
+    _check_labels(args, settings, "--label-delay")
     result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
                      progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing)
     if args.json:
@@ -341,6 +414,7 @@ def _train(args: argparse.Namespace) -> int:
         return _train_grid(args)
     _needs(args, ["--markdown"], False, "{options} writes the table of the grid: add --all, or drop {them}")
     _check_data(args, "--features-from")
+    _check_train_until(args)
     settings = _settings(args)
     features, source = None, ""
     if args.features_from:
@@ -358,6 +432,12 @@ def _train(args: argparse.Namespace) -> int:
           f"NetML overall {m['netml_overall']:.4f} ({card.split_mode} split, seed {card.seed})"
           + (f" ({len(trained.features)} features of {source})" if features is not None else ""))
     print("\n".join(format_leakage(m)))
+    if card.time_range:
+        print("flow times: " + "; ".join(f"{side} {first} .. {last}" for side, (first, last) in card.time_range.items())
+              + (f"; trained on the flows before {card.train_until}" if card.train_until else ""))
+    absent = m.get("classes_absent_from_training") or {}
+    if absent:
+        print(format_absent(absent))
     c = card.conflicts
     print(f"all {c['rows']} rows: {c['duplicate_rows']} ({c['duplicate_share']:.1%}) share their feature vector with "
           f"another row; {c['multi_label_rows']} ({c['multi_label_share']:.1%}) sit on {c['multi_label_vectors']} "
@@ -369,10 +449,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_grid(args: argparse.Namespace) -> int:
+    _check_train_until(args)
     settings = _settings(args)
     refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
                                   [settings.model] if args.model else None, settings.models_dir, settings.seed,
-                                  settings.split_mode)
+                                  settings.split_mode, settings.train_until)
     rows = training.train_grid(refs, _progress(args), args.class_weight)
     columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
                "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
@@ -449,6 +530,7 @@ def _build_evaluate(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
     scores, frame = app.evaluate(settings, args.data, args.split, args.allow_missing)
     if args.predictions:
@@ -465,8 +547,12 @@ def _build_generate(p: argparse.ArgumentParser) -> None:
                    "train or all (default %(default)s)")
     _rate_option(g)
     _records_option(g, "stop after this many records")
-    g.add_argument("--loop", action="store_true", help="start over at the end of the data (ids get #<pass>)")
+    _order_option(g)
+    g.add_argument("--loop", action="store_true",
+                   help="start over at the end of the data, in the same order (ids get #<pass>)")
     _value_format_option(g)
+    _label_delay_option(g)
+    g.add_argument("--labels-topic", metavar="NAME", help=f"topic of labels (default {_DEFAULTS['labels_topic']})")
     _model_group(p, seed=f"split seed (default: the model card's, else {datasets.DEFAULT_SEED})",
                  split_mode=f"default: the model card's, else {leakage.DEFAULT_SPLIT_MODE}",
                  title="dataset, and the model whose held-out rows --split test sends")
@@ -475,10 +561,14 @@ def _build_generate(p: argparse.ArgumentParser) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     _check_data(args)
+    _check_train_until(args)
     settings = _settings(args)
+    _needs(args, ["--labels-topic"], settings.label_schedule is not None,
+           "{options} names where labels go: add --label-delay, or drop {them}")
     with app.kafka_cluster(settings, start_local=False) as settings:
         stats = app.send(settings, args.split, args.data, args.rate, args.loop, _progress(args))
-    print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s)")
+    labels = f", and {stats.labels} labels to {settings.labels_topic}" if settings.label_schedule is not None else ""
+    print(f"sent {stats.records} records to {settings.topic} at {settings.bootstrap} ({stats.rate:.0f} rec/s){labels}")
     return 0
 
 
@@ -530,6 +620,7 @@ def _build_detect(p: argparse.ArgumentParser) -> None:
     _kafka_group(p)
     _store_group(p, _project_path(sqlite_path_from_url("")))
     _drift_group(p)
+    _labels_group(p, switch=True)
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -538,18 +629,29 @@ def _detect(args: argparse.Namespace) -> int:
            "{options} lets the model score --data that lacks features: add --data PATH, or drop {them}")
     settings = _settings(args)
     _check_drift(args, settings)
+    _check_labels(args, settings, "--labels")
     # fail fast, before touching Kafka: the model, checked against the data when given
     ds = app.load_data(settings, args.data) if args.data else None
     model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
     if settings.drift:
         model.reference()  # a card without a drift reference: one line naming the retrain command, before Kafka
     with app.kafka_cluster(settings, start_local=False) as settings:
-        stats = app.detect(settings, model, args.idle_timeout, _progress(args))
+        stats = app.detect(settings, model, args.idle_timeout, _progress(args), data=ds)
     reasons = "".join(f"; {n} x {kind}" for kind, n in stats.dlq_reasons.items())
     print(f"handled {stats.records} records: {stats.predicted} predicted, {stats.dead_lettered} dead-lettered{reasons}")
+    if stats.swaps or stats.refused_models:
+        print(f"models: {' -> '.join(stats.model_ids)} ({stats.swaps} swap(s), {stats.refused_models} new "
+              "version(s) refused: see the log)")
     if settings.drift:
         print(f"drift: {stats.drifted} of {stats.windows} windows drifted, {stats.alerts} alert(s) "
               f"(windows in the store's drift table and {settings.drift_topic})")
+    if settings.labels:
+        c = stats.labels or {}
+        print(f"labels: {c.get('accepted', 0)} stored, {c.get('joined', 0)} joined, {c.get('duplicates', 0)} "
+              f"duplicates, {c.get('unknown', 0)} unknown, {c.get('expired', 0)} expired predictions, "
+              f"{c.get('pending', 0)} predictions waiting, {c.get('dead_lettered', 0)} dead-lettered; "
+              f"{c.get('windows', 0)} prequential windows (in the store's prequential table and "
+              f"{settings.prequential_topic})")
     if ds is not None:
         with settings.open_store() as store:
             frame = store.frame(settings.topic)
@@ -703,7 +805,8 @@ COMMANDS: dict[str, Command] = {
     "generate": Command(
         "stream dataset records into the flows topic",
         "Send records (key = record id, JSON features, send-time header) to a topic of a running\n"
-        "broker (`kstream broker start`, or --bootstrap).",
+        "broker (`kstream broker start`, or --bootstrap), in time order where the data has\n"
+        "timestamps (the bundled CICIDS2017 sample does), else in a seeded shuffle (--order).",
         _build_generate, _generate,
         "example:\n  kstream generate --rate 1000 --records 5000"),
     "capture": Command(
@@ -767,7 +870,7 @@ def _environment_help() -> str:
     rows = []
     for name, envs in ENV_NAMES.items():
         what = _ENV_ONLY.get(name) or _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-        if name == "drift":
+        if name in ("drift", "labels"):
             what += " (1 or 0)"
         elif name == "alerts":
             what += " (rules separated by ';')"

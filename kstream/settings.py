@@ -37,10 +37,12 @@ from typing import Any
 from kstream import clients, logs
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
+from kstream.data.order import check_order
 from kstream.drift.alerts import AlertRule, parse_rules
 from kstream.drift.monitor import DriftMonitor
 from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError
+from kstream.generator import LabelDelay, parse_label_delay
 from kstream.messages.wire import check_value_format
 from kstream.modeling import zoo
 from kstream.modeling.artifacts import ModelRef
@@ -61,6 +63,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "models_dir": ("KSTREAM_MODELS_DIR", "MODELS_CHECKPOINT"),
     "seed": ("KSTREAM_SEED",),
     "split_mode": ("KSTREAM_SPLIT_MODE",),
+    "train_until": ("KSTREAM_TRAIN_UNTIL",),
     "label_column": ("KSTREAM_LABEL_COLUMN",),
     "bootstrap": ("KSTREAM_BOOTSTRAP", "KAFKA_BROKER_URL"),
     "topic": ("KSTREAM_TOPIC",),
@@ -73,9 +76,11 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_table": ("KSTREAM_STORE_TABLE",),
     "store_database": ("KSTREAM_STORE_DATABASE", "DB_NAME"),
     "records": ("KSTREAM_RECORDS",),
+    "order": ("KSTREAM_ORDER",),
     "batch_size": ("KSTREAM_BATCH_SIZE",),
     "poll_timeout_ms": ("KSTREAM_POLL_TIMEOUT_MS",),
     "outage_timeout_s": ("KSTREAM_OUTAGE_TIMEOUT_S",),
+    "model_check_s": ("KSTREAM_MODEL_CHECK_S",),
     "drift": ("KSTREAM_DRIFT",),
     "drift_topic": ("KSTREAM_DRIFT_TOPIC",),
     "alerts_topic": ("KSTREAM_ALERTS_TOPIC",),
@@ -86,10 +91,19 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "alerts": ("KSTREAM_ALERTS",),
     "client": ("KSTREAM_CLIENT",),
     "value_format": ("KSTREAM_VALUE_FORMAT",),
+    "labels": ("KSTREAM_LABELS",),
+    "labels_topic": ("KSTREAM_LABELS_TOPIC",),
+    "label_delay": ("KSTREAM_LABEL_DELAY",),
+    "label_pending": ("KSTREAM_LABEL_PENDING",),
+    "label_wait_s": ("KSTREAM_LABEL_WAIT_S",),
+    "prequential_window": ("KSTREAM_PREQUENTIAL_WINDOW",),
+    "prequential_topic": ("KSTREAM_PREQUENTIAL_TOPIC",),
 }
-_INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window")  # positive
+_INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window", "label_pending",
+         "prequential_window")  # positive
 _COUNTS = ("partitions", "records")  # 0 or positive; 0 means "automatic" (see the fields)
-_FLOATS = ("drift_window_s", "drift_psi", "drift_share")
+_FLOATS = ("model_check_s", "drift_window_s", "drift_psi", "drift_share", "label_wait_s")
+_BOOLS = ("drift", "labels")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 #: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
 DRIFT_MIN_RECORDS = 200
@@ -101,7 +115,10 @@ class Settings:
 
     ``level`` empty means the label level follows the data (the dataset's default when the data
     has it). ``seed`` None means: train with the default seed, score with the model card's;
-    ``split_mode`` empty likewise: train on a grouped split, score with the card's.
+    ``split_mode`` empty likewise: train on a grouped split, score with the card's; ``train_until``
+    (only with ``split_mode`` temporal) is the time a temporal split trains before. ``order`` is the
+    order records are sent in (:mod:`kstream.data.order`); empty means ``time`` where the data has
+    flow times, else ``shuffle``, seeded by ``seed`` (else 42).
     ``bootstrap`` empty means "use the local broker kstream manages"; ``kafka_options`` is
     passed unchanged to the Kafka client (SASL/SSL, tuning). ``store`` empty means the kind
     ``store_url`` names (:func:`kstream.stores.sqlite.store_kind`); it holds the resolved kind after
@@ -118,7 +135,8 @@ class Settings:
     level: str = ""
     models_dir: Path = MODELS_DIR
     seed: int | None = None
-    split_mode: str = ""  # grouped or random; empty: grouped to train, the model card's to score
+    split_mode: str = ""  # grouped, random or temporal; empty: grouped to train, the model card's to score
+    train_until: str = ""  # temporal split: rows before this ISO date/time train; empty: the last 20% by time held out
     label_column: str = ""  # the CSV column holding the class when it is not called Label
     bootstrap: str = ""
     topic: str = "flows"
@@ -127,6 +145,7 @@ class Settings:
     group: str = "kstream-detector"
     partitions: int = 0  # partitions of the topics kstream creates; 0: one per detector (1 outside a run)
     records: int = 0  # records to send, or to handle before stopping; 0: all of them (no limit)
+    order: str = ""  # time, shuffle or file; empty: time where the data has flow times, else shuffle
     store: str = ""  # sqlite or mongodb; empty: the kind store_url names (sqlite without one)
     store_url: str = ""
     store_table: str = "predictions"  # the SQLite table or the MongoDB collection
@@ -134,6 +153,7 @@ class Settings:
     batch_size: int = 500
     poll_timeout_ms: int = 500
     outage_timeout_s: int = 300
+    model_check_s: float = 2.0  # seconds between looks at the model's folder for a new version to swap in; 0: never
     drift: bool = False  # monitor drift per window against the model card's reference
     drift_topic: str = "flows.drift"
     alerts_topic: str = "flows.alerts"
@@ -144,6 +164,13 @@ class Settings:
     alerts: str = ""  # alert rules on windows, "metric op number" separated by ';'
     client: str = "kafka-python"  # the Kafka client library: kafka-python or confluent (librdkafka)
     value_format: str = "json"  # what the generator sends: json, or vector (float64 bytes; see kstream.messages.wire)
+    labels: bool = False  # the detector joins labels from labels_topic to its predictions, scoring prequentially
+    labels_topic: str = "flows.labels"
+    label_delay: str = ""  # the generator sends each label N records (or 30s, 500ms, 2m) after its record; empty: none
+    label_pending: int = 100_000  # predictions that may wait for their label, and labels for their prediction (each)
+    label_wait_s: float = 3600.0  # seconds a prediction waits for its label (and a label for its prediction)
+    prequential_window: int = 1000  # labelled records per prequential window
+    prequential_topic: str = "flows.prequential"
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -155,14 +182,19 @@ class Settings:
             spec.check_level(self.level)
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
+        if self.train_until:  # an ISO time here; that it goes with a temporal split, in model_ref (ModelRef)
+            leakage.parse_until(self.train_until)
+        check_order(self.order)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         object.__setattr__(self, "store", sqlite.store_kind(self.store_url, self.store))
+        object.__setattr__(self, "label_delay", "" if self.label_delay is None else str(self.label_delay).strip())
         check_value_format(self.value_format)
         for name in ("topic", "predictions_topic", "dlq_topic", "group"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"setting {name!r} must not be empty")
         for name, what in (("predictions_topic", "predictions topic"), ("dlq_topic", "dead-letter topic"),
-                           ("drift_topic", "drift topic"), ("alerts_topic", "alerts topic")):
+                           ("drift_topic", "drift topic"), ("alerts_topic", "alerts topic"),
+                           ("labels_topic", "labels topic"), ("prequential_topic", "prequential topic")):
             if getattr(self, name) == self.topic:
                 raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
                                   "(the detector would read its own output)")
@@ -181,6 +213,9 @@ class Settings:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"setting {name!r} must be 0 (automatic) or a positive whole number, "
                                   f"not {getattr(self, name)!r}")
+        if not 0 <= float(self.model_check_s) < float("inf"):
+            raise ConfigError(f"setting 'model_check_s' must be 0 (no hot-swap) or a number of seconds, "
+                              f"not {self.model_check_s!r}")
         if not 0 <= float(self.drift_window_s) < float("inf"):
             raise ConfigError(f"setting 'drift_window_s' must be 0 (records only) or a number of seconds, "
                               f"not {self.drift_window_s!r}")
@@ -188,7 +223,13 @@ class Settings:
             raise ConfigError(f"setting 'drift_psi' must be a PSI above 0 (e.g. 0.2), not {self.drift_psi!r}")
         if not 0 < float(self.drift_share) <= 1:
             raise ConfigError(f"setting 'drift_share' must be a share in (0, 1] (e.g. 0.1), not {self.drift_share!r}")
+        if not 0 < float(self.label_wait_s) < float("inf"):
+            raise ConfigError(f"setting 'label_wait_s' must be a number of seconds above 0, not {self.label_wait_s!r}")
+        if self.labels_topic in (self.predictions_topic, self.dlq_topic):
+            raise ConfigError(f"the labels topic {self.labels_topic!r} must differ from the predictions and "
+                              "dead-letter topics (the detector would read its own output)")
         self.alert_rules()  # a bad rule fails here, naming the form
+        parse_label_delay(self.label_delay)  # a bad label delay fails here, naming the forms
 
     @classmethod
     def resolve(cls, cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,8 +276,9 @@ class Settings:
         for name in _FLOATS:
             if name in values:
                 values[name] = _to_float(name, values[name])
-        if "drift" in values:
-            values["drift"] = _to_bool("drift", values["drift"])
+        for name in _BOOLS:
+            if name in values:
+                values[name] = _to_bool(name, values[name])
         if isinstance(values.get("alerts"), (list, tuple)):
             values["alerts"] = "; ".join(values["alerts"])
         return cls(**values)
@@ -262,7 +304,8 @@ class Settings:
         'grouped'
         """
         level = self.level or (data.default_level if data is not None else "")
-        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode)
+        return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode,
+                        self.train_until)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).
@@ -285,6 +328,15 @@ class Settings:
         ['attack_rate > 0.5', 'mean_score < 0.8']
         """
         return parse_rules(self.alerts, min(DRIFT_MIN_RECORDS, self.drift_window))
+
+    @property
+    def label_schedule(self) -> LabelDelay | None:
+        """The delay after which the generator sends each record's label (None: it sends none).
+
+        >>> Settings(label_delay="30s").label_schedule, Settings().label_schedule
+        (LabelDelay(records=None, seconds=30.0), None)
+        """
+        return parse_label_delay(self.label_delay)
 
     def drift_monitor(self, reference: FeatureReference) -> DriftMonitor:
         """A drift monitor with these settings' windows and thresholds, against ``reference``.

@@ -254,18 +254,22 @@ class Pipe:
     partitions: int = 1
     batch: int = PIPE_BATCH  # records per poll of its detectors
     client: str = "kafka-python"  # the Kafka client backend of its processes (--client)
+    labels: bool = False  # whether its topics include a labels topic (and a prequential one)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         self.topic, self.predictions_topic, self.dlq_topic = f"flows-{self.tag}", f"preds-{self.tag}", f"dlq-{self.tag}"
+        self.labels_topic, self.prequential_topic = f"labels-{self.tag}", f"preq-{self.tag}"
         self.group = f"group-{self.tag}"
         self.store = self.work / "predictions.sqlite"
         self.procs: dict[str, subprocess.Popen] = {}
 
     def create_topics(self) -> None:
-        ensure_topics(self.bootstrap, {self.topic: self.partitions, self.predictions_topic: self.partitions,
-                                       self.dlq_topic: 1}, self.options)
+        topics = {self.topic: self.partitions, self.predictions_topic: self.partitions, self.dlq_topic: 1}
+        if self.labels:
+            topics.update({self.labels_topic: self.partitions, self.prequential_topic: 1})
+        ensure_topics(self.bootstrap, topics, self.options)
 
     def _start(self, name: str, args: list[str], env: dict[str, str] | None, **popen) -> subprocess.Popen:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "KAFKA_BROKER_URL"))}
@@ -364,15 +368,27 @@ class Pipe:
         finally:
             probe.close()
 
-    def committed(self) -> dict[int, int]:
-        """The detector group's committed offset of each partition (0 where nothing was committed)."""
+    def committed(self, topic: str | None = None) -> dict[int, int]:
+        """The detector group's committed offset of each partition of ``topic`` (default: the flows topic; 0 where
+        nothing was committed)."""
+        topic = topic or self.topic
         probe = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
                                     **self.options)
         try:
-            parts = probe.partitions_for_topic(self.topic) or set()
-            return {p: probe.committed(kafka.TopicPartition(self.topic, p)) or 0 for p in sorted(parts)}
+            parts = probe.partitions_for_topic(topic) or set()
+            return {p: probe.committed(kafka.TopicPartition(topic, p)) or 0 for p in sorted(parts)}
         finally:
             probe.close()
+
+    def stored_labels(self) -> int:
+        """Labels in the store (0 before the detector made its tables)."""
+        if not self.store.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
+            try:
+                return db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
 
     def read(self, topic: str, timeout_s: float = 60) -> list:
         """Every record of ``topic`` (its end offsets at the time of the call)."""
@@ -393,7 +409,8 @@ class Pipe:
             consumer.close()
 
 
-def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batches: int = 1) -> dict[str, int]:
+def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batches: int = 1,
+            labels: list[str] | None = None) -> dict[str, int]:
     """Check what a finished pipeline left behind; returns its numbers.
 
     - the flows topic holds each record sent once (``stored_ids`` plus ``dead_lettered`` bad ones);
@@ -402,6 +419,11 @@ def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batch
       and nothing above it is (what is committed is durable, and what is durable is committed);
     - the predictions topic holds every stored record; duplicates (a batch published again after a
       crash or a lost membership) are at most ``dup_batches`` batches.
+
+    With ``labels`` (the ids whose label was sent, each to be joined): the labels topic holds each once, the store
+    holds one label per id, each joined to the prediction of its id and counted in exactly one stored prequential
+    window (the windows' records add up to the labels joined, window by window), and the labels topic's committed
+    offsets are the ones stored.
     """
     flows = pipe.read(pipe.topic)
     keys = collections.Counter(m.key.decode("utf-8", "replace") for m in flows if m.key is not None)
@@ -414,7 +436,8 @@ def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batch
     assert len(frame) == len(stored_ids) and frame["record_id"].is_unique, \
         f"{len(frame)} rows stored for {len(stored_ids)} records"
     dead = pipe.read(pipe.dlq_topic)
-    sources = collections.Counter(dict(m.headers)["kstream-source"].decode() for m in dead)
+    sources = collections.Counter(source for m in dead if (source := dict(m.headers)["kstream-source"].decode())
+                                  .startswith(pipe.topic + "/"))
     assert len(sources) == dead_lettered, f"{len(sources)} records dead-lettered, not {dead_lettered}"
     handled: dict[int, list[int]] = collections.defaultdict(list)
     for partition, offset in zip(frame["partition"], frame["offset"]):
@@ -435,8 +458,40 @@ def _ledger(pipe: Pipe, stored_ids: list[str], dead_lettered: int = 0, dup_batch
     duplicates = len(published) - len(identities)
     assert duplicates <= dup_batches * pipe.batch, \
         f"{duplicates} duplicate predictions: more than {dup_batches} batch(es)"
-    return {"sent": len(flows), "stored": len(frame), "dead_lettered": len(sources), "lost": lost,
-            "duplicate_predictions": duplicates, "committed": sum(committed.values())}
+    numbers = {"sent": len(flows), "stored": len(frame), "dead_lettered": len(sources), "lost": lost,
+               "duplicate_predictions": duplicates, "committed": sum(committed.values())}
+    if labels is not None:
+        numbers.update(_label_ledger(pipe, labels, frame))
+    return numbers
+
+
+def _label_ledger(pipe: Pipe, ids: list[str], predictions: pd.DataFrame) -> dict[str, int]:
+    """The labels part of :func:`_ledger`."""
+    sent = pipe.read(pipe.labels_topic)
+    keys = collections.Counter(m.key.decode() for m in sent)
+    assert len(sent) == len(ids) and all(keys[i] == 1 for i in ids), \
+        f"the labels topic holds {len(sent)} records ({len(keys)} keys) for {len(ids)} labels sent"
+    with open_store("sqlite", str(pipe.store)) as store:
+        stored, windows = store.labels(pipe.topic), store.prequential(pipe.topic)
+    assert len(stored) == len(ids) and stored["record_id"].is_unique and set(stored["record_id"]) == set(ids), \
+        f"{len(stored)} labels stored for {len(ids)} sent"
+    unjoined = stored[stored["window"].isna()]
+    assert unjoined.empty, f"{len(unjoined)} labels never joined: {unjoined['record_id'].tolist()[:5]}"
+    scored = predictions.set_index("record_id")["predicted_label"]
+    assert (stored.set_index("record_id")["predicted_label"] == scored.reindex(stored["record_id"])).all(), \
+        "a label was joined to another prediction than its record's"
+    assert windows[["partition", "window"]].value_counts().max() == 1
+    counted = stored.groupby(["label_partition", "window"]).size()
+    per_window = windows.set_index(["partition", "window"])["records"]
+    assert counted.sort_index().tolist() == per_window.sort_index().tolist() and \
+        list(counted.sort_index().index) == list(per_window.sort_index().index), \
+        f"windows count {per_window.sum()} labels, the store joined {len(stored)}"
+    committed = pipe.committed(pipe.labels_topic)
+    for partition, end in committed.items():
+        offsets = sorted(stored.loc[stored["label_partition"] == partition, "label_offset"].astype(int))
+        assert offsets == list(range(end)), f"labels partition {partition}: committed {end}, {len(offsets)} stored"
+    return {"labels": len(sent), "labels_stored": len(stored), "labels_joined": int(windows["records"].sum()),
+            "prequential_windows": len(windows), "labels_committed": sum(committed.values())}
 
 
 @pytest.fixture(scope="session")
@@ -452,16 +507,18 @@ def pipeline(models_dir):
 
 @pytest.fixture(scope="session")
 def ledger():
-    """``ledger(pipe, stored_ids, dead_lettered=0, dup_batches=1)``: check a finished pipeline (see :func:`_ledger`)."""
+    """``ledger(pipe, stored_ids, dead_lettered=0, dup_batches=1, labels=None)``: check a finished pipeline
+    (see :func:`_ledger`)."""
     return _ledger
 
 
 @pytest.fixture(scope="session")
 def sent_ids(models_dir, cicids):
     """``sent_ids(count)``: the ids of the first ``count`` records `kstream generate -m decision-tree [--loop]`
-    sends (the held-out split in order, with ``#<pass>`` from the second pass on)."""
+    sends (the held-out split in its default order, by the flows' times, with ``#<pass>`` from the second pass
+    on)."""
     model = artifacts.load(ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=models_dir))
-    held_out = list(model.held_out(cicids).ids)
+    held_out = list(model.held_out(cicids).in_order().ids)
 
     def ids(count: int) -> list[str]:
         n = len(held_out)

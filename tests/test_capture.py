@@ -303,6 +303,20 @@ def test_truncated_pcapng_and_gzip_raise_data_errors(tmp_path):
         assert "\n" not in str(err.value)
 
 
+def test_flows_from_packets_refuse_a_label_delay_in_one_line(sample):
+    from kstream.app import capture, label_plan
+    from kstream.data import datasets
+    from kstream.settings import Settings
+
+    flows = datasets.load("cicids2017", sample)
+    with pytest.raises(ConfigError, match=r"holds flows without labels \(a packet capture\): there is no label to "
+                                          r"send; drop --label-delay"):
+        label_plan(Settings(label_delay="10"), flows)
+    assert label_plan(Settings(), flows) is None  # without a delay, nothing is asked of the data
+    with pytest.raises(ConfigError, match="flows metered from packets have no labels to send"):
+        capture(Settings(label_delay="1s"), pcap=sample)
+
+
 def test_missing_file_and_bad_settings_fail_at_start(tmp_path, sample):
     with pytest.raises(DataError, match="no capture file"):
         flows_from_pcap(tmp_path / "absent.pcap")

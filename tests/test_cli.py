@@ -315,15 +315,17 @@ def test_drift_on_a_model_without_a_reference_fails_in_one_line_naming_the_retra
 
 @pytest.mark.kafka
 def test_run_with_drift_counts_windows_and_alerts_and_shows_a_status_line(models_dir, kafka_bootstrap, tmp_path, cli):
+    # shuffled: each window looks like the training data (in time order each holds one day's attacks, and drifts)
     proc = cli("run", "-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", kafka_bootstrap,
                "--records", "1200", "--drift", "--drift-window", "500", "--alert", "attack_rate > 0.5",
-               "--run-dir", str(tmp_path / "run"), "--json", timeout=600)
+               "--order", "shuffle", "--run-dir", str(tmp_path / "run"), "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     # 500 + 500 + the last 200 (judged: 200 records is the least a window needs); the held-out split
     # is ~90% attacks, so the rule fires on each
     assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
     assert summary["settings"]["drift"] is True and summary["settings"]["alerts"] == "attack_rate > 0.5"
+    assert summary["settings"]["order"] == "shuffle"
     assert "1,200 predicted |" in proc.stderr and "| drift 0/3 windows, 3 alerts" in proc.stderr
 
 
@@ -379,6 +381,9 @@ def test_the_new_names_parse_to_their_meaning():
     (["run", "--drift-seconds", "5"], ["--drift-seconds needs drift monitoring: add --drift"]),
     (["capture", "traffic.pcap", "--flow-idle-timeout", "5"],
      ["--flow-idle-timeout ends the flows of a live capture: add --interface NAME, or drop it"]),
+    (["train", "--train-until", "2017-07-06"],
+     ["--train-until is the boundary of a temporal split: add --split-mode temporal, or drop it"]),
+    (["generate", "--split-mode", "grouped", "--train-until", "2017-07-06"], ["add --split-mode temporal"]),
     (["capture"], ["give a capture file (kstream capture FILE) or --interface NAME"]),
     (["capture", "traffic.pcap", "--interface", "lo"], ["not both and not neither"]),
     (["models", "-v", "-q"], ["-v (more detail) and -q (less) contradict each other"]),

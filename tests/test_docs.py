@@ -71,7 +71,7 @@ SAMPLE_VALUES: dict[str, Any] = {
     "level": "label", "seed": 42, "split_mode": "grouped", "label_column": "Label", "bootstrap": "127.0.0.1:9092",
     "store": "sqlite", "store_url": "runs/docs-test.sqlite", "store_table": "predictions",
     "store_database": "kstream", "alerts": "attack_rate > 0.5", "partitions": 1, "client": "kafka-python",
-    "value_format": "json",
+    "value_format": "json", "train_until": "2017-07-06", "order": "shuffle", "label_delay": "1000",
 }
 
 #: Settings given on the command line by a flag whose destination is not the field's own name.

@@ -2,7 +2,8 @@
 the held-out split raises (almost) no false alarm, and shifted flows are flagged within a bound.
 
 The streams here are the random forest's held-out CICIDS2017 split (its card's reference is the
-train split: these records are new to the model and the reference), shuffled, in windows of 500
+train split: these records are new to the model and the reference), shuffled as `--order shuffle`
+sends them (time order drifts: each window holds one day's attacks, docs/drift.md), in windows of 500
 records. Offline, ``test_drift.py`` measures the same monitor over many more windows; here every
 record goes generator -> Kafka -> detector -> store + topics, as in a run.
 """
@@ -58,8 +59,9 @@ def _read(read_topic, settings, topic, expected):
 
 
 def _shuffled(rows, seed, n=None):
-    order = np.random.default_rng(seed).permutation(len(rows))
-    return rows.take(order[:n] if n else order)
+    """The first ``n`` of ``rows`` in the order ``--order shuffle --seed SEED`` sends them."""
+    shuffled = rows.in_order("shuffle", seed)
+    return shuffled.take(np.arange(n)) if n else shuffled
 
 
 def _shifted(rows, seed, n):

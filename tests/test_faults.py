@@ -224,6 +224,35 @@ def test_a_detector_killed_with_drift_monitoring_counts_every_record_in_one_wind
     log.info("killed with drift on: %s; windows %s", numbers, [(m[:8], w, n) for m, w, n in windows])
 
 
+# after-labels: labels stored and joined, their window not; after-publish: all stored and published, nothing
+# committed, so every label of the batch comes again. after-store leaves the store as after-publish does, and
+# after-commit leaves nothing to read again: they check nothing more here and cost 50 s each
+@pytest.mark.parametrize("point", ["after-labels", "after-publish"])
+def test_a_detector_killed_while_labels_stream_joins_every_label_once_after_a_restart(pipe, point, sent_ids, ledger):
+    """Labels follow their flows 40 records later while the detector dies at one step of a batch; restarted, it
+    rebuilds the join from the store: every flow is stored once and every label joined once, in exactly one
+    prequential window (windows of 25 labels, so batches close some and the crash leaves one open)."""
+    records = 1500  # 5 s at RATE: labels and flows still come in when the detector dies, and after
+    pipe.labels = True
+    pipe.create_topics()
+    detect = ["--labels", "--labels-topic", pipe.labels_topic, "--prequential-topic", pipe.prequential_topic,
+              "--prequential-window", "25"]
+    pipe.detect(*detect, env={"KSTREAM_CRASH_AT": f"{point}:20"}, name="crashed")
+    pipe.generate("--rate", str(RATE), "--records", str(records), "--label-delay", "40",
+                  "--labels-topic", pipe.labels_topic)
+    assert pipe.wait("crashed", 120) == -signal.SIGKILL, pipe.output("crashed")
+    assert f"crashing at {point} of batch 20" in pipe.output("crashed")
+    stored_labels = pipe.stored_labels()
+    assert 0 < stored_labels < records, f"{stored_labels} labels stored when the detector died: not mid-stream"
+    pipe.finished("generate", 120)
+    pipe.detect("--idle-timeout", "3", *detect, name="restarted")
+    out = pipe.finished("restarted", 120)
+    numbers = ledger(pipe, sent_ids(records), labels=sent_ids(records))
+    assert numbers["labels_joined"] == records
+    log.info("killed %s while labels streamed (%d labels stored then): %s; %s", point, stored_labels, numbers,
+             out.strip().splitlines()[-1])
+
+
 # --- a hung detector loses its partitions mid-batch and comes back ---------------------------------------
 
 

@@ -91,6 +91,50 @@ def test_a_folder_may_mix_dialects(tmp_path, five_per_class, write_2017_csv):
     assert "improved: 1" in ds.feature_notes["dialects"] and "MachineLearningCVE: 1" in ds.feature_notes["dialects"]
 
 
+def test_each_flows_time_is_kept_beside_the_features_never_as_one(cicids):
+    raw = pd.concat([pd.read_csv(f, usecols=["Timestamp"]) for f in sorted(IMPROVED.glob("*.csv.gz"))])
+    assert cicids.times.dtype == "datetime64[ns]" and len(cicids.times) == len(cicids)
+    assert (cicids.times.to_numpy() == pd.to_datetime(raw["Timestamp"]).to_numpy()).all()  # aligned row by row
+    assert not [f for f in cicids.feature_names if "time" in f.lower() and "stamp" in f.lower()]
+    assert "kept beside the features" in cicids.feature_notes["timestamps"]
+
+
+def test_the_2017_timestamp_spellings_read_as_times(tmp_path, five_per_class, write_2017_csv):
+    rows = five_per_class.copy()
+    when = pd.to_datetime(rows["Timestamp"])
+    spellings = [
+        (when.dt.strftime("%-d/%-m/%Y %-H:%M"), when.dt.floor("min")),  # GeneratedLabelledFlows: day first, no seconds
+        (when.dt.strftime("%d/%m/%Y %I:%M:%S %p"), when.dt.floor("s")),  # CICFlowMeter-V4: 12-hour clock, AM/PM
+        (when.dt.strftime("%Y-%m-%dT%H:%M:%S.%f"), when),  # ISO, as the improved release
+    ]
+    rows["Timestamp"] = [spellings[i % 3][0].iloc[i] for i in range(len(rows))]
+    ds = datasets.load("cicids2017", write_2017_csv(tmp_path / "Friday.csv", rows, "GeneratedLabelledFlows"))
+    assert ds.times.tolist() == [spellings[i % 3][1].iloc[i] for i in range(len(rows))]
+    assert any(" PM" in t for t in rows["Timestamp"])  # the sample's flows are afternoon ones: 12 hours added
+
+
+def test_a_time_that_cannot_be_read_stops_the_load_naming_file_and_row(tmp_path, five_per_class, write_2017_csv):
+    rows = five_per_class.copy()
+    rows.loc[3, "Timestamp"] = "7/13/2017 10:00"  # month first: no CICFlowMeter writes it, and 13 is no month
+    file = write_2017_csv(tmp_path / "Friday.csv", rows, "GeneratedLabelledFlows")
+    with pytest.raises(DataError) as refused:
+        datasets.load("cicids2017", file)
+    message = str(refused.value)
+    assert message.startswith(f"{file}: row 3 after the header has a Timestamp kstream cannot read ('7/13/2017 10:00'")
+    assert message.endswith("fix or delete that row") and "\n" not in message
+
+
+def test_data_without_a_timestamp_in_every_file_has_no_times(tmp_path, five_per_class, write_2017_csv, samples,
+                                                             caplog):
+    shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", tmp_path)
+    write_2017_csv(tmp_path / "Wednesday.csv", five_per_class)  # MachineLearningCVE: no Timestamp column
+    with caplog.at_level(logging.WARNING, logger="kstream.data.formats.cicflowmeter"):
+        assert datasets.load("cicids2017", tmp_path).times is None
+    assert "have no Timestamp column (Wednesday.csv): the data has no flow times" in caplog.text
+    assert [samples[name].times for name in ("csv-sample", "nsl-kdd", "netml")] == [None, None, None]
+    assert datasets.load("cicids2017", tmp_path / "Heartbleed_11.csv.gz").times.notna().all()
+
+
 @pytest.mark.parametrize(
     "raw, fine, grouped",
     [
@@ -268,7 +312,7 @@ def small_sources(tmp_path, five_per_class, write_2017_csv):
     cic.mkdir()
     shutil.copy(IMPROVED / "Heartbleed_11.csv.gz", cic)
     shutil.copy(IMPROVED / "Web_Attack_-_XSS_18.csv.gz", cic)
-    write_2017_csv(cic / "Thursday.csv", five_per_class, blank_tail=3)
+    write_2017_csv(cic / "Thursday.csv", five_per_class, "GeneratedLabelledFlows", blank_tail=3)  # with Timestamp
     kdd = tmp_path / "kdd"
     kdd.mkdir()
     (kdd / "KDDTrain+_20Percent.txt").write_text(
@@ -295,6 +339,9 @@ def test_chunked_reading_gives_the_same_dataset_as_whole_reading(small_sources, 
     assert whole.levels.keys() == chunked.levels.keys()
     assert all(whole.levels[k].equals(chunked.levels[k]) for k in whole.levels)
     assert (whole.test_mask is None) == (chunked.test_mask is None)
+    assert (whole.times is None) == (chunked.times is None) == (name != "cicids2017")
+    if whole.times is not None:
+        assert whole.times.equals(chunked.times)
     if whole.test_mask is not None:
         assert np.array_equal(whole.test_mask, chunked.test_mask) and whole.test_mask.any()
 

@@ -693,3 +693,42 @@ def test_every_bad_input_class_among_good_flows_ends_stored_or_dead_lettered_onc
     table = [(name, end) for name, end in where.values() if name != "good flow"]
     log.info("bad inputs among %d good flows: %d stored, %d dead-lettered, 0 lost: %s",
              len(good), len(stored), len(dead), table)
+
+
+@pytest.mark.kafka
+def test_hostile_label_records_are_dead_lettered_with_a_reason_and_the_detector_goes_on(
+    settings, kafka_bootstrap, read_topic, model
+):
+    """Among the labels of 300 streamed flows: garbage bytes, a label of 900 KB, a class the model does not name,
+    no key, and a label for an id never sent. The first four are dead-lettered with their reason, each once;
+    the last waits for its prediction and is counted unknown when its wait ends; every good label is joined."""
+    tag = settings.topic.split("-", 1)[1]
+    s = settings.replace(labels=True, labels_topic=f"labels-{tag}", prequential_topic=f"preq-{tag}",
+                         label_delay="10", label_wait_s=2, prequential_window=100, records=300)
+    sent = app.send(s, progress=False)
+    assert (sent.records, sent.labels) == (300, 300)
+    hostile = [("garbage", b"g1", b"\xfe\xff\x00garbage"), ("huge", b"g2", b"attack" * 150_000),
+               ("unknown class", b"g3", b"definitely-not-a-class"), ("no key", None, b"attack"),
+               ("never sent", b"never-sent-id", b"benign")]
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2 * MB)
+    try:
+        for _, key, value in hostile:
+            producer.send(s.labels_topic, key=key, value=value).get(30)
+    finally:
+        producer.close()
+    stats = app.detect(s.replace(records=0), model, idle_timeout_s=6, progress=False, handle_signals=False)
+    assert stats.records == 300 + 300 + len(hostile) and stats.predicted == 300
+    counts = stats.labels
+    assert (counts["accepted"], counts["joined"], counts["dead_lettered"], counts["unknown"]) == (301, 300, 4, 1)
+    dead = read_topic(kafka_bootstrap, s.dlq_topic, 4)
+    reasons = {m.key: dict(m.headers)[REASON_HEADER].decode() for m in dead}
+    assert len(dead) == 4 and all(dict(m.headers)[SOURCE_HEADER].decode().startswith(s.labels_topic) for m in dead)
+    assert reasons[b"g1"].startswith("label value is not UTF-8 text")
+    assert reasons[b"g2"] == "label value is 900000 bytes, more than the 256 a label may have"
+    assert reasons[b"g3"].startswith("label 'definitely-not-a-class' is not a class the model names")
+    assert reasons[None].startswith("label has no key")
+    with sqlite3.connect(s.store_url) as db:
+        joined = db.execute('SELECT COUNT(*) FROM labels WHERE "window" IS NOT NULL').fetchone()[0]
+        waiting = db.execute('SELECT record_id FROM labels WHERE "window" IS NULL').fetchall()
+        windows = db.execute("SELECT SUM(records) FROM prequential").fetchone()[0]
+    assert joined == windows == 300 and waiting == [("never-sent-id",)]

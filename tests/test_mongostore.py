@@ -288,3 +288,55 @@ def test_drift_windows_are_stored_once_per_monitor_and_window_and_read_back_per_
     assert back["window"].tolist() == [0, 1, 2] and back["drifted"].tolist() == [False, True, False]
     assert back["psi_top"][0] == {"Flow Bytes/s": 0.3} and back["alerts"][2] == ["attack_rate > 0.5"]
     assert back["mean_score"][0] == 0.8 and store.windows("another-topic").empty
+
+
+def test_labels_and_prequential_windows_survive_a_restart_in_mongodb(mongo_server):
+    """The store-backed label join on MongoDB: a label stored once per flows topic and record id, a redelivery told
+    from a duplicate, the join set only once, and a restarted join rebuilt from the store (a window whose labels
+    were stored but not the window itself is closed then), every label in exactly one window."""
+    from kstream.detector.labels import LabelStream
+
+    database = f"labels_{uuid.uuid4().hex[:8]}"
+    topic = f"flows-{uuid.uuid4().hex[:8]}"
+    preds = rows(range(7), topic=topic, label="attack")
+    for p in preds:
+        p["record_id"] = f"r{p['offset']}"
+
+    def label(i, truth="attack", offset=None):
+        return dict(topic=topic, record_id=f"r{i}", true_label=truth, label_ns=None, received_ns=preds[0]["send_ns"],
+                    label_topic="labels", label_topic_id="l1", label_partition=0,
+                    label_offset=i if offset is None else offset, window=None, predicted_label=None, model_id=None,
+                    joined_ns=None, delay_records=None, delay_s=None)
+
+    def stream(store):
+        return LabelStream(store, topic, "labels", ["attack", "benign"], "binary_class", window=2, max_pending=100,
+                           max_age_s=3600, clock_ns=lambda: preds[-1]["predicted_ns"] + 10**9)
+
+    def write(store, batch):
+        store.write_labels(batch.new)
+        store.join_labels(batch.joins)
+        store.write_prequential(batch.windows)
+
+    with MongoStore(mongo_server.url, database) as store:
+        store.write(preds)
+        labels = stream(store)
+        write(store, labels.handle(preds, [label(6, "benign")]))  # r6's label: joined at once, window 0
+        batch = labels.handle([], [label(i) for i in range(4)])  # windows 0 and 1 close, r3 opens window 2
+        assert [w["window"] for w in batch.windows] == [0, 1]
+        store.write_labels(batch.new)  # the detector dies before its windows are stored
+        assert store.count_labels(topic) == 5 and store.prequential(topic).empty
+        restarted = stream(store)
+        again = restarted.handle([], [label(i) for i in range(4)] + [label(4), label(4, "benign", offset=9)])
+        assert (again.redelivered, again.duplicates, [r["record_id"] for r in again.new]) == (4, 1, ["r4"])
+        write(store, again)
+        write(store, restarted.handle([], [label(5)]))
+        store.write_prequential(restarted.finish())
+        store.join_labels([{**label(4), "window": 99, "predicted_label": "benign", "model_id": "x", "joined_ns": 1,
+                            "delay_records": 0, "delay_s": 0.0}])  # joined already: the first join stands
+        stored = store.labels(topic).set_index("record_id")
+        windows = store.prequential(topic)
+    assert len(stored) == 7 and stored["window"].notna().all() and stored.loc["r4", "window"] == 2
+    assert stored.loc["r6", "true_label"] == "benign" and stored.loc["r6", "predicted_label"] == "attack"
+    assert windows["window"].tolist() == [0, 1, 2, 3] and windows["records"].tolist() == [2, 2, 2, 1]
+    assert stored.groupby("window").size().tolist() == windows["records"].tolist()
+    assert windows["recall"][0] == {"attack": 1.0, "benign": 0.0} and windows["far"][0] == 1.0

@@ -100,6 +100,7 @@ def test_a_bad_value_and_an_unknown_parameter_fail_their_runs_and_the_sweep(tmp_
 def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path, kafka_bootstrap, cli):
     proc = cli("-q", "sweep", "--grid", "model=decision-tree", "--grid", "records=1200", "--grid", "drift=true",
                "--grid", "drift_window=500", "--grid", "alerts=attack_rate > 0.5", "--grid", "value_format=vector",
+               "--grid", "order=shuffle",  # windows like the training data: in time order each holds one day
                "--bootstrap", kafka_bootstrap, "--out", str(tmp_path), "--models-dir", str(tmp_path / "models"),
                timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr

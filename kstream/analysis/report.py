@@ -2,8 +2,8 @@
 
 A run folder (written by :func:`kstream.app.run`, the ``2.0-stream`` notebook or
 ``kstream run``) holds ``predictions.sqlite`` and ``summary.json``.
-:func:`load_run` reads them back (with the drift windows of a run that monitored drift) and
-joins the dataset's labels by record id;
+:func:`load_run` reads them back (with the drift windows of a run that monitored drift, and the
+prequential windows of a run that streamed labels) and joins the dataset's labels by record id;
 :func:`write_report` draws the figures of :mod:`kstream.analysis.plots` into
 ``<run>/figures/*.png`` and writes ``<run>/report.md``, a one-page summary. The ``3.0-report``
 notebook and ``kstream report`` (through :func:`kstream.app.report`) call them.
@@ -25,6 +25,7 @@ from kstream.analysis import plots
 from kstream.analysis.summaries import join_truth
 from kstream.data import datasets, leakage
 from kstream.errors import ConfigError, DataError, ModelError
+from kstream.generator import parse_label_delay
 from kstream.modeling.artifacts import ModelCard, read_train_vectors
 from kstream.modeling.quality import score, scores_with_leakage
 from kstream.paths import RUNS_DIR
@@ -49,6 +50,7 @@ class Run:
     predictions: pd.DataFrame
     card: ModelCard | None = None
     windows: pd.DataFrame | None = None  # drift windows of a run with drift monitoring, else None
+    prequential: pd.DataFrame | None = None  # prequential windows of a run that joined labels, else None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
     with _open_store(run_dir, settings) as store:
         frame = store.frame(settings.get("topic"))
         windows = store.windows(settings.get("topic")) if settings.get("drift") else None
+        prequential = store.prequential(settings.get("topic")) if settings.get("labels") else None
     ds = datasets.load(settings.get("dataset", "cicids2017"), data or settings.get("data"),
                        level=settings.get("level") or None)
     frame = join_truth(frame, ds.truth(settings.get("task", "binary_class")))
@@ -98,7 +101,9 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
         if card is not None:
             train = dataclasses.replace(card, seed=int(seed)).rows(ds, "train")
         else:  # the model is gone: the run's split (a run whose summary names no split mode split at random)
-            train = ds.subset("train", seed=int(seed), mode=settings.get("split_mode") or "random")
+            mode = settings.get("split_mode") or "random"
+            until = (settings.get("train_until") or "") if mode == "temporal" else ""
+            train = ds.subset("train", seed=int(seed), mode=mode, until=until)
         summary["training_rows_streamed"] = int(base.isin(set(train.ids)).sum())
         if vectors is None and card is not None:  # a model saved before train-vectors.npy: re-derive them
             vectors = leakage.distinct(leakage.vector_hashes(train.features, card.features))
@@ -107,7 +112,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None, seed: int | No
         known = base.isin(hashes.index).to_numpy()
         frame["vector_hash"] = base.map(hashes).where(known, 0).to_numpy(dtype="uint64")
         frame["seen_in_training"] = leakage.seen_in(frame["vector_hash"].to_numpy(), vectors) & known
-    return Run(run_dir, summary, frame.reset_index(drop=True), card, windows)
+    return Run(run_dir, summary, frame.reset_index(drop=True), card, windows, prequential)
 
 
 def _model_card(summary: dict[str, Any]) -> tuple[ModelCard | None, Any]:
@@ -160,6 +165,8 @@ def figures(run: Run) -> dict[str, plt.Figure]:
     if run.windows is not None and len(run.windows):
         out["drift"] = plots.drift_windows(run.windows, run.settings.get("drift_share"),
                                            title=f"Drift per window: {run.title}")
+    if run.prequential is not None and len(run.prequential):
+        out["prequential"] = plots.prequential_windows(run.prequential, title=f"Prequential scores: {run.title}")
     if run.card is not None and run.card.learning_curve:
         out["learning_curve"] = plots.learning_curve(run.card.learning_curve, run.card.metrics.get("ceiling"),
                                                      title=f"Held-out scores by training rows: {run.title}")
@@ -227,6 +234,54 @@ def _drift_lines(run: Run) -> list[str]:
     return lines
 
 
+def _prequential_lines(run: Run) -> list[str]:
+    """The report's prequential section: the windows' scores, the label delay seen, what waited or expired,
+    and a word on class balance (nothing for a run that joined no labels)."""
+    q = run.prequential
+    if q is None:
+        return []
+    s = run.settings
+    delay = parse_label_delay(s.get("label_delay") or None)
+    lines = ["", "## Prequential scores", "",
+             "Each record was scored as it streamed; its label followed "
+             + (f"{delay} after it" if delay is not None else "later, from a labeller of its own")
+             + f" and was joined to the prediction by record id. Windows of {s.get('prequential_window', '?')} "
+             "labelled records, in the order the labels came (a window closes early where the model version "
+             "changes, and when the detectors stop)."]
+    if not len(q):
+        return lines + ["", "No window closed (no label was joined)."]
+    q = q.sort_values("end_ns", kind="stable") if q["end_ns"].notna().all() else q
+    accuracy, f1 = q["accuracy"].astype(float), q["macro_f1"].astype(float)
+    lines += ["", "| measure | value |", "|---|---|",
+              f"| windows (labelled records) | {len(q)} ({int(q['records'].sum())}) |",
+              f"| accuracy: first / last / lowest | {accuracy.iloc[0]:.4f} / {accuracy.iloc[-1]:.4f} / "
+              f"{accuracy.min():.4f} |",
+              f"| macro-F1: first / last / lowest | {f1.iloc[0]:.4f} / {f1.iloc[-1]:.4f} / {f1.min():.4f} |"]
+    if "tpr" in q and q["tpr"].notna().any():
+        lines.append(f"| TPR / FAR, mean over windows | {q['tpr'].astype(float).mean():.4f} / "
+                     f"{q['far'].astype(float).mean():.4f} |")
+    if q["delay_records_p50"].notna().any():
+        lines.append(f"| label delay seen: records p50 (max) | {q['delay_records_p50'].astype(float).median():.0f} "
+                     f"({q['delay_records_max'].astype(float).max():.0f}) |")
+    if q["delay_s_p50"].notna().any():
+        lines.append(f"| label delay seen: seconds p50 (max) | {q['delay_s_p50'].astype(float).median():.2f} "
+                     f"({q['delay_s_max'].astype(float).max():.2f}) |")
+    lines += [f"| predictions waiting for a label at the end | {int(q['pending'].iloc[-1])} |",
+              f"| expired predictions / unknown labels / duplicate labels | {int(q['expired'].sum())} / "
+              f"{int(q['unknown'].sum())} / {int(q['duplicates'].sum())} |",
+              f"| model versions | {', '.join(dict.fromkeys(q['model_id'].astype(str)))} |"]
+    shares = [c.get("attack", 0) / max(1, sum(c.values())) for c in q["true_counts"] if isinstance(c, dict)]
+    if shares and any("attack" in c or "benign" in c for c in q["true_counts"] if isinstance(c, dict)):
+        lines += ["", f"Class balance: attacks are {min(shares):.1%} to {max(shares):.1%} of a window's labels. "
+                  "Accuracy follows the majority class: on a window mostly of one class (a quiet, mostly benign hour) "
+                  "it stays high whatever the model does on the other, so read it beside macro-F1 and TPR/FAR (a "
+                  "window without attacks has no TPR, one without benign flows no FAR)."]
+    else:
+        lines += ["", "Class balance: accuracy follows the classes a window holds most of; macro-F1 weighs every "
+                  "class a window holds alike, so read the two together, and per-class recall for the rare ones."]
+    return lines
+
+
 def _seconds(windows: pd.DataFrame, at: int) -> str:
     """When window ``at`` ended, in seconds after the first window started."""
     return f"{(windows.loc[at, 'end_ns'] - windows['start_ns'].min()) / 1e9:.1f} s into the run"
@@ -255,14 +310,21 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
     else:
         scores = score(scored["true_label"], scored["predicted_label"], task=task)
     per_class = pd.DataFrame(scores.get("per_class", {})).T
+    split = run.settings.get("split_mode") or "random"
+    if split == "temporal":
+        split += f" split: trained on the flows before {run.settings.get('train_until') or '?'}"
+    else:
+        split += " split"
+    order = f"; records sent in {run.settings['order']} order" if run.settings.get("order") else ""
     lines = [
         f"# Run report: {run.title}",
         "",
         f"Run folder `{run.run_dir}`; model `{s.get('model_id', '?')}`; "
         f"{run.settings.get('detectors', 1)} detector(s) on {run.settings.get('partitions', 1)} partition(s); "
         f"data `{run.settings.get('data') or 'bundled sample'}`, split seed {run.settings.get('seed', '?')} "
-        f"({run.settings.get('split_mode') or 'random'} split).",
+        f"({split}){order}.",
         "",
+        *([run.card.split_note, ""] if run.card is not None and run.card.split_note else []),
         "| measure | value |",
         "|---|---|",
         f"| records predicted | {s['records']} (sent {s.get('sent', '?')}, "
@@ -280,6 +342,7 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
         lines += _leakage_lines(scores)
     lines += ["", "## Per class", "", markdown_table(per_class, index="class")]
     lines += _drift_lines(run)
+    lines += _prequential_lines(run)
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
     citation = datasets.spec(run.settings.get("dataset", "cicids2017")).citation

@@ -1,7 +1,7 @@
 """Watching a run as it happens: what the detectors have written so far, as a status line or a figure.
 
 Nothing here sits in a detector's loop. :class:`StoreWatch` reads what the detectors wrote to the
-results store (the predictions and the drift windows of the run's topic) from the caller's
+results store (the predictions, the drift windows and the prequential windows of the run's topic) from the caller's
 thread, at most about once a second and less often when reading and drawing take longer (their
 share of the time stays under a fifth), and hands a :class:`LiveState` to whoever shows it:
 :func:`kstream.app.run` calls its ``on_progress`` with it from the main thread, the ``2.0-stream``
@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +39,22 @@ RATE_SPAN_S = 5.0
 
 
 def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterable[tuple[str, int]],
-                dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0) -> str:
-    """One line: records, records/s, p99 latency, the largest classes, dead letters and drift.
+                dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0,
+                models: Sequence[str] = (),
+                prequential: tuple[int, dict[str, Any] | None, int] | None = None) -> str:
+    """One line: records, records/s, p99 latency, the largest classes, dead letters, drift, the model
+    versions ``models`` (in the order they served) once there is more than one, and the prequential
+    scores (``prequential``: windows closed, the latest window's row, predictions waiting for a label).
 
     >>> print(status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1,
-    ...                   alerts=1))  # doctest: +NORMALIZE_WHITESPACE
+    ...                   alerts=1, models=["m@0123", "m@4567"]))  # doctest: +NORMALIZE_WHITESPACE
     1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered |
-    drift 1/2 windows, 1 alert
+    drift 1/2 windows, 1 alert | 2 models, now @4567
+    >>> print(status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1,
+    ...                   alerts=1, prequential=(3, {"accuracy": 0.97, "macro_f1": 0.9}, 1000))
+    ...       )  # doctest: +NORMALIZE_WHITESPACE
+    1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered |
+    drift 1/2 windows, 1 alert | prequential 3 windows, last acc 0.970 F1 0.900, 1,000 waiting for a label
     """
     top = sorted(classes, key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{name} {count:,}" for name, count in top[:3])
@@ -55,6 +64,14 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
              shown or "no classes yet", f"{dead_lettered:,} dead-lettered"]
     if windows is not None:
         parts.append(f"drift {drifted}/{windows} windows, {alerts} alert{'s' if alerts != 1 else ''}")
+    if len(models) > 1:
+        parts.append(f"{len(models)} models, now @{str(models[-1]).rpartition('@')[2]}")
+    if prequential is not None:
+        closed, last, waiting = prequential
+        scores = (f", last acc {last['accuracy']:.3f} F1 {last['macro_f1']:.3f}"
+                  if last and last.get("accuracy") is not None else "")
+        plural = "s" if closed != 1 else ""
+        parts.append(f"prequential {closed} window{plural}{scores}, {waiting:,} waiting for a label")
     return " | ".join(parts)
 
 
@@ -62,13 +79,15 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
 class LiveState:
     """What a run has written so far: its predictions (a store frame: ``predicted_label``,
     ``latency_ms``, ``predicted_ns``), its drift windows (None when drift is not monitored), dead
-    letters, records sent (None when unknown) and seconds since watching began."""
+    letters, records sent (None when unknown), seconds since watching began, and its prequential
+    windows (None when no label is joined)."""
 
     predictions: pd.DataFrame
     windows: pd.DataFrame | None = None
     dead_lettered: int = 0
     sent: int | None = None
     elapsed_s: float = 0.0
+    prequential: pd.DataFrame | None = None
 
     @property
     def alerts(self) -> int:
@@ -91,8 +110,16 @@ class LiveState:
         classes = [(str(label), int(n)) for label, n in frame["predicted_label"].astype(str).value_counts().items()]
         w = self.windows
         drifted = int(w["drifted"].astype(bool).sum()) if w is not None and len(w) else 0
+        models: list[str] = []
+        if "model_id" in frame and frame["model_id"].nunique() > 1:  # the versions, by when each first scored
+            models = list(frame.sort_values("predicted_ns", kind="mergesort")["model_id"].drop_duplicates())
+        q = self.prequential
+        prequential = None
+        if q is not None:
+            last = q.sort_values("end_ns").iloc[-1].to_dict() if len(q) else None
+            prequential = (len(q), last, int(last["pending"]) if last and pd.notna(last.get("pending")) else 0)
         return status_line(len(frame), rate, p99, classes, self.dead_lettered,
-                           None if w is None else len(w), drifted, self.alerts)
+                           None if w is None else len(w), drifted, self.alerts, models, prequential)
 
 
 class StoreWatch:
@@ -100,9 +127,9 @@ class StoreWatch:
 
     ``topic`` is the run's flows topic (a store may hold many runs); ``dead_letters`` and
     ``sent`` are callables giving those counts (the detectors' and the generator's own counters);
-    ``drift`` says whether to read the windows too. :meth:`poll` returns a :class:`LiveState`
-    when ``every_s`` seconds have passed since the last one and reading and showing the last one
-    took less than a fifth of the time since, else None; ``force`` reads now.
+    ``drift`` says whether to read the windows too, ``labels`` the prequential windows. :meth:`poll`
+    returns a :class:`LiveState` when ``every_s`` seconds have passed since the last one and reading and
+    showing the last one took less than a fifth of the time since, else None; ``force`` reads now.
 
     >>> import tempfile, os
     >>> from kstream.stores.sqlite import SQLiteStore
@@ -115,8 +142,9 @@ class StoreWatch:
 
     def __init__(self, store: Store, topic: str, dead_letters: Callable[[], int] = lambda: 0,
                  sent: Callable[[], int | None] = lambda: None, drift: bool = False, every_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, labels: bool = False) -> None:
         self.store, self.topic, self.drift, self.every_s = store, topic, drift, float(every_s)
+        self.labels = labels
         self._dead, self._sent, self._clock = dead_letters, sent, clock
         self._start = clock()
         self._due = self._start  # the first poll reads
@@ -128,7 +156,8 @@ class StoreWatch:
         if not force and now < self._due:
             return None
         state = LiveState(self.store.frame(self.topic), self.store.windows(self.topic) if self.drift else None,
-                          int(self._dead()), self._sent(), now - self._start)
+                          int(self._dead()), self._sent(), now - self._start,
+                          self.store.prequential(self.topic) if self.labels else None)
         self.reads += 1
         self._last_read = now
         self.done(self._clock() - now)
@@ -154,6 +183,8 @@ class BatchTally:
         self.dead_lettered = 0
         self.windows: int | None = None
         self.drifted = self.alerts = 0
+        self.models: list[str] = []  # the model versions the detector served, in order
+        self.prequential: tuple[int, dict[str, Any] | None, int] | None = None
         self._clock = clock
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -179,6 +210,11 @@ class BatchTally:
             self.dead_lettered = stats.dead_lettered
             if stats.windows or self.windows is not None:
                 self.windows, self.drifted, self.alerts = stats.windows, stats.drifted, stats.alerts
+            self.models = list(getattr(stats, "model_ids", ()))
+            counts = getattr(stats, "labels", None)
+            if counts is not None:
+                self.prequential = (counts.get("windows", 0), getattr(stats, "last_prequential", None),
+                                    counts.get("pending", 0))
 
     def status_line(self) -> str:
         """The detector so far in one line."""
@@ -186,7 +222,7 @@ class BatchTally:
         rate = sum(n for _, n in self._recent) / span
         p99 = float(np.percentile(np.fromiter(self.latency_ms, float), 99)) if self.latency_ms else None
         return status_line(self.records, rate, p99, self.classes.items(), self.dead_lettered, self.windows,
-                           self.drifted, self.alerts)
+                           self.drifted, self.alerts, self.models, self.prequential)
 
 
 class NotebookView:
@@ -211,7 +247,7 @@ class NotebookView:
         from kstream.analysis import plots
 
         fig = plots.live_view(state.predictions, state.windows, state.dead_lettered, state.sent,
-                              title=f"{self.title}: {state.status_line()}")
+                              title=f"{self.title}: {state.status_line()}", prequential=state.prequential)
         try:
             if self.handle is not None:
                 self.handle.update(fig)

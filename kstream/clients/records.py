@@ -97,6 +97,11 @@ class Assignment:
         self._owned: frozenset[tuple[str, int]] = frozenset()
         self._kept: dict[int, frozenset[tuple[str, int]]] = {}
 
+    @property
+    def owned(self) -> frozenset[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs assigned now (none after a lost membership, until the next assignment)."""
+        return self._owned
+
     def revoked(self) -> None:
         self.moving = True
 

@@ -37,7 +37,9 @@ from kstream.data.formats.cicflowmeter import CICIDS_DROPPED, read_feature_names
 from kstream.data.formats.kdd import NSL_KDD_DROPPED
 from kstream.data.formats.netml import NETML_DROPPED
 from kstream.data.formats.pcap import is_capture
+from kstream.data.formats.times import describe_time
 from kstream.data.formats.vocabulary import LEAKY, canonical_name, is_leaky
+from kstream.data.order import order_positions
 from kstream.errors import ConfigError, DataError
 from kstream.paths import DATASETS_DIR, PROJECT_ROOT
 
@@ -76,7 +78,9 @@ class Dataset:
     ``level``; ``levels`` holds every level the source has. ``default_level`` is the level the
     split is stratified on and the binary task reads, so neither depends on the level chosen.
     ``test_mask``, when set, is an official test split (NSL-KDD's KDDTest+ rows) that
-    :meth:`split_index` returns instead of its own.
+    :meth:`split_index` returns instead of its own. ``times``, when the source has a timestamp
+    column, is each flow's time (datetime64[ns], as the file gives it): never a feature, it orders
+    a stream (:meth:`in_order`) and places a temporal split; None for sources without one.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Dataset:
     source: str = ""
     test_mask: np.ndarray | None = None
     labelled: bool = True  # False for flows from a packet capture: features, no ground truth
+    times: pd.Series | None = None  # datetime64[ns] per row, aligned with ids; None: the source has no times
 
     def __post_init__(self) -> None:
         if not self.level:
@@ -154,26 +159,61 @@ class Dataset:
         """One hash per row of its feature vector (:func:`kstream.data.leakage.vector_hashes`), computed once."""
         return leakage.vector_hashes(self.features)
 
-    def split_index(self, *, seed: int, test_size: float = 0.2,
-                    mode: str = leakage.DEFAULT_SPLIT_MODE) -> tuple[np.ndarray, np.ndarray]:
+    def split_index(self, *, seed: int, test_size: float = 0.2, mode: str = leakage.DEFAULT_SPLIT_MODE,
+                    until: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Row positions of the train and test parts for a split ``seed``.
 
         Stratified on the default level. ``mode`` ``grouped`` keeps the rows of one feature vector
         on one side (:func:`kstream.data.leakage.grouped_split`); ``random`` is the split of earlier
-        kstream versions, over rows. Classes too small to stratify stay in the training part. A
-        dataset with an official split (``test_mask``) returns that one, and ``test_size``,
-        ``seed`` and ``mode`` do not apply.
+        kstream versions, over rows. Classes too small to stratify stay in the training part.
+        ``temporal`` trains on the earliest rows by time and holds out the rest
+        (:func:`kstream.data.leakage.temporal_split`: the last ``test_size`` of the rows, or those
+        from ``until`` on); data without times is refused with a ConfigError naming the fix. A dataset
+        with an official split (``test_mask``) returns that one for the other modes, and
+        ``test_size``, ``seed`` and ``mode`` do not apply.
+
+        >>> train, test = load("cicids2017").split_index(seed=42, mode="temporal", until="2017-07-07")
+        >>> len(train) > len(test) > 0
+        True
         """
         positions = np.arange(len(self))
+        if leakage.check_split_mode(mode) == "temporal":
+            if self.times is None:
+                raise ConfigError(f"{self.source or self.name} has no flow times, so it cannot be split by time: use "
+                                  "--split-mode grouped or random, or data with a Timestamp column")
+            return leakage.temporal_split(self.times, test_size=test_size, until=until, what=self.source or self.name)
         if self.test_mask is not None:
             return positions[~self.test_mask], positions[self.test_mask]
-        groups = self.vector_hashes if leakage.check_split_mode(mode) == "grouped" else None
+        groups = self.vector_hashes if mode == "grouped" else None
         return leakage.split(self.levels[self.default_level], seed=seed, test_size=test_size, mode=mode,
                              groups=groups, what=self.name)
 
+    def time_range(self) -> tuple[str, str] | None:
+        """The first and last time of the rows as ISO text (None without times or rows).
+
+        >>> load("cicids2017").time_range()
+        ('2017-07-03T11:57:41.826651', '2017-07-07T20:02:39.567285')
+        """
+        if self.times is None or not len(self.times):
+            return None
+        return describe_time(self.times.min()), describe_time(self.times.max())
+
+    def in_order(self, order: str = "", seed: int | None = None) -> Dataset:
+        """The same rows in the order records are sent in (:func:`kstream.data.order.order_positions`):
+        ``time`` (by time, ties in file order), ``shuffle`` (seeded: ``seed``, else
+        :data:`DEFAULT_SEED`) or ``file``; empty means ``time`` when the data has times, else ``shuffle``.
+
+        >>> ds = load("nsl-kdd")
+        >>> ds.in_order().ids.tolist() == ds.in_order("shuffle", seed=42).ids.tolist() != ds.ids.tolist()
+        True
+        """
+        return self.take(order_positions(len(self), order, self.times, DEFAULT_SEED if seed is None else seed,
+                                         what=self.source or self.name))
+
     def subset(self, split: str, *, seed: int | None = None, test_size: float = 0.2,
-               mode: str = leakage.DEFAULT_SPLIT_MODE) -> Dataset:
-        """The ``train``, ``test`` or ``all`` rows as a dataset of their own (``seed`` and ``mode`` name the split).
+               mode: str = leakage.DEFAULT_SPLIT_MODE, until: str = "") -> Dataset:
+        """The ``train``, ``test`` or ``all`` rows as a dataset of their own (``seed``, ``mode`` and, for a
+        temporal split, ``until`` name the split).
 
         >>> ds = load("cicids2017")
         >>> len(ds.subset("test", seed=7)) == len(ds.subset("test", seed=42)), len(ds.subset("all")) == len(ds)
@@ -185,7 +225,7 @@ class Dataset:
             raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         if seed is None:
             raise ConfigError(f"the {split} split needs the split seed (the model card's `seed`)")
-        train, test = self.split_index(seed=seed, test_size=test_size, mode=mode)
+        train, test = self.split_index(seed=seed, test_size=test_size, mode=mode, until=until)
         return self.take(train if split == "train" else test)
 
     def restrict(self, features: Sequence[str], source: str = "") -> Dataset:
@@ -210,7 +250,7 @@ class Dataset:
         return dataclasses.replace(self, features=self.features[kept], feature_notes=notes)
 
     def take(self, rows: np.ndarray) -> Dataset:
-        """The rows at positions ``rows``, every level and mask kept aligned."""
+        """The rows at positions ``rows``, every level, mask and time kept aligned."""
 
         def pick(series: pd.Series) -> pd.Series:
             return series.iloc[rows].reset_index(drop=True)
@@ -222,6 +262,7 @@ class Dataset:
             labels=pick(self.labels),
             levels={name: pick(values) for name, values in self.levels.items()},
             test_mask=None if self.test_mask is None else self.test_mask[rows],
+            times=None if self.times is None else pick(self.times),
         )
 
     def truth(self, task: str) -> pd.DataFrame:
@@ -346,6 +387,7 @@ class DatasetSpec:
             feature_notes=table.notes,
             source=_describe_source(source),
             test_mask=table.test_mask,
+            times=table.times,
         )
         log.info("loaded %d %s rows with %d features from %s", len(ds), self.name, ds.features.shape[1], ds.source)
         return ds.with_level(level) if level else ds

@@ -1,4 +1,4 @@
-"""Identical feature vectors: the split that keeps them on one side, and what they cost a score.
+"""Identical feature vectors and the future: the splits that keep them out of a held-out score.
 
 Flow datasets repeat themselves: many rows carry exactly the same feature vector (short flows of one
 service, scans, retransmitted handshakes), sometimes under different labels. A random split then
@@ -9,7 +9,9 @@ pure logic; :mod:`kstream.data.datasets` splits with it and :mod:`kstream.modeli
 
 - :func:`vector_hashes`: one 64-bit hash per row of a feature frame (NaN-aware, ``-0.0 == 0.0``);
 - :func:`split`: the train/test row positions, ``grouped`` (rows of one vector on one side,
-  stratified as far as the groups allow) or ``random`` (stratified over rows, as kstream split before);
+  stratified as far as the groups allow), ``random`` (stratified over rows, as kstream split before)
+  or ``temporal`` (:func:`temporal_split`: train on the earliest rows by time, hold out the later
+  ones, as a detector deployed on a given day meets them);
 - :func:`conflicts`, :func:`ceiling`: duplicate and multi-label vectors, and the best accuracy any
   model can reach on a set of rows given them;
 - :func:`seen_in`: which rows have a vector that training rows had.
@@ -26,6 +28,7 @@ pure logic; :mod:`kstream.data.datasets` splits with it and :mod:`kstream.modeli
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,11 +40,12 @@ from sklearn.model_selection import train_test_split
 from kstream.errors import ConfigError, DataError
 
 __all__ = ["SPLIT_MODES", "DEFAULT_SPLIT_MODE", "check_split_mode", "vector_hashes", "split", "grouped_split",
-           "random_split", "conflicts", "ceiling", "seen_in", "distinct"]
+           "random_split", "temporal_split", "parse_until", "absent_classes", "conflicts", "ceiling", "seen_in",
+           "distinct"]
 
 log = logging.getLogger(__name__)
 
-SPLIT_MODES = ("grouped", "random")
+SPLIT_MODES = ("grouped", "random", "temporal")
 DEFAULT_SPLIT_MODE = "grouped"  # the split a model trains on unless told otherwise
 
 
@@ -51,7 +55,7 @@ def check_split_mode(mode: str) -> str:
     >>> check_split_mode("shuffled")
     Traceback (most recent call last):
     ...
-    kstream.errors.ConfigError: unknown split mode 'shuffled'; choose one of: grouped, random
+    kstream.errors.ConfigError: unknown split mode 'shuffled'; choose one of: grouped, random, temporal
     """
     if mode not in SPLIT_MODES:
         raise ConfigError(f"unknown split mode {mode!r}; choose one of: {', '.join(SPLIT_MODES)}")
@@ -153,18 +157,112 @@ def _ceiling(frame: pd.DataFrame) -> float:
 
 
 def split(strata: pd.Series | np.ndarray, *, seed: int, test_size: float = 0.2, mode: str = DEFAULT_SPLIT_MODE,
-          groups: np.ndarray | None = None, what: str = "the") -> tuple[np.ndarray, np.ndarray]:
+          groups: np.ndarray | None = None, what: str = "the", times: pd.Series | None = None,
+          until: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Sorted row positions of the train and test parts: :func:`grouped_split` on ``groups`` (the
-    rows' vector hashes) or :func:`random_split`; ``what`` names the data in errors."""
+    rows' vector hashes), :func:`random_split`, or :func:`temporal_split` on ``times`` (and ``until``);
+    ``what`` names the data in errors."""
     check_split_mode(mode)
     if not 0 < test_size < 1:
         raise ConfigError(f"the test share must be between 0 and 1, not {test_size!r}")
+    if mode == "temporal":
+        if times is None:
+            raise ConfigError(f"{what} rows have no flow times, so they cannot be split by time: use --split-mode "
+                              "grouped or random, or data with a Timestamp column")
+        return temporal_split(times, test_size=test_size, until=until, what=what)
     strata = np.asarray(strata)
     if mode == "random":
         return random_split(strata, seed=seed, test_size=test_size, what=what)
     if groups is None or len(groups) != len(strata):
         raise DataError(f"a grouped split of {what} rows needs one vector hash per row")
     return grouped_split(strata, groups, seed=seed, test_size=test_size)
+
+
+def parse_until(text: str) -> pd.Timestamp:
+    """The time of ``--train-until`` / ``train_until``: an ISO date or datetime (a UTC offset is
+    converted to UTC, as flow times are); anything else is a ConfigError showing the form.
+
+    >>> parse_until("2017-07-06"), parse_until("2017-07-06T12:30:00+02:00")
+    (Timestamp('2017-07-06 00:00:00'), Timestamp('2017-07-06 10:30:00'))
+    >>> parse_until("Thursday")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: train_until 'Thursday' is not an ISO date or datetime (e.g. 2017-07-06 or
+        2017-07-06T12:00)
+    """
+    try:
+        when = dt.datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"train_until {text!r} is not an ISO date or datetime (e.g. 2017-07-06 or "
+                          "2017-07-06T12:00)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return pd.Timestamp(when)
+
+
+def temporal_split(times: pd.Series | np.ndarray, *, test_size: float = 0.2, until: str = "",
+                   what: str = "the data") -> tuple[np.ndarray, np.ndarray]:
+    """Sorted row positions of the train and test parts of a split by time: rows with a time before
+    the boundary train, the others are held out.
+
+    The boundary is ``until`` when given (an ISO date or datetime, :func:`parse_until`); else the
+    time of the first row of the last ``test_size`` of the rows in time order (by row count), so
+    rows of that same time are held out with it and no time falls on both sides. A boundary that
+    leaves one side empty (``until`` at or before the first time, or after the last) is a
+    ConfigError naming the data's range. Classes are not stratified: a class whose rows all come
+    after the boundary is in the test part only (see :func:`absent_classes`).
+
+    >>> t = pd.Series(pd.to_datetime(["2017-07-03", "2017-07-05", "2017-07-04", "2017-07-05", "2017-07-06"]))
+    >>> [p.tolist() for p in temporal_split(t, test_size=0.2)]
+    [[0, 1, 2, 3], [4]]
+    >>> [p.tolist() for p in temporal_split(t, test_size=0.4)]  # the two rows of 07-05 stay together
+    [[0, 2], [1, 3, 4]]
+    >>> [p.tolist() for p in temporal_split(t, until="2017-07-04T12:00")]
+    [[0, 2], [1, 3, 4]]
+    >>> temporal_split(t, until="2017-08-01")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: --train-until 2017-08-01 leaves no rows to hold out: the data runs from
+        2017-07-03T00:00:00 to 2017-07-06T00:00:00; pick a time after the first and at or before the last
+    """
+    values = pd.Series(times).to_numpy(dtype="datetime64[ns]")
+    if len(values) < 2:
+        raise DataError(f"{what} has {len(values)} row(s): too few to split by time")
+    if np.isnat(values).any():
+        raise DataError(f"{what} has rows without a time; a temporal split needs every flow's time")
+    first, last = pd.Timestamp(values.min()), pd.Timestamp(values.max())
+    span = f"{what} runs from {first.isoformat()} to {last.isoformat()}"
+    if until:
+        boundary = np.datetime64(parse_until(until), "ns")
+        given = f"--train-until {until}"
+    else:
+        if not 0 < test_size < 1:
+            raise ConfigError(f"the test share must be between 0 and 1, not {test_size!r}")
+        held = max(1, int(np.floor(test_size * len(values) + 0.5)))
+        boundary = np.sort(values, kind="stable")[len(values) - held]
+        given = f"holding out the last {test_size:.0%} of the rows by time (from {pd.Timestamp(boundary).isoformat()})"
+    train = values < boundary
+    if not train.any() or train.all():
+        side = "train on" if not train.any() else "hold out"
+        fix = ("pick a time after the first and at or before the last" if until
+               else "pass --train-until a time after the first")
+        raise ConfigError(f"{given} leaves no rows to {side}: {span}; {fix}")
+    positions = np.arange(len(values))
+    return positions[train], positions[~train]
+
+
+def absent_classes(test_labels: Sequence[Any] | np.ndarray | pd.Series,
+                   train_labels: Sequence[Any] | np.ndarray | pd.Series) -> dict[str, int]:
+    """Classes of the held-out rows that no training row has, with their held-out row counts
+    (largest first): what a temporal split holds out that training never saw.
+
+    >>> absent_classes(["DDoS", "BENIGN", "DDoS", "Bot"], ["BENIGN", "FTP-Patator"])
+    {'DDoS': 2, 'Bot': 1}
+    """
+    test = pd.Series(np.asarray(test_labels).astype(str))
+    known = set(np.asarray(train_labels).astype(str))
+    counts = test[~test.isin(known)].value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
 
 
 def random_split(strata: np.ndarray, *, seed: int, test_size: float = 0.2,

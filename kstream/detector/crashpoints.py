@@ -1,7 +1,8 @@
 """Crash points for fault-injection tests: a detector that kills or freezes itself at one step of one batch.
 
-``KSTREAM_CRASH_AT=<point>:<batch>`` (points ``after-store``, ``after-publish``, ``after-commit``)
-makes the detector kill itself with SIGKILL at that step of that batch (1 = the first);
+``KSTREAM_CRASH_AT=<point>:<batch>`` (points ``after-labels``: labels stored but not the prequential windows they
+closed; ``after-store``, ``after-publish``, ``after-commit``) makes the detector kill itself with SIGKILL at that
+step of that batch (1 = the first);
 ``<point>:<batch>:stop`` freezes it there with SIGSTOP instead, until a SIGCONT (a hung process
 whose partitions the group gives to another detector). Read once at the edge (where detectors are
 built) and passed to :class:`~kstream.detector.loop.Detector` as ``crash_at``.
@@ -17,7 +18,7 @@ from kstream.errors import ConfigError
 
 __all__ = ["CRASH_POINTS", "CrashPoint", "crash_point_from_env"]
 
-CRASH_POINTS = ("after-store", "after-publish", "after-commit")
+CRASH_POINTS = ("after-labels", "after-store", "after-publish", "after-commit")
 _CRASH_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 

@@ -25,9 +25,22 @@ alert to the alerts topic, in the same write step as the batch, before the commi
 closed by time while no record comes is written the same way. A restarted detector starts a
 new monitor (its windows carry another monitor id): drift windows are not replayed.
 
+With a label stream (:class:`~kstream.detector.labels.LabelStream`), the consumer reads the labels topic too:
+each batch's labels are read with its flows (a bad one is dead-lettered with its reason), joined to the
+predictions by record id on this thread, in batch order, and stored with their join and the prequential
+windows they closed, in the same write step as the batch, before the commit; the windows are published to
+the prequential topic. A restarted detector rebuilds the join from the store, so no label is lost or
+counted twice.
+
 Bad input never stops it: :meth:`Detector.process` turns every message, whatever its
-bytes, key or headers, into exactly one prediction row or exactly one dead letter
-(:mod:`kstream.messages.deadletters`), which always fits the DLQ's record size.
+bytes, key or headers, into exactly one prediction row (or, on the labels topic, one label) or exactly one
+dead letter (:mod:`kstream.messages.deadletters`), which always fits the DLQ's record size.
+
+A new model version takes over at a batch boundary (:meth:`Detector.swap`; with ``model_check_s`` a
+thread watches the model's folder for one, :mod:`kstream.detector.hotswap`): each batch is scored by the
+one version it started with, and its rows and windows carry that version's ``model_id``. Drift windows
+never span a swap: the open window closes with the old version, and the monitor compares the new
+version's batches with the new card's reference from then on.
 
 For fault-injection tests, ``crash_at`` (:mod:`kstream.detector.crashpoints`, ``KSTREAM_CRASH_AT``)
 makes the detector kill or freeze itself at one step of one batch.
@@ -36,6 +49,7 @@ makes the detector kill or freeze itself at one step of one batch.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import math
@@ -52,13 +66,18 @@ import numpy as np
 import orjson
 
 from kstream.clients import Consumer, Message, Producer, Record
+from kstream.clients.records import Assignment
 from kstream.detector.crashpoints import CrashPoint
+from kstream.detector.hotswap import ModelWatcher, SwapCheck
+from kstream.detector.labels import LabelBatch, LabelStream
 from kstream.detector.readahead import ReadAhead, still_ours
 from kstream.drift.alerts import AlertRule
 from kstream.drift.monitor import DriftMonitor, window_row
+from kstream.drift.reference import FeatureReference
+from kstream.errors import KstreamError, ModelError
 from kstream.messages.deadletters import DEFAULT_BUDGET, DeadLetter, DeadLetterBuilder, bounded_text
 from kstream.messages.wire import SCHEMA_HEADER, SEND_TIME_HEADER, decode_flows, encode_prediction, record_id, send_time
-from kstream.modeling.artifacts import TrainedModel
+from kstream.modeling.artifacts import ModelCard, TrainedModel
 from kstream.stores.protocol import Store
 
 __all__ = ["Detector", "DetectorStats", "BatchResult", "joined"]
@@ -82,6 +101,11 @@ class DetectorStats:
     drifted: int = 0  # of which drifted
     alerts: int = 0  # alerts raised
     last_window: dict[str, Any] | None = None  # the latest drift window's row
+    swaps: int = 0  # model versions that took over
+    refused_models: int = 0  # new versions in the model's folder that were refused
+    model_ids: list[str] = field(default_factory=list)  # the versions served, in the order they took over
+    labels: dict[str, int] | None = None  # with a label stream: its counts (kstream.detector.labels.LabelCounts)
+    last_prequential: dict[str, Any] | None = None  # the latest prequential window's row
 
 
 @dataclass
@@ -96,11 +120,15 @@ class BatchResult:
     scores: list[float] = field(default_factory=list)  # and scores
     windows: list[dict[str, Any]] = field(default_factory=list)  # drift windows this batch closed (store rows)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts raised on them
+    model_id: str = ""  # the model version that scored it
+    label_rows: list[dict[str, Any]] = field(default_factory=list)  # labels read (not joined yet)
+    joined_labels: LabelBatch | None = None  # the labels joined and the prequential windows closed (writer's thread)
 
 
 def joined(first: BatchResult, second: BatchResult) -> BatchResult:
     """Two batches' results as one (rows, dead letters, and the predicted rows' features, labels and scores
-    in order), so batches that waited can be written, watched and committed together.
+    in order), so batches that waited can be written, watched and committed together. Both must have been
+    scored by one model version (the detector never joins batches across a swap).
 
     >>> a = BatchResult([{"id": 1}], [], 1, np.zeros((1, 2)), ["attack"], [0.9])
     >>> both = joined(a, BatchResult([], [], 0, None))
@@ -112,7 +140,8 @@ def joined(first: BatchResult, second: BatchResult) -> BatchResult:
     return BatchResult(first.predictions + second.predictions, first.dead + second.dead,
                        first.imputed + second.imputed, matrix, list(first.labels) + list(second.labels),
                        list(first.scores) + list(second.scores), first.windows + second.windows,
-                       first.alerts + second.alerts)
+                       first.alerts + second.alerts, model_id=second.model_id or first.model_id,
+                       label_rows=first.label_rows + second.label_rows)
 
 
 class Detector:
@@ -122,7 +151,9 @@ class Detector:
     objects; tests may pass fakes with the same methods for pure logic.
     ``dlq_budget`` is the largest record the DLQ takes (see
     :class:`~kstream.messages.deadletters.DeadLetterBuilder`): a budget too small for any dead
-    letter is a ConfigError here, at start.
+    letter is a ConfigError here, at start. ``swap_check`` is what a model must match to take over
+    (default: :meth:`SwapCheck.of` ``model``); with ``model_check_s`` above 0, :meth:`run` watches the
+    model's folder for a new version that often (:class:`~kstream.detector.hotswap.ModelWatcher`).
     """
 
     def __init__(
@@ -143,6 +174,10 @@ class Detector:
         alert_rules: list[AlertRule] | tuple[AlertRule, ...] = (),
         drift_topic: str = "flows.drift",
         alerts_topic: str = "flows.alerts",
+        swap_check: SwapCheck | None = None,
+        model_check_s: float = 0.0,
+        labels: LabelStream | None = None,
+        prequential_topic: str = "flows.prequential",
     ) -> None:
         self.dead_letters = DeadLetterBuilder(dlq_budget)
         self.model = model
@@ -162,7 +197,17 @@ class Detector:
         self.drift_topic = drift_topic
         self.alerts_topic = alerts_topic
         self.monitor_id = uuid.uuid4().hex[:12]  # this detector's windows, in the store and on the drift topic
+        self.labels = labels
+        self.prequential_topic = prequential_topic
         self.last_result: BatchResult | None = None  # the latest batch handled (for live views)
+        self.swap_check = swap_check or SwapCheck.of(model, drift=monitor is not None)
+        self.model_check_s = float(model_check_s)
+        self.stats.model_ids.append(model.card.model_id)
+        #: the version given to :meth:`swap` that takes over at the next batch, with its drift reference
+        self._pending: tuple[TrainedModel, FeatureReference | None] | None = None
+        self._swap_lock = threading.Lock()
+        self._watched = model.card.model_id  # the version whose reference the drift monitor compares with
+        self._references: dict[str, FeatureReference] = {}  # of versions that took over and are not watched yet
         self._stop = threading.Event()
         #: batches read ahead but not handled when :meth:`run` returned, as (messages, rebalances): handled first next
         self._backlog: list[tuple[list[Message], int]] = []
@@ -175,21 +220,71 @@ class Detector:
         """Ask the loop to finish its current batch, commit and return."""
         self._stop.set()
 
+    def swap(self, model: TrainedModel) -> None:
+        """Serve ``model`` from the next batch on (a hot-swap); returns at once, from any thread.
+
+        The batch being scored finishes with the version it started with; every later batch is
+        scored by ``model`` (by the last one given, when this is called again before the next batch).
+        Raises ModelError, naming what does not fit and the fix, when ``model`` cannot score this
+        stream (:class:`~kstream.detector.hotswap.SwapCheck`); the served model is then unchanged. A
+        model from disk should come through :func:`~kstream.modeling.artifacts.load_dir` (the trust
+        checks), as the folder watcher's do.
+        """
+        problems = self.swap_check.problems(model.card)
+        if problems:
+            raise ModelError(f"{model.card.model_id} cannot take over this stream: {'; '.join(problems)}; train "
+                             f"one for it with `{self.model.train_command()}`")
+        reference = model.reference() if self.monitor is not None else None
+        with self._swap_lock:
+            same = model.card.sha256 == self.model.card.sha256
+            self._pending = None if same else (model, reference)  # the served version again: nothing to do
+
+    def next_card(self) -> ModelCard:
+        """The card of the version that scores the next batch (the one given to :meth:`swap`, or the served one)."""
+        pending = self._pending
+        return pending[0].card if pending is not None else self.model.card
+
+    def _count_refused(self) -> None:
+        self.stats.refused_models += 1  # only the watcher's thread counts these
+
+    def _serving(self) -> TrainedModel:
+        """The model that scores the next batch: a model given to :meth:`swap` takes over here, between batches."""
+        if self._pending is None:
+            return self.model
+        with self._swap_lock:
+            if self._pending is None:
+                return self.model
+            (new, reference), old = self._pending, self.model
+            self.model = new  # before the pending one is cleared: a batch starting now gets one or the other
+            self._pending = None
+            if reference is not None:
+                self._references[new.card.model_id] = reference
+            self.stats.swaps += 1
+            if new.card.model_id not in self.stats.model_ids:
+                self.stats.model_ids.append(new.card.model_id)
+            if self.labels is not None:  # labels may name the classes of either version
+                self.labels.classes += [c for c in new.card.label_classes if c not in self.labels.classes]
+        log.info("model %s takes over from %s after batch %d", new.card.model_id, old.card.model_id,
+                 self.stats.batches)
+        return new
+
     def process(self, messages: list[Message]) -> BatchResult:
         """Decode, score and shape one batch (no I/O); never raises.
 
-        Every message ends as exactly one prediction row or exactly one dead letter.
+        Every message ends as exactly one prediction row or exactly one dead letter, scored by the
+        one model version the batch starts with (``result.model_id``).
         Should the batch fail in a way no record explains (a bug), each message is
         handled alone and those that still fail are dead-lettered with the error.
         """
+        model = self._serving()
         try:
-            return self._process(messages)
+            return self._process(messages, model)
         except Exception:  # noqa: BLE001 - no record may stop the detector
             log.exception("batch of %d failed unexpectedly; handling its messages one by one", len(messages))
-            result = BatchResult([], [])
+            result = BatchResult([], [], model_id=model.card.model_id)
             for msg in messages:
                 try:
-                    one = self._process([msg])
+                    one = self._process([msg], model)
                 except Exception as one_err:  # noqa: BLE001
                     result.dead.append(self._dead_letter(msg, f"the detector failed on this record: {one_err!s:.300}"))
                     continue
@@ -200,10 +295,34 @@ class Detector:
                     result.matrix = one.matrix if result.matrix is None else np.vstack([result.matrix, one.matrix])
                 result.labels += one.labels
                 result.scores += one.scores
+                result.label_rows += one.label_rows
             return result
 
-    def _process(self, messages: list[Message]) -> BatchResult:
-        features = self.model.features
+    def _process(self, messages: list[Message], model: TrainedModel) -> BatchResult:
+        label_messages: list[Message] = []
+        if self.labels is not None:
+            labels_topic = self.labels.labels_topic
+            flows = [m for m in messages if m.topic != labels_topic]
+            if len(flows) < len(messages):
+                label_messages = [m for m in messages if m.topic == labels_topic]
+                messages = flows
+        result = self._process_flows(messages, model)
+        if label_messages:
+            self._process_labels(label_messages, result)
+        return result
+
+    def _process_labels(self, messages: list[Message], result: BatchResult) -> None:
+        """Read a batch's label messages onto ``result``: label rows, and dead letters for those it cannot take."""
+        assert self.labels is not None
+        readable = [m for m in messages if m.error is None]
+        result.dead += [self._dead_letter(m, f"the Kafka client could not read this record: {m.error}")
+                        for m in messages if m.error is not None]
+        rows, bad = self.labels.decode(readable)
+        result.label_rows += rows
+        result.dead += [self._dead_letter(m, reason) for m, reason in bad]
+
+    def _process_flows(self, messages: list[Message], model: TrainedModel) -> BatchResult:
+        features = model.features
         # a record the Kafka client could not read is a placeholder: no value to decode
         decoded = decode_flows([m.value if m.error is None else None for m in messages], features,
                                schemas=[m.headers.get(SCHEMA_HEADER) for m in messages])
@@ -212,6 +331,7 @@ class Detector:
                               f"the Kafka client could not read this record: {messages[i].error}")
             for i, reason in decoded.errors
         ]
+        model_id = model.card.model_id
         predictions: list[dict[str, Any]] = []
         kept: list[int] = []
         kept_labels: list[Any] = []
@@ -220,14 +340,13 @@ class Detector:
             labels: np.ndarray | list[Any]  # the batch's arrays, or lists when scored row by row
             scores: np.ndarray | list[float]
             try:
-                labels, scores = self.model.predict(decoded.matrix)
+                labels, scores = model.predict(decoded.matrix)
             except Exception as err:  # noqa: BLE001 - one bad row must not sink the batch
                 log.warning("batch scoring failed (%s); scoring its %d rows one by one", err, len(decoded.rows))
-                labels, scores, decoded_rows = self._score_rows(decoded.matrix, decoded.rows, messages, dead)
+                labels, scores, decoded_rows = self._score_rows(model, decoded.matrix, decoded.rows, messages, dead)
             else:
                 decoded_rows = list(range(len(decoded.rows)))
             now = self.clock_ns()
-            model_id = self.model.card.model_id
             for j, label, score in zip(decoded_rows, labels, scores):
                 msg = messages[decoded.rows[j]]
                 score = float(score)
@@ -252,7 +371,8 @@ class Detector:
                 kept_labels.append(label)
                 kept_scores.append(score)
         imputed = sum(1 for n in decoded.missing if n)
-        return BatchResult(predictions, dead, imputed, decoded.matrix[kept], kept_labels, kept_scores)
+        return BatchResult(predictions, dead, imputed, decoded.matrix[kept], kept_labels, kept_scores,
+                           model_id=model_id)
 
     def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
         """The dead letter of ``msg``; a bare one (source and reason only) if building it fails."""
@@ -265,14 +385,14 @@ class Detector:
             return self.dead_letters.build(bare, reason)
 
     def _score_rows(
-        self, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[DeadLetter]
+        self, model: TrainedModel, matrix: np.ndarray, rows: list[int], messages: list[Message], dead: list[DeadLetter]
     ) -> tuple[list[Any], list[float], list[int]]:
         labels: list[Any] = []
         scores: list[float] = []
         good: list[int] = []
         for j in range(len(rows)):
             try:
-                label, score = self.model.predict(matrix[j : j + 1])
+                label, score = model.predict(matrix[j : j + 1])
             except Exception as err:  # noqa: BLE001
                 dead.append(self._dead_letter(messages[rows[j]], f"model could not score the record: {err}"))
                 continue
@@ -284,7 +404,10 @@ class Detector:
     def watch(self, result: BatchResult | None = None, now_ns: int | None = None) -> None:
         """Feed a batch's predicted rows to the drift monitor (none: close a window whose time is up) and
         put the windows it closed, and the alerts their rules raise, on ``result``. Never raises: a
-        failure is logged and the batch is handled without drift."""
+        failure is logged and the batch is handled without drift.
+
+        The first batch of a version that took over closes the open window (with the version before)
+        and rebases the monitor on the new card's reference."""
         if self.monitor is None or result is None:
             return
         try:
@@ -292,6 +415,10 @@ class Detector:
             if result.matrix is None or not len(result.matrix):
                 closed = self.monitor.tick(now)
             else:
+                if result.model_id and result.model_id != self._watched:
+                    closed = self.monitor.rebase(self._references.pop(result.model_id))
+                    self._add_windows(closed, result)
+                    self._watched = result.model_id
                 closed = self.monitor.update(result.matrix, np.asarray(result.labels).astype(str),
                                              np.asarray(result.scores, dtype=np.float64), now_ns=now)
             self._add_windows(closed, result)
@@ -300,7 +427,7 @@ class Detector:
 
     def _add_windows(self, closed: list[Any], result: BatchResult) -> None:
         """Closed windows as store rows on ``result``, with the alerts the rules raise on them."""
-        model_id = self.model.card.model_id
+        model_id = self._watched
         topic = self.consumer.topics[0] if getattr(self.consumer, "topics", None) else ""
         for window in closed:
             fired = [alert for rule in self.alert_rules if (alert := rule.check(window)) is not None]
@@ -308,11 +435,43 @@ class Detector:
             result.alerts += [{**a.to_dict(), "monitor": self.monitor_id, "topic": topic, "model_id": model_id}
                               for a in fired]
 
+    def join(self, result: BatchResult) -> None:
+        """Join a batch's labels and predictions (with a label stream), on this thread in batch order; the labels
+        to store and the prequential windows closed go on ``result``. A store that fails stops the detector as a
+        write would; a failure of the join itself dead-letters the batch's labels (and the join starts over from
+        the store), never the batch."""
+        if self.labels is None:
+            return
+        assignment = getattr(self.consumer, "assignment", None)
+        partitions = None
+        if isinstance(assignment, Assignment):
+            partitions = {p for t, p in assignment.owned if t in (self.labels.topic, self.labels.labels_topic)}
+        try:
+            result.joined_labels = self.labels.handle(result.predictions, result.label_rows,
+                                               getattr(self.consumer, "rebalances", None), partitions or None)
+        except KstreamError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a label must never stop the detector
+            log.exception("joining %d labels failed; they are dead-lettered and the join is rebuilt from the store",
+                          len(result.label_rows))
+            self.labels.forget()
+            for row in result.label_rows:
+                msg = Message(row["label_topic"], row["label_partition"], row["label_offset"],
+                              row["record_id"].encode(), row["true_label"].encode(), {}, row["label_topic_id"])
+                result.dead.append(self._dead_letter(msg, f"the detector failed to join this label: {err!s:.300}"))
+            result.label_rows = []
+
     def write(self, result: BatchResult) -> None:
         """Store, publish and dead-letter one batch's results; durable and acknowledged when this returns."""
         self.store.write(result.predictions)
         if result.windows:
             self.store.write_windows(result.windows)
+        joined = result.joined_labels
+        if joined is not None:
+            self.store.write_labels(joined.new)
+            self.store.join_labels(joined.joins)
+            self._crash_point("after-labels")
+            self.store.write_prequential(joined.windows)
         self._crash_point("after-store")
         records = [Record(self.predictions_topic, encode_prediction(row), row["record_id"].encode())
                    for row in result.predictions]
@@ -320,6 +479,9 @@ class Detector:
         records += [Record(self.drift_topic, orjson.dumps(row), row["monitor"].encode()) for row in result.windows]
         records += [Record(self.alerts_topic, orjson.dumps(alert), alert["monitor"].encode())
                     for alert in result.alerts]
+        if joined is not None:
+            records += [Record(self.prequential_topic, orjson.dumps(row), f"{row['topic']}/{row['partition']}".encode())
+                        for row in joined.windows]
         self.producer.publish(records, self.outage_timeout_s)
         self._crash_point("after-publish")
 
@@ -345,6 +507,7 @@ class Detector:
 
         Returns False when the commit was refused after a rebalance."""
         self.watch(result)  # on this thread, in the order batches are written
+        self.join(result)
         self.write(result)
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
@@ -364,7 +527,15 @@ class Detector:
             self._count_windows(result)
 
     def finish(self) -> None:
-        """Write the open drift window, if any (at the end of a run); never raises."""
+        """Write the open drift and prequential windows, if any (at the end of a run); never raises."""
+        if self.labels is not None:
+            try:
+                result = BatchResult([], [], joined_labels=LabelBatch(windows=self.labels.finish()))
+                if result.joined_labels is not None and result.joined_labels.windows:
+                    self.write(result)
+                    self._count_labels(result)
+            except Exception:  # noqa: BLE001 - the last window is a report, not a delivery
+                log.exception("could not write the last prequential windows")
         if self.monitor is None:
             return
         try:
@@ -393,6 +564,15 @@ class Detector:
             log.warning("%s at %s of batch %d, as KSTREAM_CRASH_AT asks", how, point, self.stats.batches + 1)
             os.kill(os.getpid(), self.crash_at.signum)
 
+    def _count_labels(self, result: BatchResult) -> None:
+        if self.labels is None:
+            return
+        prefix = self.labels.labels_topic + "/"
+        self.labels.counts.dead_lettered += sum(1 for letter in result.dead if letter.source.startswith(prefix))
+        self.stats.labels = dataclasses.asdict(self.labels.counts)
+        if result.joined_labels is not None and result.joined_labels.windows:
+            self.stats.last_prequential = result.joined_labels.windows[-1]
+
     def _count(self, messages: list[Message], result: BatchResult) -> None:
         s = self.stats
         s.batches += 1
@@ -401,6 +581,7 @@ class Detector:
         s.dead_lettered += len(result.dead)
         s.imputed += result.imputed
         self._count_windows(result)
+        self._count_labels(result)
         for letter in result.dead:
             kind = letter.reason.split(":")[0]
             s.dlq_reasons[kind] = s.dlq_reasons.get(kind, 0) + 1
@@ -418,6 +599,7 @@ class Detector:
 
         Idle time counts only while this detector has partitions, has read all they hold, and
         the cluster answers: waiting for a rebalance or for a broker to come back is not idleness.
+        With ``model_check_s`` set, a thread watches the model's folder while it runs.
         """
         previous: dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -427,6 +609,10 @@ class Detector:
         # the next batch is polled, decoded and scored on the read-ahead thread while this one is written
         reader = ReadAhead(self.consumer, self.process, self.batch_size, self.poll_timeout_ms,
                            backlog=self._backlog).start()
+        watcher = None
+        if self.model_check_s > 0:
+            watcher = ModelWatcher(self.model.path, self.swap, self.next_card, self.model_check_s,
+                                   on_refused=self._count_refused).start()
         refused_at = -1  # the assignment of the last batch whose commit the group refused
         held: collections.deque = collections.deque()  # batches taken out of the read-ahead's line, in order
         try:
@@ -444,7 +630,8 @@ class Detector:
                         room = self.batch_size - len(messages)
                         if max_records is not None:
                             room = min(room, max_records - self.stats.records - len(messages))
-                        for more, more_result, _ in reader.more(read_at, room):
+                        same_model = functools.partial(_scored_by, result.model_id)
+                        for more, more_result, _ in reader.more(read_at, room, same_model):
                             # small batches that wait are written as one: one store transaction, flush, commit
                             messages = messages + more
                             result = joined(result, more_result)
@@ -459,6 +646,9 @@ class Detector:
                         on_batch(len(messages))
                 elif self.monitor is not None and self.monitor.window_ns is not None:
                     self._write_windows(BatchResult([], []))  # a window of seconds may be up
+                if item is None and self.labels is not None:
+                    self.labels.expire()  # what waited past the bounds expires while no record comes
+                    self.stats.labels = dataclasses.asdict(self.labels.counts)
                 if item is None and idle_timeout_s is not None and reader.idle_since is not None \
                         and time.monotonic() - reader.idle_since >= idle_timeout_s:
                     log.info("no new record for %.1fs; stopping", idle_timeout_s)
@@ -467,6 +657,8 @@ class Detector:
                     break
             self.finish()
         finally:
+            if watcher is not None:
+                watcher.stop()
             self._backlog = [(m, read_at) for m, _, read_at in held] + reader.stop()
             self.stats.seconds = time.perf_counter() - start
             for sig, handler in previous.items():
@@ -479,3 +671,8 @@ class Detector:
             self.stats.imputed,
         )
         return self.stats
+
+
+def _scored_by(model_id: str, result: BatchResult) -> bool:
+    """Whether ``result`` was scored by the version ``model_id`` (batches of two versions are not joined)."""
+    return result.model_id == model_id

@@ -28,9 +28,11 @@ from typing import Any
 
 from kstream.data.datasets import Dataset
 from kstream.detector.crashpoints import crash_point_from_env
+from kstream.detector.hotswap import SwapCheck
+from kstream.detector.labels import LabelStream
 from kstream.detector.loop import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
-from kstream.generator import GenerateStats, generate
+from kstream.generator import GenerateStats, LabelPlan, generate
 from kstream.messages.deadletters import RECORD_OVERHEAD
 from kstream.modeling.artifacts import TrainedModel
 from kstream.retry import Deadline, wait_until
@@ -46,23 +48,36 @@ STOP_TIMEOUT_S = 120.0  # how long a detector process may take to finish its bat
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None) -> Detector:
+def build_detector(settings: Settings, model: TrainedModel, store: Store, dlq_budget: int | None = None,
+                   swap_check: SwapCheck | None = None) -> Detector:
     """A detector reading ``settings.topic`` in group ``settings.group`` of ``settings.bootstrap``,
     with the clients of ``settings.kafka`` (the backend ``--client`` picks).
 
     ``dlq_budget`` (default: :func:`dead_letter_budget`) bounds a dead letter's size so every one fits.
     With ``settings.drift`` it monitors drift against the model card's reference (a card without
-    one stops here, naming the retrain command).
+    one stops here, naming the retrain command). It looks for a new version of the model in its
+    folder every ``settings.model_check_s`` seconds (0: never), and swaps one in that passes
+    ``swap_check`` (default: :meth:`SwapCheck.of` ``model``; see :mod:`kstream.detector.hotswap`).
+    With ``settings.labels`` it reads ``settings.labels_topic``
+    too (same consumer, same group), joins the labels to its predictions and scores prequential windows
+    (:class:`~kstream.detector.labels.LabelStream`).
     """
     monitor = settings.drift_monitor(model.reference()) if settings.drift else None
-    consumer = settings.kafka.Consumer(settings.bootstrap, [settings.topic], settings.group, settings.kafka_options)
+    topics = [settings.topic, settings.labels_topic] if settings.labels else [settings.topic]
+    consumer = settings.kafka.Consumer(settings.bootstrap, topics, settings.group, settings.kafka_options)
     producer = settings.kafka.Producer(settings.bootstrap, settings.kafka_options)
+    labels = LabelStream(store, settings.topic, settings.labels_topic, model.card.label_classes, model.card.task,
+                         settings.prequential_window, settings.label_pending,
+                         settings.label_wait_s) if settings.labels else None
     return Detector(model, consumer, producer, store, settings.predictions_topic, settings.dlq_topic,
                     batch_size=settings.batch_size, poll_timeout_ms=settings.poll_timeout_ms,
                     outage_timeout_s=settings.outage_timeout_s, crash_at=crash_point_from_env(),
                     dlq_budget=dlq_budget if dlq_budget is not None else dead_letter_budget(settings),
                     monitor=monitor, alert_rules=settings.alert_rules() if settings.drift else (),
-                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic)
+                    drift_topic=settings.drift_topic, alerts_topic=settings.alerts_topic,
+                    swap_check=swap_check or SwapCheck.of(model, drift=settings.drift),
+                    model_check_s=settings.model_check_s, labels=labels,
+                    prequential_topic=settings.prequential_topic)
 
 
 def dead_letter_budget(settings: Settings) -> int:
@@ -188,13 +203,13 @@ def _child_setup(level: int) -> None:
 
 
 def _detector_process(index: int, settings: Settings, model: TrainedModel, budget: int, ready: Any, stop: Any,
-                      results: Any, level: int, dead_letters: Any) -> None:
+                      results: Any, level: int, dead_letters: Any, swap_check: SwapCheck | None) -> None:
     _child_setup(level)
     detector: Detector | None = None
     try:
         settings = settings.replace()  # checked again here, which registers its secrets with this process's logs
         with settings.open_store() as store:
-            detector = build_detector(settings, model, store, budget)
+            detector = build_detector(settings, model, store, budget, swap_check)
             watcher = threading.Thread(target=_stop_when_set, args=(stop, detector), daemon=True)
             watcher.start()
             # the parent's live view reads the dead-letter count as it grows (the rows it reads from the store)
@@ -210,13 +225,16 @@ class DetectorProcesses(_Waiting):
     """``n`` detector processes in one consumer group, the interface of :class:`DetectorPool`; a context manager.
 
     ``settings`` name the group, topics, store and client; ``budget`` is the dead-letter budget
-    (:func:`dead_letter_budget`, measured once by the parent).
+    (:func:`dead_letter_budget`, measured once by the parent); ``swap_check`` what a new version of
+    the model must match to take over (see :func:`build_detector`).
     """
 
-    def __init__(self, settings: Settings, model: TrainedModel, n: int, budget: int) -> None:
+    def __init__(self, settings: Settings, model: TrainedModel, n: int, budget: int,
+                 swap_check: SwapCheck | None = None) -> None:
         if n < 1:
             raise ConfigError(f"a detector pool needs at least one detector, not {n}")
         self.settings, self.model, self.n, self.budget = settings, model, n, budget
+        self.swap_check = swap_check
         self._stop = _SPAWN.Event()
         self._results = _SPAWN.Queue()
         self._ready: list[Any] = []
@@ -239,7 +257,7 @@ class DetectorProcesses(_Waiting):
             ready, dead_letters = _SPAWN.Event(), _SPAWN.Value("q", 0, lock=False)
             proc = _SPAWN.Process(target=_detector_process, name=f"kstream-detector-{i}", daemon=True,
                                   args=(i, self.settings, self.model, self.budget, ready, self._stop, self._results,
-                                        level, dead_letters))
+                                        level, dead_letters, self.swap_check))
             self._dead_letters.append(dead_letters)
             proc.start()
             self._ready.append(ready)
@@ -306,23 +324,24 @@ class DetectorProcesses(_Waiting):
 
 
 def _generator_process(settings: Settings, rows: Dataset, rate: float, limit: int | None, progress: bool,
-                       results: Any, level: int, features: list[str] | None) -> None:
+                       results: Any, level: int, features: list[str] | None, labels: LabelPlan | None) -> None:
     _child_setup(level)
     try:
         settings = settings.replace()
         with settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
             stats = generate(rows, producer, settings.topic, rate=rate, limit=limit, progress=progress,
-                             value_format=settings.value_format, features=features)
-        results.put((stats.records, stats.seconds, None))
+                             value_format=settings.value_format, features=features, labels=labels)
+        results.put((stats.records, stats.seconds, stats.labels, None))
     except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
-        results.put((0, 0.0, _portable(err, "the generator process")))
+        results.put((0, 0.0, 0, _portable(err, "the generator process")))
 
 
 def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, limit: int | None = None,
                         progress: bool = True, check: Callable[[], None] | None = None,
-                        features: list[str] | None = None) -> GenerateStats:
+                        features: list[str] | None = None, labels: LabelPlan | None = None) -> GenerateStats:
     """:func:`~kstream.generator.generate` ``rows`` into ``settings.topic`` from a process of its own
-    (``features``: the order of a vector value, see :func:`~kstream.generator.generate`).
+    (``features``: the order of a vector value; ``labels``: the labels to send after the records, see
+    :func:`~kstream.generator.generate`).
 
     ``check`` is called while it runs (a detector pool's ``raise_failure``), so a failing
     detector stops the wait; the generator's own error is raised here.
@@ -330,12 +349,12 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
     results = _SPAWN.Queue()
     level = logging.getLogger().getEffectiveLevel()
     proc = _SPAWN.Process(target=_generator_process, name="kstream-generator", daemon=True,
-                          args=(settings, rows, rate, limit, progress, results, level, features))
+                          args=(settings, rows, rate, limit, progress, results, level, features, labels))
     proc.start()
     try:
         while True:
             try:
-                records, seconds, err = results.get(timeout=0.2)
+                records, seconds, labelled, err = results.get(timeout=0.2)
                 break
             except queue.Empty:
                 if check is not None:
@@ -345,7 +364,7 @@ def generate_in_process(settings: Settings, rows: Dataset, rate: float = 0.0, li
                         f"the generator process exited with code {proc.exitcode}; see its log above") from None
         if err is not None:
             raise err
-        return GenerateStats(records, seconds)
+        return GenerateStats(records, seconds, labelled)
     finally:
         proc.join(30)
         if proc.is_alive():

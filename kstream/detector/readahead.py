@@ -109,13 +109,15 @@ class ReadAhead:
                 self._taken(out)
                 return out
 
-    def more(self, same_as: int, room: int) -> list[tuple[list, Any, int]]:
-        """Batches already waiting, read at assignment ``same_as``, holding ``room`` messages at most in all."""
+    def more(self, same_as: int, room: int,
+             alike: Callable[[Any], bool] | None = None) -> list[tuple[list, Any, int]]:
+        """Batches already waiting, read at assignment ``same_as``, holding ``room`` messages at most in all
+        (and, with ``alike``, whose processed result it accepts)."""
         out: list[tuple[list, Any, int]] = []
         with self._ready.mutex:  # look before taking: a batch that does not fit stays first in line
             while self._ready.queue:
                 messages, processed, read_at = self._ready.queue[0]
-                if read_at != same_as or len(messages) > room:
+                if read_at != same_as or len(messages) > room or (alike is not None and not alike(processed)):
                     break
                 out.append(self._ready.queue.popleft())
                 room -= len(messages)

@@ -233,6 +233,30 @@ class DriftMonitor:
         """Close the open window, if it holds any record (at the end of a stream)."""
         return [self._close()] if self._n else []
 
+    def rebase(self, reference: FeatureReference) -> list[WindowResult]:
+        """Compare against ``reference`` from now on (a new model's, after a hot-swap); return the window it closed.
+
+        The open window is closed first, so no window mixes two references (or two models). Window
+        numbers go on; the change detectors start over, since a new model's scores and attack rate
+        settle at levels of their own.
+
+        >>> ref = FeatureReference.fit(np.arange(1000.0).reshape(-1, 1), ["x"])
+        >>> m = DriftMonitor(ref, window_records=100, min_records=10)
+        >>> _ = m.update(np.ones((30, 1)), now_ns=0)
+        >>> [w.records for w in m.rebase(FeatureReference.fit(np.ones((50, 2)), ["x", "y"]))]
+        [30]
+        >>> [w.index for w in m.update(np.ones((100, 2)), now_ns=1)]
+        [1]
+        """
+        closed = self.flush()
+        self.reference = reference
+        self._width = reference.binned.shape[1]
+        self._score_padded = None if reference.score_edges is None else pad_edges([reference.score_edges])
+        for detector in self.detectors.values():
+            detector.reset()
+        self._open()
+        return closed
+
     def _close(self) -> WindowResult:
         ref, n = self.reference, self._n
         feature_psi = np.asarray(psi(ref.binned, self._counts, self.eps))

@@ -2,7 +2,8 @@
 
 A model lives in ``models/<dataset>/<task>/<model>/`` as ``model.joblib`` (the whole Pipeline)
 beside its card ``model.json`` (dataset, task, label level, features, classes, held-out scores,
-split seed and mode, library versions, data source and citation, and the joblib file's sha256)
+split seed and mode (and a temporal split's boundary and time ranges), library versions, data
+source and citation, and the joblib file's sha256)
 and ``train-vectors.npy``, the distinct hashes of its training rows' feature vectors, so that any
 data it scores can be checked for vectors it was trained on (:mod:`kstream.data.leakage`).
 :func:`load` refuses an artifact whose hash does not match its card, because a joblib file is a
@@ -23,6 +24,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from kstream.modeling.trust import Trust
 from kstream.paths import MODELS_DIR
 
 __all__ = ["ModelRef", "ModelCard", "TrainedModel", "TRAIN_VECTORS", "save", "load", "load_dir", "list_cards",
-           "mismatches", "missing_features", "read_train_vectors", "sha256_file"]
+           "mismatches", "missing_features", "read_train_vectors", "sha256_file", "check_train_until"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,20 @@ TRAIN_VECTORS = "train-vectors.npy"  # beside model.joblib: distinct hashes of t
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Which model: dataset, task, label level, model name, models folder, split seed and split mode.
+    """Which model: dataset, task, label level, model name, models folder, split seed, mode and boundary.
 
     Built once at the edge (CLI, notebook, job) and passed whole; every name is checked on
     creation by the one function that owns it. ``level`` is the multi-class label level (the
     dataset's default when empty; always empty for the binary task, whose labels do not depend
     on it). ``seed`` is the split seed to train with; None means the default for training and
     "whatever the card says" for scoring; ``split_mode`` likewise (empty: ``grouped`` to train,
-    the card's to score).
+    the card's to score). ``train_until`` is the boundary of a temporal split (an ISO date or
+    datetime; empty: the last 20% of the rows by time are held out, or the card's boundary to score).
+
+    >>> ModelRef("cicids2017", "binary_class", "random-forest", train_until="2017-07-06")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kstream.errors.ConfigError: train_until is the boundary of a temporal split: set split_mode temporal too ...
     """
 
     dataset: str
@@ -67,10 +76,12 @@ class ModelRef:
     models_dir: Path = MODELS_DIR
     seed: int | None = None
     split_mode: str = ""
+    train_until: str = ""
 
     def __post_init__(self) -> None:
         if self.split_mode:
             leakage.check_split_mode(self.split_mode)
+        check_train_until(self.train_until, self.split_mode)
         spec = datasets.spec(self.dataset)
         object.__setattr__(self, "dataset", spec.name)
         spec.check_task(self.task)
@@ -130,6 +141,8 @@ class ModelRef:
             parts.append(f"--seed {self.seed}")
         if self.split_mode:
             parts.append(f"--split-mode {self.split_mode}")
+        if self.train_until:
+            parts.append(f"--train-until {self.train_until}")
         return " ".join(parts)
 
 
@@ -148,7 +161,10 @@ class ModelCard:
     params: dict[str, Any]
     seed: int  # the split's seed (and the classifier's random_state)
     test_size: float = 0.2
-    split_mode: str = "random"  # grouped or random; cards written before split modes existed split at random
+    split_mode: str = "random"  # grouped, random or temporal; cards written before split modes existed split at random
+    train_until: str = ""  # temporal split: rows before this time (ISO) trained, the others were held out
+    time_range: dict[str, list[str]] = field(default_factory=dict)  # train/test: [first, last] flow time (ISO)
+    split_note: str = ""  # what the split does to the held-out scores (a temporal split: classes training never saw)
     level: str = ""
     feature_selection: dict[str, Any] = field(default_factory=dict)
     missing_values: str = zoo.MISSING_POLICY
@@ -164,6 +180,20 @@ class ModelCard:
     signature: str = ""  # HMAC of the card with KSTREAM_MODEL_KEY, when one was set at training
 
     @property
+    def label_classes(self) -> list[str]:
+        """The classes ground truth may name: those the model predicts, then those of its held-out rows it
+        never trained on (a temporal split holds out later days, with attacks training never saw: their
+        labels are true, and a prediction's miss on them is what a prequential score must count).
+
+        >>> card = ModelCard("cicids2017", "multi_class", "random-forest", [], ["BENIGN", "DoS"], {}, 1, 1, {}, 42)
+        >>> card.metrics["classes"] = ["BENIGN", "DoS", "DDoS"]
+        >>> card.label_classes
+        ['BENIGN', 'DoS', 'DDoS']
+        """
+        scored = [str(c) for c in self.metrics.get("classes", [])]
+        return list(self.classes) + [c for c in scored if c not in self.classes]
+
+    @property
     def model_id(self) -> str:
         return f"{self.dataset}/{self.task}/{self.model}@{self.sha256[:12]}"
 
@@ -172,7 +202,8 @@ class ModelCard:
 
     def rows(self, ds: Dataset, split: str) -> Dataset:
         """The ``train``, ``test`` or ``all`` rows of ``ds`` in this model's split: its seed, test
-        share and mode, a grouped split hashing the model's features (those ``ds`` has)."""
+        share and mode, a grouped split hashing the model's features (those ``ds`` has), a temporal
+        split at its ``train_until``."""
         if split == "all":
             return ds
         if split not in datasets.SPLITS:
@@ -180,17 +211,22 @@ class ModelCard:
         have = set(ds.feature_names)
         shared = [f for f in self.features if f in have]
         view = ds.restrict(shared) if self.split_mode == "grouped" and shared and shared != ds.feature_names else ds
-        train, test = view.split_index(seed=self.seed, test_size=self.test_size, mode=self.split_mode)
+        train, test = view.split_index(seed=self.seed, test_size=self.test_size, mode=self.split_mode,
+                                       until=self.train_until if self.split_mode == "temporal" else "")
         return ds.take(train if split == "train" else test)
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         """The card in ``path``; an unreadable one is a ModelError naming the fix."""
+        return cls.from_dict(_card_dict(path), path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | str = "model.json") -> ModelCard:
+        """The card a parsed ``model.json`` holds (fields it does not know are ignored); ``path`` for messages."""
         try:
-            data = json.loads(path.read_text())
             known = {f.name for f in dataclasses.fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
-        except (OSError, ValueError, TypeError) as err:
+        except TypeError as err:
             raise ModelError(f"model card {path} is unreadable ({err}); retrain the model") from None
 
 
@@ -234,7 +270,8 @@ class TrainedModel:
         """The ``kstream train`` command line that makes this model again, in its models folder."""
         c = self.card
         ref = ModelRef(c.dataset, c.task, c.model, level=c.level, models_dir=self.path.parent.parent.parent,
-                       seed=c.seed, split_mode=c.split_mode)
+                       seed=c.seed, split_mode=c.split_mode,
+                       train_until=c.train_until if c.split_mode == "temporal" else "")
         return ref.train_command()
 
     def held_out(self, ds: Dataset) -> Dataset:
@@ -255,6 +292,22 @@ class TrainedModel:
         return leakage.seen_in(leakage.vector_hashes(rows.features, self.features), training)
 
 
+def check_train_until(train_until: str, split_mode: str) -> str:
+    """``train_until`` if it is empty, or an ISO time (:func:`kstream.data.leakage.parse_until`) with
+    ``split_mode`` temporal; else a ConfigError naming the fix.
+
+    >>> check_train_until("2017-07-06", "temporal"), check_train_until("", "grouped")
+    ('2017-07-06', '')
+    """
+    if not train_until:
+        return train_until
+    leakage.parse_until(train_until)
+    if split_mode != "temporal":
+        raise ConfigError("train_until is the boundary of a temporal split: set split_mode temporal too "
+                          "(--split-mode temporal, KSTREAM_SPLIT_MODE=temporal), or leave train_until unset")
+    return train_until
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -266,26 +319,43 @@ def sha256_file(path: Path) -> str:
 def save(pipeline: Pipeline, card: ModelCard, directory: Path, trust: Trust | None = None,
          train_vectors: np.ndarray | None = None) -> ModelCard:
     """Write ``model.joblib``, ``train-vectors.npy`` (when given: the distinct hashes of the training
-    rows' vectors) and then ``model.json`` carrying both files' sha256 (and the card's signature when
-    the trust policy has a key)."""
+    rows' vectors) and ``model.json`` carrying both files' sha256 (and the card's signature when
+    the trust policy has a key).
+
+    Each file is written whole under a temporary name, and the three are renamed into place one
+    after the other only then, the card last: a detector watching the folder for a new version
+    (:mod:`kstream.detector.hotswap`) never reads a half-written file, and in the microseconds
+    between the renames it sees a card that does not match the artifact and looks again later.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    artifact = directory / "model.joblib"
-    tmp = directory / "model.joblib.tmp"
-    joblib.dump(pipeline, tmp)
-    tmp.replace(artifact)
-    card.sha256 = sha256_file(artifact)
-    card.train_vectors_sha256 = ""
-    if train_vectors is not None:
-        vectors, tmp = directory / TRAIN_VECTORS, directory / "train-vectors.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, leakage.distinct(train_vectors), allow_pickle=False)
-        tmp.replace(vectors)
-        card.train_vectors_sha256 = sha256_file(vectors)
-    card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    card.signature = ""
-    card.signature = (trust or Trust.from_env()).sign(asdict(card))
-    (directory / "model.json").write_text(card.to_json())
+    staged: list[tuple[Path, Path]] = []  # (temporary file, final name), renamed in this order
+    try:
+        artifact = _staged(directory, "model.joblib", staged)
+        joblib.dump(pipeline, artifact)
+        card.sha256 = sha256_file(artifact)
+        card.train_vectors_sha256 = ""
+        if train_vectors is not None:
+            vectors = _staged(directory, TRAIN_VECTORS, staged)
+            with open(vectors, "wb") as fh:
+                np.save(fh, leakage.distinct(train_vectors), allow_pickle=False)
+            card.train_vectors_sha256 = sha256_file(vectors)
+        card.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        card.signature = ""
+        card.signature = (trust or Trust.from_env()).sign(asdict(card))
+        _staged(directory, "model.json", staged).write_text(card.to_json())
+        for tmp, final in staged:
+            tmp.replace(final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return card
+
+
+def _staged(directory: Path, name: str, staged: list[tuple[Path, Path]]) -> Path:
+    """A temporary name beside ``directory / name`` (hidden, unique to this writer), noted in ``staged``."""
+    path = directory / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # created by its writer, default mode
+    staged.append((path, directory / name))
+    return path
 
 
 def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
@@ -298,18 +368,44 @@ def load(ref: ModelRef, trust: Trust | None = None) -> TrainedModel:
 
 def load_dir(directory: Path, trust: Trust | None = None) -> TrainedModel:
     """Load ``model.joblib`` from ``directory`` if and only if its hash matches ``model.json`` and the
-    card passes the trust policy (default: ``Trust.from_env()``; see :mod:`kstream.modeling.trust`)."""
+    card passes the trust policy (default: ``Trust.from_env()``; see :mod:`kstream.modeling.trust`).
+
+    The card is read once and the artifact is hashed and unpickled from one open file, so a file
+    replaced while this runs (a new version being written into the folder) can never be unpickled
+    after another file was checked.
+    """
     artifact, card_path = directory / "model.joblib", directory / "model.json"
     if not artifact.exists() or not card_path.exists():
         raise ModelError(f"no trained model at {directory} (model.joblib and model.json); train it first")
-    card = ModelCard.read(card_path)
-    if sha256_file(artifact) != card.sha256:
-        raise ModelError(
-            f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
-        )
-    # the card as written, not as read: a card signed before a field existed stays signed after it
-    (trust or Trust.from_env()).verify(json.loads(card_path.read_text()), str(directory))
-    return TrainedModel(joblib.load(artifact), card, directory, read_train_vectors(directory, card))
+    written = _card_dict(card_path)
+    card = ModelCard.from_dict(written, card_path)
+    try:
+        with open(artifact, "rb") as fh:
+            digest = hashlib.sha256()
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+            if digest.hexdigest() != card.sha256:
+                raise ModelError(
+                    f"{artifact} does not match the sha256 in its card (refusing to unpickle it); retrain the model"
+                )
+            # the card as written, not as read: a card signed before a field existed stays signed after it
+            (trust or Trust.from_env()).verify(written, str(directory))
+            fh.seek(0)
+            pipeline = joblib.load(fh)
+    except OSError as err:
+        raise ModelError(f"cannot read {artifact} ({err}); check the file, or retrain the model") from None
+    return TrainedModel(pipeline, card, directory, read_train_vectors(directory, card))
+
+
+def _card_dict(path: Path) -> dict[str, Any]:
+    """The parsed ``model.json`` at ``path``; unreadable or not a JSON object: a ModelError naming the fix."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelError(f"model card {path} is unreadable ({err}); retrain the model") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"model card {path} is unreadable (not a JSON object); retrain the model")
+    return data
 
 
 def read_train_vectors(directory: Path, card: ModelCard) -> np.ndarray | None:

@@ -37,7 +37,8 @@ from kstream.data import leakage
 from kstream.data.datasets import ATTACK, BENIGN
 from kstream.tables import text_table
 
-__all__ = ["HEADLINE", "score", "unseen_scores", "scores_with_leakage", "format_leakage", "format_scores"]
+__all__ = ["HEADLINE", "score", "unseen_scores", "scores_with_leakage", "format_leakage", "format_absent",
+           "format_scores"]
 
 #: The scalar scores a table of runs or models shows, in order.
 HEADLINE = ("accuracy", "macro_f1", "tpr", "far", "netml_f1", "netml_map", "netml_overall")
@@ -160,6 +161,16 @@ def format_leakage(scores: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_absent(absent: dict[str, int]) -> str:
+    """One line naming the scored classes no training row had (``classes_absent_from_training``).
+
+    >>> format_absent({"DDoS": 500, "Botnet": 12})
+    'absent from training: 2 scored class(es), 512 rows: DDoS (500), Botnet (12)'
+    """
+    return (f"absent from training: {len(absent)} scored class(es), {sum(absent.values())} rows: "
+            + ", ".join(f"{name} ({n})" for name, n in absent.items()))
+
+
 def format_scores(scores: dict[str, Any]) -> str:
     """The scores as a few lines for a terminal: headline numbers, then a per-class table.
 
@@ -180,6 +191,8 @@ def format_scores(scores: dict[str, Any]) -> str:
         lines.append(f"imputed: {len(missing)} of the model's {scores.get('model_features', '?')} features are not in "
                      f"the data ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''})")
     lines += format_leakage(scores)
+    if scores.get("classes_absent_from_training"):
+        lines.append(format_absent(scores["classes_absent_from_training"]))
     rows = [{"class": c, **v} for c, v in scores["per_class"].items()]
     lines.append(text_table(rows, ["class", "precision", "recall", "f1-score", "support"]))
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from kstream.data import datasets, leakage
 from kstream.data.datasets import Dataset
+from kstream.data.formats.times import describe_time
 from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError
 from kstream.modeling import zoo
@@ -53,7 +54,11 @@ def train(
     """Fit ``ref``'s model on ``ds``'s training split, score the held-out split, save the files.
 
     ``ds`` must be ``ref``'s dataset; its labels are taken at ``ref.level`` (multi-class). The
-    split is ``ref``'s seed and mode (grouped unless ``ref.split_mode`` says random). ``params``
+    split is ``ref``'s seed and mode (grouped unless ``ref.split_mode`` says random or temporal; a
+    temporal split at ``ref.train_until``, else with the last ``test_size`` of the rows by time held
+    out). The held-out scores count every held-out class, those training never saw too
+    (``classes_absent_from_training``, at the data's label level); the card records the flows' time
+    range on each side and, for a temporal split, its boundary and what it does to the scores. ``params``
     set classifier hyperparameters; ``class_weight`` is one of :data:`~kstream.modeling.zoo.CLASS_WEIGHTS`
     (see :func:`~kstream.modeling.zoo.sample_weights`). ``learning_curve`` (True: :data:`LEARNING_FRACTIONS`,
     or the fractions to use) also scores the model fitted on shares of the training rows.
@@ -67,7 +72,7 @@ def train(
     fractions = _fractions(learning_curve)
     y = ds.target(ref.task).to_numpy()
     mode = ref.train_split_mode
-    train_rows, test_rows = ds.split_index(seed=seed, test_size=test_size, mode=mode)
+    train_rows, test_rows = ds.split_index(seed=seed, test_size=test_size, mode=mode, until=ref.train_until)
     x = ds.features.to_numpy(dtype=np.float64)
     hashes = ds.vector_hashes
     train_vectors = leakage.distinct(hashes[train_rows])
@@ -76,7 +81,11 @@ def train(
     classes = [str(c) for c in pipeline.classes_]
     predicted = pipeline.predict(x[test_rows])
     seen = leakage.seen_in(hashes[test_rows], train_vectors)
-    metrics = scores_with_leakage(y[test_rows], predicted, classes, ref.task, hashes[test_rows], seen)
+    scored = classes + sorted(set(y[test_rows].astype(str)) - set(classes))  # held-out classes training never saw
+    metrics = scores_with_leakage(y[test_rows], predicted, scored, ref.task, hashes[test_rows], seen)
+    labels = ds.labels.to_numpy()
+    metrics["classes_absent_from_training"] = leakage.absent_classes(labels[test_rows], labels[train_rows])
+    until, time_range, note = _time_split(ds, ref, mode, train_rows, test_rows, metrics)
     reference = drift_reference(pipeline, ds, x, train_rows, test_rows)
     selection = pipeline.named_steps["select"].report()
     selection["excluded_by_loader"] = dict(ds.feature_notes)
@@ -93,6 +102,9 @@ def train(
         seed=seed,
         test_size=test_size,
         split_mode=mode,
+        train_until=until,
+        time_range=time_range,
+        split_note=note,
         level=ref.level,
         feature_selection=selection,
         data_source=ds.source,
@@ -122,6 +134,34 @@ def train(
     log.info("saved %s: held-out accuracy %.4f, macro-F1 %.4f (%d of %d held-out rows seen in training)",
              ref.directory, metrics["accuracy"], metrics["macro_f1"], metrics["seen_in_training"], len(test_rows))
     return TrainedModel(pipeline, card, ref.directory, train_vectors)
+
+
+def _time_split(ds: Dataset, ref: ModelRef, mode: str, train_rows: np.ndarray, test_rows: np.ndarray,
+                metrics: dict[str, Any]) -> tuple[str, dict[str, list[str]], str]:
+    """What a card records of the flows' times: a temporal split's boundary (ISO), the first and last
+    time on each side (any split of data with times), and a note on what a temporal split does to
+    the held-out scores."""
+    if ds.times is None:
+        return "", {}, ""
+    sides = {"train": ds.take(train_rows).time_range(), "test": ds.take(test_rows).time_range()}
+    time_range = {side: list(span) for side, span in sides.items() if span is not None}
+    if mode != "temporal":
+        return "", time_range, ""
+    until = ref.train_until
+    boundary = describe_time(leakage.parse_until(until) if until else ds.times.iloc[test_rows].min())
+    absent = metrics["classes_absent_from_training"]
+    note = (f"temporal split: trained on the flows before {boundary}, scored on the later ones, as a detector "
+            f"deployed at {boundary} would meet them; the scores measure how the model carries over in time and "
+            "are lower than a grouped or random split's where the later flows hold what training never saw. ")
+    if not absent:
+        return boundary, time_range, note + "Every held-out class appears in training."
+    what = (f"{len(absent)} held-out class(es), {sum(absent.values())} of {len(test_rows)} rows, never appear in "
+            f"training ({', '.join(absent)}): ")
+    if ref.task == "binary_class":
+        what += "the model flags them as attacks only as far as they resemble the attacks it learnt."
+    else:
+        what += "the model cannot name them, so they count as errors (recall 0 in per_class)."
+    return boundary, time_range, note + what
 
 
 def drift_reference(pipeline: Any, ds: Dataset, x: np.ndarray, train_rows: np.ndarray,
@@ -239,6 +279,7 @@ def grid(
     models_dir: Any = None,
     seed: int | None = None,
     split_mode: str = "",
+    train_until: str = "",
 ) -> tuple[list[ModelRef], list[str]]:
     """The models of a grid (every dataset x task x model by default) and why some were left out.
 
@@ -259,7 +300,8 @@ def grid(
             if task in datasets.TASKS and task not in spec.tasks:
                 skipped.append(str(_reason(spec, task)))
                 continue
-            refs.extend(ModelRef(spec.name, task, model, seed=seed, split_mode=split_mode, **extra)
+            refs.extend(ModelRef(spec.name, task, model, seed=seed, split_mode=split_mode, train_until=train_until,
+                                 **extra)
                         for model in models or zoo.MODELS)
     return refs, list(dict.fromkeys(skipped))
 

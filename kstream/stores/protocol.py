@@ -1,7 +1,13 @@
 """A prediction row: its fields, its source identity, and the Store every results store implements.
 
 A store also keeps the drift windows of a monitored run (:data:`kstream.drift.monitor.WINDOW_FIELDS`, in the
-table or collection :data:`DRIFT_TABLE`), keyed by monitor and window number.
+table or collection :data:`DRIFT_TABLE`), keyed by monitor and window number; and, when the detector joins
+labels to its predictions, the labels it accepted (:data:`LABEL_FIELDS` in :data:`LABELS_TABLE`, one per
+flows topic and record id: the first stands) and the prequential windows scored on them
+(:data:`PREQUENTIAL_FIELDS` in :data:`PREQUENTIAL_TABLE`, keyed by flows topic, labels partition and
+window number). A label row carries the join: the window it was counted in (None while it waits for its
+prediction), the prediction's class and model, and the delay seen; so the store alone says which labels
+were joined, and a restarted detector rebuilds what waits from it (:meth:`Store.label_state`).
 
 The source identity ``(topic, topic_id, partition, offset)`` says where the flow was read; it is
 the key of every store and the dedup key of the predictions and dead-letter topics. Table and
@@ -10,8 +16,10 @@ collection names are checked here (:func:`check_table_name`) wherever they reach
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
@@ -21,10 +29,36 @@ if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
 
 from kstream.errors import ConfigError
 
-__all__ = ["PREDICTION_FIELDS", "IDENTITY", "DRIFT_TABLE", "Store", "check_table_name"]
+__all__ = ["PREDICTION_FIELDS", "IDENTITY", "DRIFT_TABLE", "LABELS_TABLE", "LABEL_FIELDS", "JOIN_FIELDS",
+           "PREQUENTIAL_TABLE", "PREQUENTIAL_FIELDS", "PREQUENTIAL_JSON_FIELDS", "LabelState", "Store",
+           "check_table_name", "decode_prequential"]
 
 #: The table (SQLite) or collection (MongoDB) of drift windows, beside the predictions.
 DRIFT_TABLE = "drift"
+#: The table or collection of the labels a detector accepted, and of the prequential windows scored on them.
+LABELS_TABLE = "labels"
+PREQUENTIAL_TABLE = "prequential"
+
+#: A stored label: the flows ``topic`` and ``record_id`` it labels (its key), its class, when it was published
+#: (its ``kstream-label-ns`` header, None without one) and read, where it was read (``label_*``: the labels topic,
+#: its id, partition and offset), and the join (:data:`JOIN_FIELDS`, None while it waits for its prediction).
+LABEL_FIELDS = ("topic", "record_id", "true_label", "label_ns", "received_ns", "label_topic", "label_topic_id",
+                "label_partition", "label_offset", "window", "predicted_label", "model_id", "joined_ns",
+                "delay_records", "delay_s")
+#: What joining a label sets: the prequential window it counts in (of its labels partition), the prediction's
+#: class and model, when it was joined, and the label delay seen, in flows records and in seconds.
+JOIN_FIELDS = ("window", "predicted_label", "model_id", "joined_ns", "delay_records", "delay_s")
+
+#: A prequential window: ``records`` labelled records of one labels ``partition`` scored by one model version
+#: (``model_id``), with accuracy, macro-F1, TPR and FAR (binary tasks; None otherwise), per-class ``recall`` and
+#: the true classes' counts, the label delay seen (p50 and max, in flows records and in seconds), predictions
+#: still waiting for a label when it closed (``pending``), what expired and the duplicate labels since the
+#: window before, and why it closed (``records``, ``model``: another model version's prediction came, ``stop``).
+PREQUENTIAL_FIELDS = ("topic", "partition", "window", "model_id", "start_ns", "end_ns", "records", "accuracy",
+                      "macro_f1", "tpr", "far", "recall", "true_counts", "delay_records_p50", "delay_records_max",
+                      "delay_s_p50", "delay_s_max", "pending", "expired", "unknown", "duplicates", "closed_by")
+#: The prequential fields that hold maps: JSON text in a SQLite row.
+PREQUENTIAL_JSON_FIELDS = ("recall", "true_counts")
 
 PREDICTION_FIELDS = (
     "record_id",
@@ -54,6 +88,26 @@ _SQL_WORDS = frozenset(
 )
 
 
+@dataclass
+class LabelState:
+    """What a store holds of a flows topic's join, for the partitions a detector reads (:meth:`Store.label_state`).
+
+    ``predictions``: the newest stored predictions no label has reached (fields ``record_id``, ``predicted_label``,
+    ``model_id``, ``send_ns``, ``predicted_ns``, ``partition``, ``offset``); ``labels``: the newest stored labels
+    not joined (rows of :data:`LABEL_FIELDS`); ``joined``: the ids of the newest joined labels; ``closed``: the
+    last window stored per labels partition; ``unclosed``: per labels partition, the joined labels counted in a
+    window after it (rows of :data:`LABEL_FIELDS`); ``positions``: the highest flows offset predicted per
+    partition.
+    """
+
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    joined: list[str] = field(default_factory=list)
+    closed: dict[int, int] = field(default_factory=dict)
+    unclosed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+
+
 class Store(Protocol):
     """What every results store offers (SQLite and MongoDB); a context manager that closes itself."""
 
@@ -69,6 +123,23 @@ class Store(Protocol):
     def write_windows(self, rows: Sequence[dict[str, Any]]) -> None: ...  # drift windows, idempotent
 
     def windows(self, topic: str | None = None) -> pd.DataFrame: ...  # drift windows, JSON fields decoded
+
+    def write_labels(self, rows: Sequence[dict[str, Any]]) -> None: ...  # labels, idempotent: the first stands
+
+    def join_labels(self, rows: Sequence[dict[str, Any]]) -> None: ...  # set the join of stored unjoined labels
+
+    def known_labels(self, topic: str, ids: Collection[str]) -> dict[str, str]: ...  # id -> "<topic>/<p>/<offset>"
+
+    def labels(self, topic: str | None = None) -> pd.DataFrame: ...  # the stored labels
+
+    def count_labels(self, topic: str | None = None) -> int: ...
+
+    def label_state(self, topic: str, partitions: Collection[int] | None, since_ns: int,
+                    limit: int) -> LabelState: ...  # what a restarted join rebuilds from (see LabelState)
+
+    def write_prequential(self, rows: Sequence[dict[str, Any]]) -> None: ...  # windows, idempotent
+
+    def prequential(self, topic: str | None = None) -> pd.DataFrame: ...  # prequential windows, maps decoded
 
     def close(self) -> None: ...
 
@@ -94,3 +165,19 @@ def check_table_name(name: str) -> str:
     if name.lower() in _SQL_WORDS:
         raise ConfigError(f"results table name {name!r} is an SQL keyword; choose another (e.g. predictions)")
     return name
+
+
+def decode_prequential(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored prequential windows with their maps read back from JSON text, ordered by partition and window.
+
+    >>> row = {**dict.fromkeys(PREQUENTIAL_FIELDS), "partition": 0, "window": 1, "recall": '{"attack": 0.5}'}
+    >>> decode_prequential(pd.DataFrame([row]))["recall"].tolist()
+    [{'attack': 0.5}]
+    """
+    out = frame.copy()
+    for name in PREQUENTIAL_JSON_FIELDS:
+        if name in out:
+            out[name] = [json.loads(v) if isinstance(v, str) else v for v in out[name]]
+    if len(out):
+        out = out.sort_values(["partition", "window"], kind="stable").reset_index(drop=True)
+    return out

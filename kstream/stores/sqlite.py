@@ -23,11 +23,12 @@ connection, a full disk) is retried with backoff until the deadline, then
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,21 @@ from kstream.drift.monitor import WINDOW_FIELDS, decode_windows
 from kstream.errors import ConfigError, StoreError
 from kstream.paths import RUNS_DIR
 from kstream.retry import retry
-from kstream.stores.protocol import DRIFT_TABLE, IDENTITY, PREDICTION_FIELDS, Store, check_table_name
+from kstream.stores.protocol import (
+    DRIFT_TABLE,
+    IDENTITY,
+    JOIN_FIELDS,
+    LABEL_FIELDS,
+    LABELS_TABLE,
+    PREDICTION_FIELDS,
+    PREQUENTIAL_FIELDS,
+    PREQUENTIAL_JSON_FIELDS,
+    PREQUENTIAL_TABLE,
+    LabelState,
+    Store,
+    check_table_name,
+    decode_prequential,
+)
 
 __all__ = ["PREDICTION_FIELDS", "STORES", "Store", "SQLiteStore", "open_store", "store_kind", "sqlite_path_from_url",
            "check_table_name"]  # the first, Store and check_table_name re-exported from kstream.stores.protocol
@@ -95,6 +110,25 @@ class SQLiteStore:
                     drifted INTEGER NOT NULL, share_drifting REAL, max_psi REAL, score_psi REAL, attack_rate REAL,
                     mean_score REAL, drifting TEXT, psi_top TEXT, changes TEXT, reasons TEXT, alerts TEXT,
                     PRIMARY KEY (monitor, "window"))"""
+            )
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {LABELS_TABLE} (
+                    topic TEXT NOT NULL, record_id TEXT NOT NULL, true_label TEXT NOT NULL, label_ns INTEGER,
+                    received_ns INTEGER NOT NULL, label_topic TEXT NOT NULL, label_topic_id TEXT NOT NULL DEFAULT '',
+                    label_partition INTEGER NOT NULL, label_offset INTEGER NOT NULL, "window" INTEGER,
+                    predicted_label TEXT, model_id TEXT, joined_ns INTEGER, delay_records INTEGER, delay_s REAL,
+                    PRIMARY KEY (topic, record_id))"""
+            )
+            self._db.execute(f'CREATE INDEX IF NOT EXISTS {LABELS_TABLE}_window '
+                             f'ON {LABELS_TABLE} (topic, label_partition, "window")')
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {PREQUENTIAL_TABLE} (
+                    topic TEXT NOT NULL, partition INTEGER NOT NULL, "window" INTEGER NOT NULL, model_id TEXT NOT NULL,
+                    start_ns INTEGER, end_ns INTEGER, records INTEGER NOT NULL, accuracy REAL, macro_f1 REAL,
+                    tpr REAL, far REAL, recall TEXT, true_counts TEXT, delay_records_p50 REAL,
+                    delay_records_max INTEGER, delay_s_p50 REAL, delay_s_max REAL, pending INTEGER, expired INTEGER,
+                    unknown INTEGER, duplicates INTEGER, closed_by TEXT,
+                    PRIMARY KEY (topic, partition, "window"))"""
             )
             self._db.commit()
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")}
@@ -164,6 +198,118 @@ class SQLiteStore:
         with self._lock:
             frame = pd.read_sql_query(query, self._db, params=args)
         return decode_windows(frame)
+
+    def write_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store labels (rows of :data:`~kstream.stores.protocol.LABEL_FIELDS`) in one transaction; a label stored
+        already for its topic and record id keeps its first row. Retried like :meth:`write`."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in LABEL_FIELDS)
+        query = (f"INSERT INTO {LABELS_TABLE} ({cols}) VALUES ({', '.join('?' for _ in LABEL_FIELDS)}) "
+                 "ON CONFLICT(topic, record_id) DO NOTHING")
+        self._retry(query, [tuple(r.get(c) for c in LABEL_FIELDS) for r in rows])
+
+    def join_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Set the join (:data:`~kstream.stores.protocol.JOIN_FIELDS`) of stored labels that have none yet, by
+        topic and record id; a label joined already keeps its first join."""
+        if not rows:
+            return
+        sets = ", ".join(f'"{c}" = ?' for c in JOIN_FIELDS)
+        query = f'UPDATE {LABELS_TABLE} SET {sets} WHERE topic = ? AND record_id = ? AND "window" IS NULL'
+        self._retry(query, [(*(r[c] for c in JOIN_FIELDS), r["topic"], r["record_id"]) for r in rows])
+
+    def known_labels(self, topic: str, ids: Collection[str]) -> dict[str, str]:
+        """Of ``ids``, those with a stored label for ``topic``: record id -> where that label was read
+        (``<labels topic>/<partition>/<offset>``)."""
+        out: dict[str, str] = {}
+        ids = list(dict.fromkeys(ids))
+        with self._lock:
+            for start in range(0, len(ids), 500):  # SQLite takes at most 999 parameters
+                chunk = ids[start:start + 500]
+                query = (f"SELECT record_id, label_topic, label_partition, label_offset FROM {LABELS_TABLE} "
+                         f"WHERE topic = ? AND record_id IN ({', '.join('?' for _ in chunk)})")
+                for rid, ltopic, partition, offset in self._db.execute(query, (topic, *chunk)):
+                    out[rid] = f"{ltopic}/{partition}/{offset}"
+        return out
+
+    def labels(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored labels (of one flows topic when given)."""
+        return self._select(LABELS_TABLE, topic)
+
+    def count_labels(self, topic: str | None = None) -> int:
+        """Labels stored (for one flows topic when given)."""
+        query, args = f"SELECT COUNT(*) FROM {LABELS_TABLE}", ()  # type: tuple[str, tuple[str, ...]]
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def label_state(self, topic: str, partitions: Collection[int] | None, since_ns: int, limit: int) -> LabelState:
+        """What the join of ``topic`` rebuilds from (:class:`~kstream.stores.protocol.LabelState`), for the
+        flows and labels ``partitions`` given (None: all), no older than ``since_ns`` and ``limit`` of each."""
+        where = ""  # the partitions clause, " IN (?, ?)", and its values
+        args: tuple[Any, ...] = ()
+        if partitions is not None:
+            parts = sorted(int(p) for p in partitions)
+            where, args = f" IN ({', '.join('?' for _ in parts)})", tuple(parts)
+        state = LabelState()
+        with self._lock:
+            p_part = f' AND p.partition{where}' if where else ""
+            rows = self._db.execute(
+                "SELECT p.record_id, p.predicted_label, p.model_id, p.send_ns, p.predicted_ns, p.partition, "
+                f'p."offset" FROM {self.table} p WHERE p.topic = ? AND p.predicted_ns >= ?{p_part} AND NOT EXISTS '
+                f"(SELECT 1 FROM {LABELS_TABLE} l WHERE l.topic = p.topic AND l.record_id = p.record_id) "
+                "ORDER BY p.predicted_ns DESC LIMIT ?", (topic, since_ns, *args, limit)).fetchall()
+            names = ("record_id", "predicted_label", "model_id", "send_ns", "predicted_ns", "partition", "offset")
+            state.predictions = [dict(zip(names, r)) for r in reversed(rows)]
+            l_part = f" AND label_partition{where}" if where else ""
+            cols = ", ".join(f'"{c}"' for c in LABEL_FIELDS)
+            rows = self._db.execute(
+                f'SELECT {cols} FROM {LABELS_TABLE} WHERE topic = ? AND "window" IS NULL AND received_ns >= ?{l_part} '
+                "ORDER BY received_ns DESC LIMIT ?", (topic, since_ns, *args, limit)).fetchall()
+            state.labels = [dict(zip(LABEL_FIELDS, r)) for r in reversed(rows)]
+            rows = self._db.execute(
+                f'SELECT record_id FROM {LABELS_TABLE} WHERE topic = ? AND "window" IS NOT NULL{l_part} '
+                "ORDER BY joined_ns DESC LIMIT ?", (topic, *args, limit)).fetchall()
+            state.joined = [r[0] for r in reversed(rows)]
+            q_part = f" AND partition{where}" if where else ""
+            state.closed = {int(p): int(w) for p, w in self._db.execute(
+                f'SELECT partition, MAX("window") FROM {PREQUENTIAL_TABLE} WHERE topic = ?{q_part} GROUP BY partition',
+                (topic, *args))}
+            for row in self._db.execute(
+                    f'SELECT {cols} FROM {LABELS_TABLE} l WHERE topic = ?{l_part} AND "window" > COALESCE((SELECT '
+                    f'MAX("window") FROM {PREQUENTIAL_TABLE} q WHERE q.topic = l.topic AND q.partition = '
+                    'l.label_partition), -1) ORDER BY label_partition, "window", joined_ns, label_offset',
+                    (topic, *args)).fetchall():
+                label = dict(zip(LABEL_FIELDS, row))
+                state.unclosed.setdefault(label["label_partition"], []).append(label)
+            state.positions = {int(p): int(o) for p, o in self._db.execute(
+                f'SELECT partition, MAX("offset") FROM {self.table} WHERE topic = ?{q_part} GROUP BY partition',
+                (topic, *args))}
+        return state
+
+    def write_prequential(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store prequential windows (rows of :data:`~kstream.stores.protocol.PREQUENTIAL_FIELDS`) in one
+        transaction; a window stored already keeps its first row."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in PREQUENTIAL_FIELDS)
+        query = (f"INSERT INTO {PREQUENTIAL_TABLE} ({cols}) VALUES ({', '.join('?' for _ in PREQUENTIAL_FIELDS)}) "
+                 'ON CONFLICT(topic, partition, "window") DO NOTHING')
+        self._retry(query, [tuple(json.dumps(r[c]) if c in PREQUENTIAL_JSON_FIELDS else r[c]
+                                  for c in PREQUENTIAL_FIELDS) for r in rows])
+
+    def prequential(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored prequential windows (of one flows topic when given), maps decoded, by partition and window."""
+        return decode_prequential(self._select(PREQUENTIAL_TABLE, topic))
+
+    def _select(self, table: str, topic: str | None) -> pd.DataFrame:
+        args: tuple[str, ...]
+        query, args = f"SELECT * FROM {table}", ()
+        if topic is not None:
+            query, args = query + " WHERE topic = ?", (topic,)
+        with self._lock:
+            return pd.read_sql_query(query, self._db, params=args)
 
     def count(self, topic: str | None = None) -> int:
         """Rows stored (for one source topic when ``topic`` is given)."""

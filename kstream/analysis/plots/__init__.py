@@ -2,8 +2,8 @@
 
 - :mod:`kstream.analysis.plots.figures`: a finished run's predictions: class counts, latency histogram,
   confusion matrix, throughput over time, learning curve, and :func:`save_figures`;
-- :mod:`kstream.analysis.plots.live_view`: a run while it streams (:func:`live_view`) and its drift windows
-  (:func:`drift_windows`).
+- :mod:`kstream.analysis.plots.live_view`: a run while it streams (:func:`live_view`), its drift windows
+  (:func:`drift_windows`) and its prequential windows (:func:`prequential_windows`).
 
 Every name is importable from ``kstream.analysis.plots`` itself (``plots.class_counts(frame)``).
 """
@@ -24,8 +24,9 @@ from kstream.analysis.plots.figures import (
     save_figures,
     throughput_over_time,
 )
-from kstream.analysis.plots.live_view import drift_windows, live_view
+from kstream.analysis.plots.live_view import drift_windows, live_view, prequential_windows
 
 __all__ = ["class_counts", "latency_histogram", "confusion_matrix", "confusion_matrix_from_counts",
            "throughput_over_time", "learning_curve", "save_figures", "drift_windows", "live_view",
-           "ANNOTATE_MAX_CLASSES", "CURVE_SCORES", "BLUE", "ORANGE", "VERMILLION", "SKY", "BLACK"]
+           "prequential_windows", "ANNOTATE_MAX_CLASSES", "CURVE_SCORES", "BLUE", "ORANGE", "VERMILLION", "SKY",
+           "BLACK"]

@@ -1,11 +1,15 @@
-"""Figures of a run while it streams, and of its drift windows.
+"""Figures of a run while it streams, of its drift windows and of its prequential windows.
 
 - :func:`drift_windows`: per drift window, the share of drifting features and the largest PSI,
   the attack rate and mean score, drifted windows and alerts marked (a ``windows`` frame as
   :meth:`kstream.stores.sqlite.SQLiteStore.windows` returns);
+- :func:`prequential_windows`: per prequential window, accuracy and macro-F1 (and TPR/FAR for a
+  binary task) of the labels joined to the predictions, the share of attacks among them, and where
+  the model version changed (a frame as :meth:`kstream.stores.sqlite.SQLiteStore.prequential` returns);
 - :func:`live_view`: one figure of everything a run has produced so far (predicted class counts,
-  latency with p50/p95/p99, records/s over time, dead letters and totals, drift), drawn from the
-  predictions and windows frames; the ``2.0-stream`` notebook redraws it about once a second.
+  latency with p50/p95/p99, records/s over time, dead letters and totals, drift, and prequential
+  scores when labels are joined), drawn from the predictions and windows frames; the ``2.0-stream``
+  notebook redraws it about once a second.
 
 >>> import pandas as pd
 >>> windows = pd.DataFrame({"end_ns": [1e9, 2e9, 3e9], "records": [500] * 3, "share_drifting": [0.0, 0.0, 0.4],
@@ -26,7 +30,7 @@ from matplotlib.ticker import NullFormatter
 
 from kstream.analysis.plots.figures import _PLAIN, BLACK, BLUE, ORANGE, SKY, VERMILLION, _figure, _ms, _ns, _require
 
-__all__ = ["drift_windows", "live_view"]
+__all__ = ["drift_windows", "prequential_windows", "live_view"]
 
 GREEN = "#009E73"  # Okabe-Ito bluish green
 
@@ -104,14 +108,73 @@ def drift_windows(windows: pd.DataFrame, share_threshold: float | None = None,
     return fig
 
 
+def _prequential_axis(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """x positions of prequential windows: labelled records so far, in stream order (by end time)."""
+    return np.cumsum(pd.to_numeric(frame["records"]).to_numpy(dtype=float)), "labelled records (window ends)"
+
+
+def _draw_prequential(ax, frame: pd.DataFrame) -> None:
+    """Accuracy, macro-F1 (TPR and FAR when there) per prequential window on ``ax``; the attack share among
+    the labels, and a line where the model version changes."""
+    if "end_ns" in frame and frame["end_ns"].notna().all():
+        frame = frame.sort_values("end_ns", kind="stable")
+    x, label = _prequential_axis(frame)
+    for column, colour, style, name in (("accuracy", BLUE, "-", "accuracy"), ("macro_f1", ORANGE, "-", "macro-F1"),
+                                        ("tpr", GREEN, "--", "TPR"), ("far", VERMILLION, ":", "FAR")):
+        if column in frame and pd.to_numeric(frame[column], errors="coerce").notna().any():
+            ax.plot(x, pd.to_numeric(frame[column], errors="coerce"), color=colour, linestyle=style, marker="o",
+                    markersize=3, label=name)
+    if "true_counts" in frame and any(isinstance(c, dict) and "attack" in c for c in frame["true_counts"]):
+        attack = [c.get("attack", 0) / max(1, sum(c.values())) if isinstance(c, dict) else np.nan
+                  for c in frame["true_counts"]]
+        width = pd.to_numeric(frame["records"]).to_numpy(dtype=float)
+        ax.bar(x - width, attack, width=width, align="edge", color=SKY, alpha=0.25, label="attack share of labels")
+    if "model_id" in frame:
+        models = frame["model_id"].astype(str).to_numpy()
+        for at in np.flatnonzero(models[1:] != models[:-1]) + 1:
+            ax.axvline(x[at] - frame["records"].iloc[at] / 2, color=BLACK, linestyle="-.", linewidth=1)
+        if len(set(models)) > 1:
+            ax.plot([], [], color=BLACK, linestyle="-.", linewidth=1, label="model version changed")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(label)
+    ax.set_ylabel("score")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+
+
+def prequential_windows(windows: pd.DataFrame, title: str = "Prequential scores per window") -> Figure:
+    """Accuracy and macro-F1 (and TPR/FAR for a binary task) per prequential window, against the labelled
+    records so far; the share of attacks among each window's labels is shaded (a mostly benign window scores
+    a high accuracy whatever the model does on attacks), and a dash-dot line marks a model version change.
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"records": [1000, 1000], "accuracy": [0.99, 0.8], "macro_f1": [0.9, 0.6],
+    ...                       "model_id": ["m@1", "m@2"], "true_counts": [{"benign": 990, "attack": 10}] * 2})
+    >>> fig = prequential_windows(frame)
+    >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    ['accuracy', 'macro-F1', 'model version changed', 'attack share of labels']
+    """
+    _require(windows, ["records", "accuracy", "macro_f1"], "prequential_windows")
+    if not len(windows):
+        raise ValueError("prequential_windows: the frame has no prequential windows")
+    fig = _figure(9, 4.2)
+    ax = fig.add_subplot()
+    _draw_prequential(ax, windows)
+    models = windows["model_id"].nunique() if "model_id" in windows else 1
+    ax.set_title(f"{title}: {len(windows)} windows, {int(windows['records'].sum()):,} labelled records"
+                 + (f", {models} model versions" if models > 1 else ""))
+    return fig
+
+
 def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, dead_lettered: int = 0,
-              sent: int | None = None, title: str = "Live run") -> Figure:
-    """One figure of a run so far: predicted classes, latency, records/s, dead letters and drift.
+              sent: int | None = None, title: str = "Live run", prequential: pd.DataFrame | None = None) -> Figure:
+    """One figure of a run so far: predicted classes, latency, records/s, dead letters, drift and prequential scores.
 
     ``predictions`` needs ``predicted_label``, ``latency_ms`` and ``predicted_ns`` (a store's
     frame); ``windows`` are the drift windows so far (None or empty: drift is not monitored);
-    ``dead_lettered`` and ``sent`` are counts for the totals panel. Any panel without data yet
-    says so instead of failing, so the first redraws of a run work too.
+    ``dead_lettered`` and ``sent`` are counts for the totals panel; ``prequential`` the prequential
+    windows so far (None: no labels are joined, and the figure has no panel for them). Any panel
+    without data yet says so instead of failing, so the first redraws of a run work too.
 
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"predicted_label": ["attack", "benign", "attack"], "latency_ms": [3.0, 5.0, 40.0],
@@ -126,7 +189,8 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
     fig = _figure(12, 6.4)
     grid = fig.add_gridspec(2, 3)
     ax_classes, ax_latency, ax_rate = (fig.add_subplot(grid[0, i]) for i in range(3))
-    ax_totals, ax_drift = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
+    ax_totals = fig.add_subplot(grid[1, 0])
+    ax_drift = fig.add_subplot(grid[1, 1:] if prequential is None else grid[1, 1])
     n = len(predictions)
 
     ax_classes.set_title("Predicted classes")
@@ -180,6 +244,9 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
     if windows is not None and len(windows):
         lines += [f"drift windows  {len(windows):,}", f"drifted        {drifted:,}",
                   f"alerts         {int(_alert_count(windows).sum()):,}"]
+    if prequential is not None and len(prequential):
+        lines += [f"labelled       {int(prequential['records'].sum()):,}",
+                  f"waiting        {int(prequential.sort_values('end_ns')['pending'].iloc[-1]):,}"]
     ax_totals.text(0.02, 0.95, "\n".join(lines), va="top", family="monospace", fontsize=10,
                    color=VERMILLION if dead_lettered or drifted else BLACK, transform=ax_totals.transAxes)
 
@@ -188,6 +255,13 @@ def live_view(predictions: pd.DataFrame, windows: pd.DataFrame | None = None, de
         _draw_drift(ax_drift, windows, None)
     else:
         _empty(ax_drift, "no drift window yet" if windows is not None else "drift monitoring is off")
+    if prequential is not None:
+        ax_preq = fig.add_subplot(grid[1, 2])
+        ax_preq.set_title("Prequential")
+        if len(prequential):
+            _draw_prequential(ax_preq, prequential)
+        else:
+            _empty(ax_preq, "no label joined yet")
     fig.suptitle(title, fontsize=10)
     return fig
 

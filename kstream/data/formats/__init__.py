@@ -4,7 +4,8 @@
   and the shared chunked, byte-counted reading of (gzipped) files;
 - :mod:`kstream.data.formats.cicflowmeter`: CICFlowMeter CSVs of CICIDS2017, every dialect;
 - :mod:`kstream.data.formats.netml`: NetML-challenge JSON lines with their annotation files;
-- :mod:`kstream.data.formats.kdd`: NSL-KDD (and KDD Cup 99) files.
+- :mod:`kstream.data.formats.kdd`: NSL-KDD (and KDD Cup 99) files;
+- :mod:`kstream.data.formats.times`: flow timestamps in every spelling the CICFlowMeter releases use.
 
 A reader takes a file or a folder and returns a table: one record id per row, the feature columns
 the source has as float64 in the format's canonical order, one label series per label level,

@@ -35,6 +35,7 @@ from kstream.data.formats.reading import (
     stack_blocks,
     warn_once,
 )
+from kstream.data.formats.times import parse_times
 from kstream.data.formats.vocabulary import (  # noqa: F401 - the feature names are re-exported
     CICIDS_DROPPED,
     CICIDS_FEATURES,
@@ -64,7 +65,8 @@ CICIDS_NOTES = {
     "addresses": "Src IP, Dst IP (Source IP, Destination IP in the 2017 CSVs) dropped: hosts of one testbed, "
     "a model keyed on them would not carry over to other networks",
     "ports": "Src Port dropped: ephemeral; Dst Port kept (it names the service)",
-    "timestamps": "Timestamp dropped: the capture schedule tells the attack day, not the flow's behaviour",
+    "timestamps": "Timestamp dropped: the capture schedule tells the attack day, not the flow's behaviour (kept "
+    "beside the features as the flow's time, to order a stream and split by time)",
     "label-derived": "Label, Attempted Category dropped: ground truth",
     "duplicates": "Fwd Header Length.1 dropped: the 2017 CICFlowMeter wrote Fwd Header Length twice (same values)",
     "non-finite": "inf and NaN kept as the sources have them (Flow Bytes/s, Flow Packets/s in the 2017 CSVs); "
@@ -195,8 +197,9 @@ def _canonical_columns(columns: list[str], label: str) -> list[str]:
 
 def _cicids_chunk(
     chunk: pd.DataFrame, dialect: str, file: Path, first_row: int
-) -> tuple[pd.Series, pd.Series, np.ndarray]:
-    """Record ids, stripped raw labels and the float feature block of one chunk's labelled rows."""
+) -> tuple[pd.Series, pd.Series, np.ndarray, pd.Series | None]:
+    """Record ids, stripped raw labels, the float feature block and the times (None without a
+    Timestamp column) of one chunk's labelled rows; a time that cannot be read is a DataError."""
     rows = np.arange(first_row, first_row + len(chunk))
     raw = chunk["Label"].astype("str").str.strip()
     keep = (chunk["Label"].notna() & (raw != "")).to_numpy()
@@ -207,7 +210,16 @@ def _cicids_chunk(
         rid = chunk["Timestamp"].astype("str").str.slice(0, 10) + "-" + chunk["id"].astype("str")
     else:
         rid = pd.Series([f"{file_stem(file)}-{r}" for r in rows], dtype="str")
-    return rid.reset_index(drop=True), raw.reset_index(drop=True), float_block(chunk, CICIDS_FEATURES)
+    times = None
+    if "Timestamp" in chunk.columns:
+        times = parse_times(chunk["Timestamp"]).reset_index(drop=True)
+        bad = np.flatnonzero(times.isna().to_numpy())
+        if len(bad):
+            value = chunk["Timestamp"].iloc[bad[0]]
+            raise DataError(f"{file}: row {rows[bad[0]]} after the header has a Timestamp kstream cannot read "
+                            f"({value!r}; it reads ISO 2017-07-03 08:55:58 or day-first 03/07/2017 08:55[:58] "
+                            "[AM|PM]); fix or delete that row")
+    return rid.reset_index(drop=True), raw.reset_index(drop=True), float_block(chunk, CICIDS_FEATURES), times
 
 
 def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str | None = None) -> Table:
@@ -222,6 +234,11 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str
     (:mod:`kstream.data.formats.vocabulary`). The class is in ``Label`` or ``label_column``: class names,
     or 0/1 (0 = benign, 1 = attack). Record id: capture day + "-" + id in the improved dialect, else
     "<file stem>-<row>" (row counted from 0 after the header). Rows with an empty label are skipped.
+
+    Each flow's ``Timestamp`` (never a feature) becomes the table's ``times``
+    (:func:`~kstream.data.formats.times.parse_times` reads every spelling of the releases); a time
+    that cannot be read stops the load with one line naming the file and row. When some files of
+    a folder have no Timestamp column, the table has no times (a warning names those files).
     """
     label = label_column or "Label"
     files = list_files(path, (".csv", ".csv.gz"), "CICFlowMeter CSV files")
@@ -234,6 +251,8 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str
     extra: set[str] = set()
     dropped_columns: set[str] = set()
     present: set[str] = set()  # canonical features some file really has
+    times: list[pd.Series] = []
+    untimed: list[str] = []  # files without a Timestamp column
     skipped = 0
     known = set(CICIDS_FEATURES).union(*CICIDS_DROPPED.values())
     with progress(files, f"reading {path.name}") as bar:
@@ -251,7 +270,12 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str
                         present.update(set(columns) & set(CICIDS_FEATURES))
                         dropped_columns.update(set(columns) & (known - set(CICIDS_FEATURES)))
                     chunk.columns = columns
-                    rid, raw, block = _cicids_chunk(chunk, dialect, file, row)
+                    rid, raw, block, when = _cicids_chunk(chunk, dialect, file, row)
+                    if when is None:
+                        if not untimed or untimed[-1] != file.name:
+                            untimed.append(file.name)
+                    else:
+                        times.append(when)
                     row += len(chunk)
                     skipped += len(chunk) - len(rid)
                     ids.append(rid)
@@ -294,7 +318,12 @@ def read_cicflowmeter(path: Path, chunksize: int = CHUNK_ROWS, label_column: str
     if extra:
         notes["ignored"] = f"{', '.join(sorted(extra))} ignored: not in the canonical feature set"
     features = stack_blocks(blocks, CICIDS_FEATURES, keep=present)
-    return Table(concat_labels(ids, "record_id"), features, levels, notes)
+    if untimed and times:
+        shown = ", ".join(untimed[:5]) + (" ..." if len(untimed) > 5 else "")
+        log.warning("%d file(s) in %s have no Timestamp column (%s): the data has no flow times (no time order, "
+                    "no temporal split)", len(untimed), path, shown)
+    flow_times = pd.concat(times, ignore_index=True).rename("time") if times and not untimed else None
+    return Table(concat_labels(ids, "record_id"), features, levels, notes, times=flow_times)
 
 
 def read_feature_names(path: Path) -> list[str]:

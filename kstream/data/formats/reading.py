@@ -49,6 +49,7 @@ class Table:
     levels: dict[str, pd.Series]  # level name -> label per row (str)
     notes: dict[str, str] = field(default_factory=dict)  # column group -> what was done and why
     test_mask: np.ndarray | None = None  # True on rows of an official test file
+    times: pd.Series | None = None  # datetime64[ns] per row (the flow's start), None without a time column
 
 
 _warned: set[tuple[str, str]] = set()
