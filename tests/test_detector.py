@@ -1,6 +1,7 @@
 """The detector loop's logic with plain fakes for its I/O (Kafka delivery is in test_delivery)."""
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -322,6 +323,49 @@ def test_the_read_ahead_keeps_reading_small_polls_while_the_writer_is_busy_up_to
     finally:
         left = reader.stop()
     assert [m[0].offset for m, _ in left] == list(range(10, 10 + len(left)))  # what was read, in order, none lost
+
+
+class StuckAfter:
+    """A consumer with nothing to read whose caught-up check hangs (a client call that never returns) once
+    ``good`` checks have answered."""
+
+    def __init__(self, good: int) -> None:
+        self.good, self.release = good, threading.Event()
+
+    def poll(self, n, timeout_ms):
+        time.sleep(timeout_ms / 1000)
+        return []
+
+    def caught_up(self):
+        if self.good <= 0:
+            self.release.wait(30)
+        self.good -= 1
+        return True
+
+    def commit(self, offsets, deadline_s):
+        return True
+
+
+def test_idleness_counts_only_what_a_check_confirmed_so_a_stuck_read_never_times_out_as_idle():
+    consumer = StuckAfter(good=5)
+    reader = ReadAhead(consumer, len, batch_size=10, poll_timeout_ms=20).start()
+    try:
+        deadline = time.monotonic() + 10
+        while consumer.good > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        held = reader.idle_s()
+        assert 0 < held < 1  # four checks apart confirmed it
+        time.sleep(0.5)  # the fifth check hangs: half a second more passes, unconfirmed
+        assert reader.idle_s() == held
+        consumer.release.set()
+        deadline = time.monotonic() + 10
+        while reader.idle_s() <= held + 0.4 and time.monotonic() < deadline:  # answered: it counts again
+            time.sleep(0.01)
+        assert reader.idle_s() > held + 0.4
+    finally:
+        consumer.release.set()
+        reader.stop()
 
 
 def test_a_poll_bigger_than_the_room_left_waits_until_the_writer_takes_what_waits():

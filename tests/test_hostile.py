@@ -30,6 +30,7 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import Fetcher
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.consumer import ConsumerCoordinator
+from kafka.protocol.consumer.offsets import OffsetSpec
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kstream import app
@@ -482,6 +483,65 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
     with sqlite3.connect(settings.store_url) as db:
         stored = sorted(db.execute('SELECT "offset" FROM predictions').fetchall())
     assert stored == [(o,) for o in range(20)]
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_an_offsets_check_stuck_in_the_kafka_client_is_ended_and_never_taken_for_idleness(
+    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog
+):
+    """kafka-python 3 answers every call on its network thread, and a caller waits for that answer without a
+    timeout. A CI run saw a detector's client stop answering as it joined its group: its read-ahead waited
+    inside the check "have I read everything?", the idle clock ran on, and the detector stopped at its idle
+    timeout having read nothing. Here the second such check after every record is stored waits for ever:
+    the waiting is not counted as idleness (the idle timeout, 3 s, is shorter than the wait), the watchdog
+    ends the check, a new client joins, and the detector then stops idle with every record stored once."""
+    monkeypatch.setattr(kafka_python, "POLL_STALL_S", 5.0)
+    monkeypatch.setattr(kafka_python, "CHECK_TIMEOUTS", 0)
+    stuck, done_checks = [], []
+    ends = Fetcher.beginning_or_end_offset
+
+    def stored() -> int:
+        if not os.path.exists(settings.store_url):
+            return 0
+        with sqlite3.connect(settings.store_url) as db:
+            try:
+                return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+
+    def second_idle_check_never_returns(fetcher, partitions, timestamp, timeout_ms=None):
+        if timestamp == OffsetSpec.LATEST and not stuck and stored() == 20:
+            if done_checks:
+                stuck.append(fetcher)
+
+                async def never():
+                    await kafka.future.Future()
+
+                return fetcher._net.run(never)
+            done_checks.append(fetcher)
+        return ends(fetcher, partitions, timestamp, timeout_ms)
+
+    monkeypatch.setattr(Fetcher, "beginning_or_end_offset", second_idle_check_never_returns)
+    ensure_topics(kafka_bootstrap, {settings.topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        for i, row in enumerate(base_rows[:20]):
+            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)),
+                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())])
+        producer.flush()
+    finally:
+        producer.close()
+    with caplog.at_level(logging.INFO, logger="kstream"):
+        stats = app.detect(settings, model, idle_timeout_s=3, progress=False, handle_signals=False)
+    assert stuck, "the stuck check never happened: the test proves nothing"
+    said = [r.getMessage() for r in caplog.records]
+    ended = [i for i, m in enumerate(said) if "has not returned from poll (or an offsets check)" in m]
+    idle = [i for i, m in enumerate(said) if m.startswith("no new record for")]
+    assert ended and idle and ended[0] < idle[0], said  # stopped idle after the rescue, not during the wait
+    assert stats.records == 20 and stats.predicted == 20
+    with sqlite3.connect(settings.store_url) as db:
+        assert sorted(db.execute('SELECT "offset" FROM predictions').fetchall()) == [(o,) for o in range(20)]
 
 
 class _WithoutTheTopic:

@@ -53,6 +53,9 @@ CLOSE_TIMEOUT_S = 30.0
 ADMIN_RETRY_S = 30.0  # how long topic creation is asked again while a cluster just started settles
 #: a poll still running this long past its own timeout is stuck in kafka-python (see kstream.clients.watchdog)
 POLL_STALL_S = 30.0
+#: a caught-up check waits for at most this many answers of its timeout each (ends, starts, commits) before the
+#: watchdog's POLL_STALL_S begins to count
+CHECK_TIMEOUTS = 4
 #: A consumer given no partition reads its group's backlog every UNOWNED_CHECK_S; if records wait and the group's
 #: commits stand still UNOWNED_STALL_S, it joins again with a new client (kafka-python 3.0.12 once assigned nothing)
 UNOWNED_STALL_S = 30.0
@@ -338,7 +341,8 @@ class Consumer(_Client):
         """On the watchdog's thread: end a poll stuck in kafka-python by stopping its network loop."""
         client = self._client
         net = getattr(client, "_net", None)  # kafka-python 3's network loop; stopping it fails the waiting call
-        log.warning("the Kafka client has not returned from poll for %.0fs past its timeout; restarting it "
+        log.warning("the Kafka client has not returned from poll (or an offsets check) for %.0fs past its "
+                    "timeout; restarting it "
                     "(records read but not committed are read again)", POLL_STALL_S)
         if net is not None:
             net.stop(timeout_ms=5000)
@@ -362,8 +366,27 @@ class Consumer(_Client):
 
     def caught_up(self, timeout_ms: int = 3000) -> bool | None:
         """True when this consumer has read every record of its partitions (given none: when nothing waits for
-        its group), False when some are left, None when it cannot tell (records wait elsewhere, or no answer)."""
+        its group), False when some are left, None when it cannot tell (records wait elsewhere, or no answer).
+
+        Watched like :meth:`poll`: a check still running :data:`POLL_STALL_S` past its own timeouts is ended,
+        the client replaced, and the answer is None (a stuck client is not a caught-up one).
+        """
         consumer = self._consumer()
+        fired = self._watchdog.fired
+        answer: bool | None = None
+        try:
+            with self._watchdog.watch(CHECK_TIMEOUTS * timeout_ms / 1000 + POLL_STALL_S):
+                answer = self._caught_up(consumer, timeout_ms)
+        except Exception:
+            if self._watchdog.fired == fired:
+                raise
+        if self._watchdog.fired != fired:  # ended by the watchdog
+            if self._client is consumer:
+                self._replace_stuck(consumer)
+            return None
+        return answer
+
+    def _caught_up(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> bool | None:
         assigned = consumer.assignment()
         if not assigned:
             return self._group_idle(consumer, timeout_ms)

@@ -649,8 +649,7 @@ class Detector:
                 if item is None and self.labels is not None:
                     self.labels.expire()  # what waited past the bounds expires while no record comes
                     self.stats.labels = dataclasses.asdict(self.labels.counts)
-                if item is None and idle_timeout_s is not None and reader.idle_since is not None \
-                        and time.monotonic() - reader.idle_since >= idle_timeout_s:
+                if item is None and idle_timeout_s is not None and reader.idle_s() >= idle_timeout_s:
                     log.info("no new record for %.1fs; stopping", idle_timeout_s)
                     break
                 if max_records is not None and self.stats.records >= max_records:

@@ -64,6 +64,18 @@ class ReadAhead:
         self._backlog: list[tuple[list, int]] = list(backlog or [])
         #: since when (monotonic) polls came back empty with every assigned partition read; None while records come
         self.idle_since: float | None = None
+        #: when the last of those checks answered "caught up": idleness counts only as far as a check confirmed it
+        self.idle_checked: float | None = None
+
+    def idle_s(self) -> float:
+        """Seconds of idleness the read-ahead thread has confirmed so far (0 while records come).
+
+        Measured from the first empty, caught-up poll to the latest check that still found nothing, not to
+        now: a thread held up inside the client (a call that does not return) is not idle, however long it
+        waits, so an idle timeout never ends a detector whose reads are stuck rather than done.
+        """
+        since, checked = self.idle_since, self.idle_checked
+        return 0.0 if since is None or checked is None else max(0.0, checked - since)
 
     @property
     def waiting(self) -> int:
@@ -221,7 +233,9 @@ class ReadAhead:
         # idle only while caught up on assigned partitions of a cluster that answers: an unreachable
         # broker or a rebalance in progress is waiting, not the end of the stream
         if self.consumer.caught_up():
-            self.idle_since = self.idle_since or time.monotonic()
+            now = time.monotonic()
+            self.idle_since = self.idle_since or now
+            self.idle_checked = now
         else:
             self.idle_since = None
 
