@@ -237,6 +237,23 @@ def wait_for_stored():
 PIPE_BATCH = 50
 
 
+def count_rows(store: str | Path, table: str) -> int:
+    """Rows of ``table`` in a SQLite results store (0 before the detector made the file or its tables)."""
+    if not os.path.exists(store):
+        return 0
+    with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
+        try:
+            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        except sqlite3.OperationalError:  # the table is not there yet
+            return 0
+
+
+@pytest.fixture(scope="session")
+def stored_rows():
+    """``stored_rows(store, table)``: :func:`count_rows` for tests outside this file."""
+    return count_rows
+
+
 @dataclass
 class Pipe:
     """A generator -> flows topic -> detector(s) -> store pipeline on topics, group and files of its own.
@@ -334,13 +351,7 @@ class Pipe:
                 proc.wait()
 
     def stored(self) -> int:
-        if not self.store.exists():
-            return 0
-        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
-            try:
-                return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-            except sqlite3.OperationalError:  # the table is not there yet
-                return 0
+        return count_rows(self.store, "predictions")
 
     def wait_stored(self, at_least: int, timeout_s: float = 120, watch: str = "detect") -> int:
         """Wait until the store holds ``at_least`` rows (fails if the watched process exits first)."""
@@ -382,13 +393,7 @@ class Pipe:
 
     def stored_labels(self) -> int:
         """Labels in the store (0 before the detector made its tables)."""
-        if not self.store.exists():
-            return 0
-        with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as db:
-            try:
-                return db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
-            except sqlite3.OperationalError:
-                return 0
+        return count_rows(self.store, "labels")
 
     def read(self, topic: str, timeout_s: float = 60) -> list:
         """Every record of ``topic`` (its end offsets at the time of the call)."""

@@ -99,6 +99,19 @@ def _detector(model, store, budget):
     return Detector(model, None, producer, store, "preds", "dlq", dlq_budget=budget), producer
 
 
+def _send_flows(bootstrap: str, topic: str, model, rows) -> None:
+    """Send ``rows`` as JSON flows (keys r-0, r-1, ..., with a send time) to ``topic``, made with one partition."""
+    ensure_topics(bootstrap, {topic: 1})
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for i, row in enumerate(rows):
+            producer.send(topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)),
+                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())])
+        producer.flush()
+    finally:
+        producer.close()
+
+
 def _stored(path: Path) -> list[tuple]:
     with sqlite3.connect(path) as db:
         return db.execute('SELECT "offset", record_id, score, send_ns, predicted_label FROM predictions').fetchall()
@@ -465,15 +478,7 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
         return send_fetches(fetcher)
 
     monkeypatch.setattr(Fetcher, "send_fetches", first_one_never_returns)
-    ensure_topics(kafka_bootstrap, {settings.topic: 1})
-    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    try:
-        for i, row in enumerate(base_rows[:20]):
-            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)),
-                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())])
-        producer.flush()
-    finally:
-        producer.close()
+    _send_flows(kafka_bootstrap, settings.topic, model, base_rows[:20])
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
         stats = app.detect(settings.replace(records=20), model, idle_timeout_s=120, progress=False,
                            handle_signals=False)
@@ -488,7 +493,7 @@ def test_a_poll_stuck_in_the_kafka_client_is_ended_and_the_detector_goes_on(
 @pytest.mark.kafka
 @pytest.mark.timeout(180)
 def test_an_offsets_check_stuck_in_the_kafka_client_is_ended_and_never_taken_for_idleness(
-    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog
+    settings, kafka_bootstrap, model, base_rows, monkeypatch, caplog, stored_rows
 ):
     """kafka-python 3 answers every call on its network thread, and a caller waits for that answer without a
     timeout. A CI run saw a detector's client stop answering as it joined its group: its read-ahead waited
@@ -501,17 +506,8 @@ def test_an_offsets_check_stuck_in_the_kafka_client_is_ended_and_never_taken_for
     stuck, done_checks = [], []
     ends = Fetcher.beginning_or_end_offset
 
-    def stored() -> int:
-        if not os.path.exists(settings.store_url):
-            return 0
-        with sqlite3.connect(settings.store_url) as db:
-            try:
-                return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-            except sqlite3.OperationalError:
-                return 0
-
     def second_idle_check_never_returns(fetcher, partitions, timestamp, timeout_ms=None):
-        if timestamp == OffsetSpec.LATEST and not stuck and stored() == 20:
+        if timestamp == OffsetSpec.LATEST and not stuck and stored_rows(settings.store_url, "predictions") == 20:
             if done_checks:
                 stuck.append(fetcher)
 
@@ -523,15 +519,7 @@ def test_an_offsets_check_stuck_in_the_kafka_client_is_ended_and_never_taken_for
         return ends(fetcher, partitions, timestamp, timeout_ms)
 
     monkeypatch.setattr(Fetcher, "beginning_or_end_offset", second_idle_check_never_returns)
-    ensure_topics(kafka_bootstrap, {settings.topic: 1})
-    producer = kafka.KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    try:
-        for i, row in enumerate(base_rows[:20]):
-            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)),
-                          headers=[(SEND_TIME_HEADER, str(time.time_ns()).encode())])
-        producer.flush()
-    finally:
-        producer.close()
+    _send_flows(kafka_bootstrap, settings.topic, model, base_rows[:20])
     with caplog.at_level(logging.INFO, logger="kstream"):
         stats = app.detect(settings, model, idle_timeout_s=3, progress=False, handle_signals=False)
     assert stuck, "the stuck check never happened: the test proves nothing"
@@ -554,14 +542,7 @@ class _WithoutTheTopic:
 def _detect_thirty_waiting(settings, bootstrap, model, base_rows, caplog) -> tuple[list[int], bool]:
     """Send 30 flows to a new one-partition topic and detect them with the detector's kafka-python client:
     the offsets stored, and whether the detector said it joined the group again."""
-    ensure_topics(bootstrap, {settings.topic: 1})
-    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
-    try:
-        for i, row in enumerate(base_rows[:30]):
-            producer.send(settings.topic, key=f"r-{i}".encode(), value=encode_flow(model.features, np.array(row)))
-        producer.flush()
-    finally:
-        producer.close()
+    _send_flows(bootstrap, settings.topic, model, base_rows[:30])
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"):
         stats = app.detect(settings.replace(records=30), model, idle_timeout_s=120, progress=False,
                            handle_signals=False)
