@@ -163,7 +163,7 @@ def generate(
     stats = GenerateStats(sent, time.perf_counter() - start, labeller.labels if labeller is not None else 0)
     log.info("sent %d records to %s in %.2fs (%.0f rec/s)", stats.records, topic, stats.seconds, stats.rate)
     if labeller is not None:
-        log.info("sent %d labels to %s", stats.labels, labels.topic if labels is not None else "")
+        log.info("sent %d labels to %s", stats.labels, labeller.plan.topic)
     return stats
 
 

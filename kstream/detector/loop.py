@@ -530,8 +530,9 @@ class Detector:
         """Write the open drift and prequential windows, if any (at the end of a run); never raises."""
         if self.labels is not None:
             try:
-                result = BatchResult([], [], joined_labels=LabelBatch(windows=self.labels.finish()))
-                if result.joined_labels is not None and result.joined_labels.windows:
+                windows = self.labels.finish()
+                if windows:
+                    result = BatchResult([], [], joined_labels=LabelBatch(windows=windows))
                     self.write(result)
                     self._count_labels(result)
             except Exception:  # noqa: BLE001 - the last window is a report, not a delivery
