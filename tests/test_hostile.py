@@ -503,6 +503,8 @@ def test_an_offsets_check_stuck_in_the_kafka_client_is_ended_and_never_taken_for
     ends the check, a new client joins, and the detector then stops idle with every record stored once."""
     monkeypatch.setattr(kafka_python, "POLL_STALL_S", 5.0)
     monkeypatch.setattr(kafka_python, "CHECK_TIMEOUTS", 0)
+    monkeypatch.setattr(kafka_python, "UNOWNED_STALL_S", 2.0)  # a first assignment of nothing is not what this
+    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)  # test waits for (it cost 30 s in a CI run)
     stuck, done_checks = [], []
     ends = Fetcher.beginning_or_end_offset
 
