@@ -338,7 +338,8 @@ class Consumer(_Client):
         return out
 
     def _unstick(self) -> None:
-        """On the watchdog's thread: end a poll stuck in kafka-python by stopping its network loop."""
+        """On the watchdog's thread: end a poll or caught-up check stuck in kafka-python by stopping its network
+        loop."""
         client = self._client
         net = getattr(client, "_net", None)  # kafka-python 3's network loop; stopping it fails the waiting call
         log.warning("the Kafka client has not returned from poll (or an offsets check) for %.0fs past its "
