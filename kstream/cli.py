@@ -912,6 +912,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_stacks(signum: int, frame: object) -> None:
+    """Print every thread's stack to stderr (SIGUSR1). Python runs this between two bytecodes with the
+    interpreter lock held, so no thread's frames change while they are read; ``faulthandler.register``
+    reads them inside the signal itself, and a CI run's detector died of it (SIGSEGV) while its main thread
+    was halfway into a call."""
+    faulthandler.dump_traceback(all_threads=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kstream`` console script; returns the exit code."""
     parser = build_parser()
@@ -921,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command_parser.error("-v (more detail) and -q (less) contradict each other; give one of them")
     logs.configure(verbose, quiet)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where every thread is (a stuck run explains itself)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        signal.signal(signal.SIGUSR1, _print_stacks)
     try:
         return COMMANDS[args.command].handle(args)
     except KstreamError as err:
