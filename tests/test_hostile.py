@@ -551,7 +551,8 @@ def _detect_thirty_waiting(settings, bootstrap, model, base_rows, caplog) -> tup
     assert stats.records == 30 and stats.predicted == 30
     with sqlite3.connect(settings.store_url) as db:
         stored = sorted(offset for (offset,) in db.execute('SELECT "offset" FROM predictions'))
-    return stored, any("no partition assigned here" in r.getMessage() for r in caplog.records)
+    return stored, any(said in r.getMessage() for r in caplog.records
+                       for said in ("no partition assigned here", "joining the group again"))
 
 
 @pytest.mark.kafka
@@ -578,6 +579,37 @@ def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_store
     stored, rejoined = _detect_thirty_waiting(settings, kafka_bootstrap, model, base_rows, caplog)
     assert any(not members <= calls[0] for members in calls), "no new client joined: the test proves nothing"
     assert rejoined and stored == list(range(30))
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(120)
+def test_a_partition_no_member_holds_is_claimed_again_though_no_record_waits(kafka_bootstrap, names, monkeypatch,
+                                                                            caplog):
+    """A CI run's fault test started a detector on a just-created, still empty topic: kafka-python's leader
+    assigned from metadata without the topic, never rebalanced, and with no record waiting nothing prompted a
+    rejoin; the detector stopped at its 40 s idle timeout having held nothing. Here the first client's group
+    assigns blind the same way: the consumer sees its settled group hold neither partition, joins again with
+    a new client, and holds both, records or none (UNOWNED_STALL_S stays 30 s: only the new rule can act)."""
+    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
+    original = RangePartitionAssignor.assign.__func__
+    calls: list[set[str]] = []
+
+    def blind_for_the_first_client(cls, cluster, members):
+        calls.append({m.member_id for m in members})
+        return original(cls, _WithoutTheTopic() if calls[-1] <= calls[0] else cluster, members)
+
+    monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_for_the_first_client))
+    ensure_topics(kafka_bootstrap, {names["topic"]: 2})
+    deadline = time.monotonic() + 25
+    with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"), \
+            kafka_python.Consumer(kafka_bootstrap, [names["topic"]], names["group"]) as consumer:
+        while not consumer.assignment.owned and time.monotonic() < deadline:
+            assert consumer.poll(100, 200) == []
+            consumer.caught_up(1000)
+        held = sorted(consumer.assignment.owned)
+    assert calls and calls[0], "the group never assigned: the test proves nothing"
+    assert held == [(names["topic"], 0), (names["topic"], 1)], [r.getMessage() for r in caplog.records]
+    assert any(f"no member of group {names['group']} has held" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.kafka
@@ -612,9 +644,10 @@ def test_a_client_that_never_joins_its_group_is_replaced_and_every_record_is_sto
 def test_a_detector_whose_group_assigned_nothing_stops_at_its_idle_timeout_on_an_empty_topic(
     settings, kafka_bootstrap, model, monkeypatch
 ):
-    """The same broken assignment with no record at all: nothing waits, so nothing prompts a rejoin, and the
-    detector counted no idle time without a partition; a CI run of ``kstream detect --idle-timeout 3`` on a
-    new topic sat there until killed. Idle time now counts once nothing waits for the group."""
+    """The same broken assignment with no record at all, for every client: a CI run of ``kstream detect
+    --idle-timeout 3`` on a new topic once sat there until killed, counting no idle time without a partition.
+    Idle time counts once nothing waits for the group, and joining again (no member holds the partition) does
+    not start it over."""
     original = RangePartitionAssignor.assign.__func__
     blind: list[bool] = []
 
