@@ -568,29 +568,14 @@ def test_a_group_that_assigned_nothing_is_joined_again_and_every_record_is_store
     joins again with a new client, and stores every record once."""
     monkeypatch.setattr(kafka_python, "UNOWNED_STALL_S", 2.0)
     monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
-    original = RangePartitionAssignor.assign.__func__
-    calls: list[set[str]] = []
-
-    def blind_for_the_first_client(cls, cluster, members):
-        calls.append({m.member_id for m in members})
-        return original(cls, _WithoutTheTopic() if calls[-1] <= calls[0] else cluster, members)
-
-    monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_for_the_first_client))
+    calls = _blind_first_assignment(monkeypatch)
     stored, rejoined = _detect_thirty_waiting(settings, kafka_bootstrap, model, base_rows, caplog)
     assert any(not members <= calls[0] for members in calls), "no new client joined: the test proves nothing"
     assert rejoined and stored == list(range(30))
 
 
-@pytest.mark.kafka
-@pytest.mark.timeout(120)
-def test_a_partition_no_member_holds_is_claimed_again_though_no_record_waits(kafka_bootstrap, names, monkeypatch,
-                                                                            caplog):
-    """A CI run's fault test started a detector on a just-created, still empty topic: kafka-python's leader
-    assigned from metadata without the topic, never rebalanced, and with no record waiting nothing prompted a
-    rejoin; the detector stopped at its 40 s idle timeout having held nothing. Here the first client's group
-    assigns blind the same way: the consumer sees its settled group hold neither partition, joins again with
-    a new client, and holds both, records or none (UNOWNED_STALL_S stays 30 s: only the new rule can act)."""
-    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
+def _blind_first_assignment(monkeypatch) -> list[set[str]]:
+    """The first client's group assigns from metadata without the topic (as kafka-python's leader once did)."""
     original = RangePartitionAssignor.assign.__func__
     calls: list[set[str]] = []
 
@@ -599,6 +584,38 @@ def test_a_partition_no_member_holds_is_claimed_again_though_no_record_waits(kaf
         return original(cls, _WithoutTheTopic() if calls[-1] <= calls[0] else cluster, members)
 
     monkeypatch.setattr(RangePartitionAssignor, "assign", classmethod(blind_for_the_first_client))
+    return calls
+
+
+def _first_client_never_joins(monkeypatch) -> list[ConsumerCoordinator]:
+    """The first client's join never completes (as a lost JoinGroup answer would leave it)."""
+    ensure_active_group = ConsumerCoordinator.ensure_active_group
+    seen: list[ConsumerCoordinator] = []
+
+    def never_for_the_first(coordinator, *args, **kwargs):
+        seen.append(coordinator)
+        if coordinator is seen[0]:
+            time.sleep(0.1)
+            return False  # "timeout in ensure_active_group": kafka-python's poll returns without records
+        return ensure_active_group(coordinator, *args, **kwargs)
+
+    monkeypatch.setattr(ConsumerCoordinator, "ensure_active_group", never_for_the_first)
+    return seen
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault", [_blind_first_assignment, _first_client_never_joins], ids=["blind", "never-joins"])
+def test_a_partition_no_member_holds_is_claimed_again_though_no_record_waits(kafka_bootstrap, names, monkeypatch,
+                                                                            caplog, fault):
+    """A CI run's fault test started a detector on a just-created, still empty topic: kafka-python's leader
+    assigned from metadata without the topic, never rebalanced, and with no record waiting nothing prompted a
+    rejoin; the detector stopped at its 40 s idle timeout having held nothing. Here the first client's group
+    assigns blind the same way (or its join never completes, the group left with no member): the consumer sees
+    that no member of its group holds either partition, joins again with a new client, and holds both, records
+    or none (UNOWNED_STALL_S stays 30 s: only the new rule can act within the test's 25 s)."""
+    monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
+    happened = fault(monkeypatch)
     ensure_topics(kafka_bootstrap, {names["topic"]: 2})
     deadline = time.monotonic() + 25
     with caplog.at_level(logging.WARNING, logger="kstream.clients.kafka_python"), \
@@ -607,7 +624,7 @@ def test_a_partition_no_member_holds_is_claimed_again_though_no_record_waits(kaf
             assert consumer.poll(100, 200) == []
             consumer.caught_up(1000)
         held = sorted(consumer.assignment.owned)
-    assert calls and calls[0], "the group never assigned: the test proves nothing"
+    assert happened, "the fault never happened: the test proves nothing"
     assert held == [(names["topic"], 0), (names["topic"], 1)], [r.getMessage() for r in caplog.records]
     assert any(f"no member of group {names['group']} has held" in r.getMessage() for r in caplog.records)
 
@@ -623,17 +640,7 @@ def test_a_client_that_never_joins_its_group_is_replaced_and_every_record_is_sto
     commits standing still, replaces the client, and the new one stores every record once."""
     monkeypatch.setattr(kafka_python, "UNOWNED_STALL_S", 2.0)
     monkeypatch.setattr(kafka_python, "UNOWNED_CHECK_S", 0.5)
-    ensure_active_group = ConsumerCoordinator.ensure_active_group
-    seen: list[ConsumerCoordinator] = []
-
-    def never_for_the_first(coordinator, *args, **kwargs):
-        seen.append(coordinator)
-        if coordinator is seen[0]:
-            time.sleep(0.1)
-            return False  # "timeout in ensure_active_group": kafka-python's poll returns without records
-        return ensure_active_group(coordinator, *args, **kwargs)
-
-    monkeypatch.setattr(ConsumerCoordinator, "ensure_active_group", never_for_the_first)
+    seen = _first_client_never_joins(monkeypatch)
     stored, rejoined = _detect_thirty_waiting(settings, kafka_bootstrap, model, base_rows, caplog)
     assert any(c is not seen[0] for c in seen), "no second client tried to join: the test proves nothing"
     assert rejoined and stored == list(range(30))

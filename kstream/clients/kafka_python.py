@@ -440,7 +440,8 @@ class Consumer(_Client):
 
     def _held(self, timeout_ms: int) -> set[tuple[str, int]] | None:
         """The partitions the members of this consumer's group hold, once the group has settled (None while it
-        rebalances, when its members do not speak the consumer protocol, or when the cluster does not answer)."""
+        rebalances, when its members do not speak the consumer protocol, or when the cluster does not answer);
+        none at all when the group has no member, this client included (its join never reached the group)."""
         try:
             if self._admin is None:
                 self._admin = self._make(kafka.KafkaAdminClient, request_timeout_ms=max(timeout_ms, 1000))
@@ -448,6 +449,8 @@ class Consumer(_Client):
         except (kafka.errors.KafkaError, BrokerError, AssertionError, KeyError) as err:
             log.debug("cannot describe group %s: %s", self.group, err)
             return None
+        if group.get("group_state") in ("Empty", "Dead"):  # no member at all (Dead: the group never formed, an
+            return set()  # error says so): this client's join never got there
         if group.get("error") or group.get("group_state") != "Stable":
             return None
         held: set[tuple[str, int]] = set()
