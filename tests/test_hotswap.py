@@ -112,7 +112,7 @@ def _copy_version(model, directory, tamper=False):
 
 
 def _looked(watcher, times=2):
-    """What ``times`` looks hand over (a change is judged once it held still for one look)."""
+    """What ``times`` looks hand over (a whole version at the first look; a refusal once it held still)."""
     return [watcher.look() for _ in range(times)]
 
 
@@ -185,7 +185,7 @@ def _watcher(served, offered):
     return ModelWatcher(served.path, offer, lambda: current[0], interval_s=60)
 
 
-def test_a_new_version_is_handed_over_once_the_folder_holds_still(served, shallow):
+def test_a_new_version_is_handed_over_at_the_first_look_that_sees_it(served, shallow):
     offered: list[str] = []
     watcher = _watcher(served, offered)
     assert _looked(watcher, 3) == [None] * 3 and offered == []  # the version served: read once, never loaded
@@ -193,8 +193,20 @@ def test_a_new_version_is_handed_over_once_the_folder_holds_still(served, shallo
     assert _looked(watcher) == [None, None] and offered == []  # touched, same version
     artifacts.save(shallow.pipeline, shallow.card, served.path)
     first, second = _looked(watcher)
-    assert first is None and second.card.model_id == shallow.card.model_id  # after one look of holding still
+    assert first.card.model_id == shallow.card.model_id and second is None
     assert offered == [shallow.card.model_id] and _looked(watcher, 3) == [None] * 3
+
+
+def test_versions_saved_faster_than_the_looks_are_each_taken_whole(served, shallow):
+    """An online learner saves a version more often than the folder holds still between two looks: each look
+    takes the version it finds, whole (its sha256 against its card), never a mix of two."""
+    offered: list[str] = []
+    watcher = _watcher(served, offered)
+    saved, taken = [], []
+    for model in (shallow, served, shallow):
+        saved.append(artifacts.save(model.pipeline, dataclasses.replace(model.card), served.path).sha256)
+        taken.append(watcher.look())
+    assert [m.card.sha256 for m in taken] == saved and len(offered) == 3 and watcher.refused == 0
 
 
 def test_a_tampered_version_is_refused_once_and_a_good_one_after_it_is_taken(served, shallow, caplog):
@@ -210,7 +222,7 @@ def test_a_tampered_version_is_refused_once_and_a_good_one_after_it_is_taken(ser
     assert line.endswith(f"still serving {served.card.model_id}") and "\n" not in line
     _copy_version(shallow, served.path)  # the folder changes again: looked at again
     copied = artifacts.ModelCard.read(served.path / "model.json").model_id
-    assert _looked(watcher)[1].card.model_id == copied != served.card.model_id and watcher.refused == 1
+    assert _looked(watcher)[0].card.model_id == copied != served.card.model_id and watcher.refused == 1
 
 
 def test_a_version_read_while_it_is_written_is_not_refused_but_read_again(served, shallow, caplog):
@@ -226,9 +238,9 @@ def test_a_version_read_while_it_is_written_is_not_refused_but_read_again(served
     watcher = ModelWatcher(served.path, offer, lambda: served.card, interval_s=60)
     artifacts.save(shallow.pipeline, shallow.card, served.path)
     with caplog.at_level(logging.WARNING, logger="kstream.detector.hotswap"):
-        assert _looked(watcher, 2) == [None, None]
+        assert watcher.look() is None  # the folder changed while it was handed over: not refused
         assert watcher.refused == 0 and not caplog.records
-        assert _looked(watcher, 2)[1].card.model_id == shallow.card.model_id
+        assert watcher.look().card.model_id == shallow.card.model_id
     assert offered == [shallow.card.model_id]
 
 
@@ -241,7 +253,7 @@ def test_a_card_copied_before_its_artifact_is_taken_once_the_artifact_arrives(se
     with caplog.at_level(logging.WARNING, logger="kstream.detector.hotswap"):
         _looked(watcher)
     shutil.copyfile(staging / "model.joblib", served.path / "model.joblib")
-    assert _looked(watcher)[1].card.model_id == shallow.card.model_id
+    assert _looked(watcher)[0].card.model_id == shallow.card.model_id
     assert offered == [shallow.card.model_id] and len(caplog.records) <= 1  # refused at most once, then taken
 
 
@@ -254,7 +266,7 @@ def test_a_changed_allowlist_is_a_change_of_the_folder(served, shallow, tmp_path
     artifacts.save(shallow.pipeline, shallow.card, served.path)
     assert _looked(watcher, 3) == [None] * 3 and watcher.refused == 1  # not listed
     allowlist.write_text(f"{served.card.sha256}\n{shallow.card.sha256}  # reviewed\n")
-    assert _looked(watcher)[1] is not None and offered == [shallow.card.model_id]
+    assert _looked(watcher)[0] is not None and offered == [shallow.card.model_id]
 
 
 def test_fingerprints_are_stat_calls_only(served):

@@ -5,12 +5,13 @@ come two ways, and both end in :meth:`kstream.detector.loop.Detector.swap`:
 
 - from disk: :class:`ModelWatcher` looks at the folder every ``model_check_s`` seconds, on a thread of
   its own, with a few ``stat`` calls (:func:`fingerprint`; never a load per batch). Once the files have
-  changed and then held still from one look to the next, it reads the card; a version other than the
-  one served (or about to be) is loaded with the checks of a start (:func:`~kstream.modeling.artifacts.load_dir`:
-  the sha256 on the card, ``KSTREAM_MODEL_KEY``, ``KSTREAM_TRUSTED_MODELS``) and handed over. A folder
-  that changes while it is read (a copy in progress) is read again at the next look, not refused; a
-  version that fails is refused with one WARNING line naming the reason and the fix, the old model keeps
-  serving, and the folder is tried again when it next changes (or the allowlist does);
+  changed, it reads the card; a version other than the one served (or about to be) is loaded with the
+  checks of a start (:func:`~kstream.modeling.artifacts.load_dir`: the sha256 on the card, ``KSTREAM_MODEL_KEY``,
+  ``KSTREAM_TRUSTED_MODELS``) and handed over, at the first look that sees it (an online learner saves
+  versions more often than a folder would hold still between two looks). A version that fails is refused
+  only once the folder has held still from one look to the next (a copy in progress is read again, not
+  refused): one WARNING line naming the reason and the fix, the old model keeps serving, and the folder
+  is tried again when it next changes (or the allowlist does);
 - from code: a caller holding a :class:`~kstream.modeling.artifacts.TrainedModel` (a retrainer) calls
   ``detector.swap(model)``.
 
@@ -184,21 +185,18 @@ class ModelWatcher:
         now = fingerprint(self.paths)
         if now == self._seen:
             return None
-        if now != self._changed:  # changed since the last look: judge it once it holds still for one look
-            self._changed = now
-            return None
+        settled, self._changed = now == self._changed, now  # held still since the last look, or not
         try:
             card = ModelCard.read(self.directory / "model.json")
             if card.sha256 and card.sha256 == self.current().sha256:
                 self._seen = now  # the version already served (a touch, or the same files copied again)
                 return None
+            # its sha256 checked against its card, read once: whole and consistent even if the folder moves on
             model = artifacts.load_dir(self.directory)
-            if fingerprint(self.paths) != now:
-                return None  # changed while it loaded: the next looks start over
             self.offer(model)
         except Exception as err:  # noqa: BLE001 - a bad version is refused, never raised into the detector
-            if fingerprint(self.paths) != now:
-                return None  # read while it was being written: not refused, looked at again
+            if not settled or fingerprint(self.paths) != now:
+                return None  # maybe read while it was being written: not refused before it holds still
             self._seen = now
             self.refused += 1
             if self.on_refused is not None:
