@@ -12,7 +12,7 @@ heavy imbalance of flow data (:data:`CLASS_WEIGHTS`).
 Traceback (most recent call last):
 ...
 kstream.errors.ConfigError: unknown model 'svm'; choose one of: logistic-regressor, decision-tree, random-forest,
-    hist-gradient-boosting
+    hist-gradient-boosting, hoeffding-adaptive-tree, adaptive-random-forest, sgd-classifier
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ from sklearn.tree import DecisionTreeClassifier
 
 from kstream.data.datasets import DEFAULT_SEED
 from kstream.errors import ConfigError
+from kstream.modeling.online import LEARNERS, build_learner
 from kstream.modeling.selection import DropConstantAndDuplicate
 
-__all__ = ["MODELS", "CLASS_WEIGHTS", "MISSING_POLICY", "check_model", "check_class_weight", "build_pipeline",
+__all__ = ["MODELS", "LEARNERS", "ALL_MODELS", "CLASS_WEIGHTS", "MISSING_POLICY", "check_model", "check_class_weight",
+           "build_pipeline",
            "sample_weights", "finite_or_nan"]
 
 MODELS = ("logistic-regressor", "decision-tree", "random-forest", "hist-gradient-boosting")
+#: every name ``-m`` takes: the batch models, then the online learners (:mod:`kstream.modeling.online`)
+ALL_MODELS = MODELS + LEARNERS
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 MISSING_POLICY = "null, NaN, +inf and -inf are imputed with the training median of the feature"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # trees cast to float32: larger finite values are clipped to this
@@ -42,8 +46,8 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)  # trees cast to float32: larger 
 
 def check_model(name: str) -> str:
     """``name`` if it is a model of the zoo, else a ConfigError naming the choices."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if name not in ALL_MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(ALL_MODELS)}")
     return name
 
 
@@ -94,7 +98,12 @@ def build_pipeline(
         ("finite", FunctionTransformer(finite_or_nan)),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
     ]
-    if model == "logistic-regressor":
+    if model in LEARNERS:  # fitted on the training split, then updated from labels (kstream.modeling.online)
+        if model == "sgd-classifier":
+            steps.append(("scale", StandardScaler()))
+        clf = build_learner(model, seed, class_weight)
+        params.pop("class_weight", None)  # the learner takes the weighting itself
+    elif model == "logistic-regressor":
         steps.append(("scale", StandardScaler()))
         clf = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
     elif model == "decision-tree":
