@@ -40,9 +40,16 @@ from kstream.data.datasets import Dataset
 from kstream.data.order import resolve_order
 from kstream.detector.hotswap import SwapCheck
 from kstream.detector.loop import DetectorStats
-from kstream.detector.pool import DetectorProcesses, build_detector, dead_letter_budget, generate_in_process
+from kstream.detector.pool import (
+    DetectorProcesses,
+    LearnerProcess,
+    build_detector,
+    dead_letter_budget,
+    generate_in_process,
+)
 from kstream.errors import BrokerError, ConfigError, KstreamError, ModelError
 from kstream.generator import GenerateStats, LabelPlan, generate
+from kstream.learning.online import prepare_learn_dir
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.modeling.quality import scores_with_leakage
@@ -244,7 +251,11 @@ def detect(
     if settings.drift:
         model.reference()  # a card without a drift reference stops here, naming the retrain command
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
-    with settings.open_store() as store:
+    learner: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if settings.learn == "online":  # served from the learner's folder, where its versions come
+        model = artifacts.load_dir(prepare_learn_dir(settings.learn_folder(), model))
+        learner = LearnerProcess(settings, model.path)
+    with settings.open_store() as store, learner:
         detector = build_detector(settings, model, store, swap_check=SwapCheck.of(model, data, settings.drift))
         tally, shown = BatchTally(), [0.0]
 
@@ -262,7 +273,9 @@ def detect(
                 if progress:
                     tally.add(None, stats)
                     bar.set_postfix_str(tally.status_line())
-                return stats
+    if isinstance(learner, LearnerProcess) and learner.state is not None:  # stopped on leaving the block above
+        stats.learner = dataclasses.asdict(learner.state)
+    return stats
 
 
 def send(
@@ -447,6 +460,8 @@ def run(
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
     rows = in_order(unseen_rows(model, ds), settings)
+    if settings.learn == "online":  # the detectors serve the learner's folder, where its versions come
+        model = artifacts.load_dir(prepare_learn_dir(settings.learn_folder(run_dir), model))
     plan = label_plan(settings, rows, ref.level)
     expected = min(settings.records, len(rows)) if settings.records else len(rows)
     with kafka_cluster(settings) as settings, settings.open_store() as store:
@@ -455,7 +470,9 @@ def run(
             # the generator and each detector in a process of its own: no interpreter lock is shared
             # the stream is the model's held-out rows when ds is its data: a new version must share that split
             swap_check = SwapCheck.of(model, ds, settings.drift, held_out=ds.source == model.card.data_source)
-            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool:
+            learner = LearnerProcess(settings, model.path) if settings.learn == "online" else None
+            with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool, \
+                    learner or contextlib.nullcontext():
                 sent_so_far: list[int | None] = [None]  # known when the generator process ends
                 watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
                                    settings.drift, progress_every_s, labels=settings.labels)
@@ -464,6 +481,8 @@ def run(
 
                 def check() -> None:  # between the generator's steps: a failed detector stops the run
                     pool.raise_failure()
+                    if learner is not None:
+                        learner.raise_failure()
                     show()
 
                 sent = generate_in_process(settings, rows, rate=rate, limit=settings.records or None, progress=False,
@@ -497,6 +516,8 @@ def run(
         labels=None if not settings.labels else {"sent": sent.labels, **summaries.label_totals(
             [s.labels for s in pool.stats])},
         model_id=model.card.model_id,
+        learn=settings.learn,
+        learner=None if learner is None or learner.state is None else dataclasses.asdict(learner.state),
         swaps=sum(s.swaps for s in pool.stats),
         refused_models=sum(s.refused_models for s in pool.stats),
         model_dir=str(model.path),

@@ -39,7 +39,7 @@ from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.quality import format_absent, format_leakage, format_scores
 from kstream.paths import PROJECT_ROOT
 from kstream.servers import daemon, provision
-from kstream.settings import ENV_NAMES, Settings, parse_assignments, parse_value
+from kstream.settings import DEFAULT_LEARNER, ENV_NAMES, LEARN_MODES, Settings, parse_assignments, parse_value
 from kstream.stores.sqlite import sqlite_path_from_url
 from kstream.tables import markdown_table, text_table
 
@@ -93,7 +93,7 @@ def _model_group(p: argparse.ArgumentParser, seed: str = "", split_mode: str = "
     g.add_argument("-t", "--task", metavar="TASK", help=f"task: {', '.join(TASKS)} (default: binary_class where the "
                    "dataset has it, else multi_class)")
     g.add_argument("-m", "--model", metavar="MODEL",
-                   help=f"model: {', '.join(zoo.MODELS)} (default {_DEFAULTS['model']})")
+                   help=f"model: {', '.join(zoo.ALL_MODELS)} (default {_DEFAULTS['model']})")
     levels = "; ".join(f"{n}: {'|'.join(datasets.spec(n).levels)}" for n in datasets.available())
     g.add_argument("--level", metavar="LEVEL", help=f"multi-class label level ({levels}); default: the dataset's "
                    "first, or the one the data has")
@@ -251,6 +251,31 @@ def _labels_group(p: argparse.ArgumentParser, switch: bool) -> None:
                    f"(default {_DEFAULTS['label_wait_s']:g})")
 
 
+def _learn_group(p: argparse.ArgumentParser) -> None:
+    """The options of a model that adapts while the stream runs (``kstream detect`` and ``kstream run``)."""
+    g = p.add_argument_group("learning (the other options here need --learn online)")
+    g.add_argument("--learn", choices=LEARN_MODES,
+                   help="static: the model never changes (default); online: serve an online learner and learn every "
+                   "label into it beside the detectors, handing them a new version every --learn-every labels "
+                   "(needs labels)")
+    g.add_argument("--learner", metavar="NAME",
+                   help=f"the online learner: {', '.join(zoo.LEARNERS)} (default: -m when it is one, else "
+                   f"{DEFAULT_LEARNER})")
+    g.add_argument("--learn-every", type=int, metavar="N",
+                   help=f"labels learned between two versions handed to the detectors (default "
+                   f"{_DEFAULTS['learn_every']})")
+    g.add_argument("--learn-dir", metavar="DIR",
+                   help="the learner's folder: the versions the detectors serve and its checkpoint (default: the run "
+                   "folder's learner/ for run, runs/learners/<group> for detect: started again, it goes on)")
+
+
+def _check_learn(args: argparse.Namespace, settings: Settings, labels: bool, switch: str) -> None:
+    _needs(args, ["--learner", "--learn-every", "--learn-dir"], settings.learn == "online",
+           "{options} need{s} an online learner: add --learn online (or set KSTREAM_LEARN=online), or drop {them}")
+    if settings.learn == "online" and not labels:
+        _refuse(args, f"--learn online learns from labels: add {switch}")
+
+
 _LABEL_OPTIONS = ("--labels-topic", "--prequential-window", "--prequential-topic", "--label-pending", "--label-wait")
 
 
@@ -359,6 +384,7 @@ def _build_run(p: argparse.ArgumentParser) -> None:
     _store_group(p, "the run folder's predictions.sqlite")
     _drift_group(p)
     _labels_group(p, switch=False)
+    _learn_group(p)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -367,6 +393,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _check_drift(args, settings)
     _check_labels(args, settings, "--label-delay")
+    _check_learn(args, settings, settings.label_schedule is not None, "--label-delay N")
     result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
                      progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing)
     if args.json:
@@ -621,6 +648,7 @@ def _build_detect(p: argparse.ArgumentParser) -> None:
     _store_group(p, _project_path(sqlite_path_from_url("")))
     _drift_group(p)
     _labels_group(p, switch=True)
+    _learn_group(p)
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -630,6 +658,7 @@ def _detect(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _check_drift(args, settings)
     _check_labels(args, settings, "--labels")
+    _check_learn(args, settings, settings.labels, "--labels")
     # fail fast, before touching Kafka: the model, checked against the data when given
     ds = app.load_data(settings, args.data) if args.data else None
     model = app.model_for(settings.model_ref(ds), ds, allow_missing=args.allow_missing)
@@ -652,6 +681,11 @@ def _detect(args: argparse.Namespace) -> int:
               f"{c.get('pending', 0)} predictions waiting, {c.get('dead_lettered', 0)} dead-lettered; "
               f"{c.get('windows', 0)} prequential windows (in the store's prequential table and "
               f"{settings.prequential_topic})")
+    if stats.learner is not None:
+        learned = stats.learner
+        skipped = "".join(f", {n} {why}" for why, n in learned["skipped"].items())
+        print(f"learner: {learned['learned']} labels learned ({learned['versions']} versions{skipped}); "
+              f"its folder {settings.learn_folder()}")
     if ds is not None:
         with settings.open_store() as store:
             frame = store.frame(settings.topic)

@@ -46,10 +46,11 @@ from kstream.generator import LabelDelay, parse_label_delay
 from kstream.messages.wire import check_value_format
 from kstream.modeling import zoo
 from kstream.modeling.artifacts import ModelRef
-from kstream.paths import MODELS_DIR
+from kstream.paths import MODELS_DIR, RUNS_DIR
 from kstream.stores import sqlite
 
-__all__ = ["Settings", "ENV_NAMES", "DRIFT_MIN_RECORDS", "parse_value", "parse_assignments", "parse_kafka_options",
+__all__ = ["Settings", "ENV_NAMES", "DRIFT_MIN_RECORDS", "LEARN_MODES", "DEFAULT_LEARNER", "parse_value",
+           "parse_assignments", "parse_kafka_options",
            "redact"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
@@ -98,13 +99,21 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "label_wait_s": ("KSTREAM_LABEL_WAIT_S",),
     "prequential_window": ("KSTREAM_PREQUENTIAL_WINDOW",),
     "prequential_topic": ("KSTREAM_PREQUENTIAL_TOPIC",),
+    "learn": ("KSTREAM_LEARN",),
+    "learner": ("KSTREAM_LEARNER",),
+    "learn_every": ("KSTREAM_LEARN_EVERY",),
+    "learn_dir": ("KSTREAM_LEARN_DIR",),
 }
 _INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window", "label_pending",
-         "prequential_window")  # positive
+         "prequential_window", "learn_every")  # positive
 _COUNTS = ("partitions", "records")  # 0 or positive; 0 means "automatic" (see the fields)
 _FLOATS = ("model_check_s", "drift_window_s", "drift_psi", "drift_share", "label_wait_s")
 _BOOLS = ("drift", "labels")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: How a detector's model adapts: static (never), online (an online learner learns every label; kstream.learning).
+LEARN_MODES = ("static", "online")
+#: The online learner served with ``learn="online"`` when the model named is not one.
+DEFAULT_LEARNER = "hoeffding-adaptive-tree"
 #: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
 DRIFT_MIN_RECORDS = 200
 
@@ -171,6 +180,10 @@ class Settings:
     label_wait_s: float = 3600.0  # seconds a prediction waits for its label (and a label for its prediction)
     prequential_window: int = 1000  # labelled records per prequential window
     prequential_topic: str = "flows.prequential"
+    learn: str = "static"  # static: the model never changes; online: an online learner learns each label (needs labels)
+    learner: str = ""  # the online learner served with learn=online; empty: model when it is one, else the default
+    learn_every: int = 1000  # labels an online learner learns between the versions it hands the detectors
+    learn_dir: str = ""  # the online learner's folder (its versions and checkpoint); empty: see Settings.learn_folder
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -185,6 +198,16 @@ class Settings:
         if self.train_until:  # an ISO time here; that it goes with a temporal split, in model_ref (ModelRef)
             leakage.parse_until(self.train_until)
         check_order(self.order)
+        if self.learn not in LEARN_MODES:
+            raise ConfigError(f"unknown learning mode {self.learn!r}; choose one of: {', '.join(LEARN_MODES)}")
+        if self.learner:
+            zoo.check_model(self.learner)
+            if self.learner not in zoo.LEARNERS:
+                raise ConfigError(f"{self.learner} cannot learn online; choose a learner: {', '.join(zoo.LEARNERS)}")
+        if self.learn == "online":  # the learner is the model served: every name of the model follows it
+            learner = self.learner or (self.model if self.model in zoo.LEARNERS else DEFAULT_LEARNER)
+            object.__setattr__(self, "learner", learner)
+            object.__setattr__(self, "model", learner)
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser())
         object.__setattr__(self, "store", sqlite.store_kind(self.store_url, self.store))
         object.__setattr__(self, "label_delay", "" if self.label_delay is None else str(self.label_delay).strip())
@@ -306,6 +329,17 @@ class Settings:
         level = self.level or (data.default_level if data is not None else "")
         return ModelRef(self.dataset, self.task, self.model, level, self.models_dir, self.seed, self.split_mode,
                         self.train_until)
+
+    def learn_folder(self, run_dir: Path | None = None) -> Path:
+        """The online learner's folder: ``learn_dir`` when set, else ``<run_dir>/learner`` for a run, else
+        ``runs/learners/<group>`` (a detector started again with the same group goes on from its checkpoint).
+
+        >>> Settings(learn="online", group="g").learn_folder().parts[-2:], Settings().learn_folder(Path("r")).name
+        (('learners', 'g'), 'learner')
+        """
+        if self.learn_dir:
+            return Path(self.learn_dir).expanduser()
+        return Path(run_dir) / "learner" if run_dir is not None else RUNS_DIR / "learners" / self.group
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).

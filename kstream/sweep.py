@@ -201,4 +201,6 @@ def _scores(run_dir: Path) -> dict[str, Any]:
         "error": "",
         **({"drift_windows": summary["drift"]["windows"], "drifted_windows": summary["drift"]["drifted"],
             "alerts_raised": summary["drift"]["alerts"]} if summary.get("drift") else {}),
+        "learn": summary.get("learn", "static"),  # a run's learning mode, whether or not the grid varied it
+        **({"labels_learned": summary["learner"]["learned"]} if summary.get("learner") else {}),
     }

@@ -72,6 +72,7 @@ SAMPLE_VALUES: dict[str, Any] = {
     "store": "sqlite", "store_url": "runs/docs-test.sqlite", "store_table": "predictions",
     "store_database": "kstream", "alerts": "attack_rate > 0.5", "partitions": 1, "client": "kafka-python",
     "value_format": "json", "train_until": "2017-07-06", "order": "shuffle", "label_delay": "1000",
+    "learn": "online", "learner": "sgd-classifier", "learn_dir": "runs/learner",
 }
 
 #: Settings given on the command line by a flag whose destination is not the field's own name.

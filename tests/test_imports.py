@@ -33,7 +33,7 @@ LAYERS: list[list[str]] = [
     ["kstream.messages", "kstream.clients"],
     ["kstream.drift"],
     ["kstream.modeling"],
-    ["kstream.stores"],
+    ["kstream.stores", "kstream.learning"],
     ["kstream.generator", "kstream.servers"],
     ["kstream.settings"],
     ["kstream.detector"],

@@ -172,4 +172,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"records: accuracy {min(accuracy):.4f}..{max(accuracy):.4f}, macro-F1 "
                      f"{min(f1):.4f}..{max(f1):.4f} (last {windows[-1]['accuracy']:.4f} / "
                      f"{windows[-1]['macro_f1']:.4f})")
+    learner = summary.get("learner")
+    if learner:  # --learn online: what the online learner learned
+        skipped = "".join(f", {n} {why}" for why, n in (learner.get("skipped") or {}).items())
+        lines.append(f"{'learn online':<15}{learner['learned']} labels learned into {learner['versions']} "
+                     f"version(s){skipped}")
     return "\n".join(lines)

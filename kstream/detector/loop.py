@@ -106,6 +106,7 @@ class DetectorStats:
     model_ids: list[str] = field(default_factory=list)  # the versions served, in the order they took over
     labels: dict[str, int] | None = None  # with a label stream: its counts (kstream.detector.labels.LabelCounts)
     last_prequential: dict[str, Any] | None = None  # the latest prequential window's row
+    learner: dict[str, Any] | None = None  # with an online learner beside it: its final state (LearnerState)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kstream.data.datasets import Dataset
@@ -33,13 +34,15 @@ from kstream.detector.labels import LabelStream
 from kstream.detector.loop import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.generator import GenerateStats, LabelPlan, generate
+from kstream.learning.online import LearnerState, OnlineLearner
 from kstream.messages.deadletters import RECORD_OVERHEAD
 from kstream.modeling.artifacts import TrainedModel
 from kstream.retry import Deadline, wait_until
 from kstream.settings import Settings
 from kstream.stores.sqlite import Store
 
-__all__ = ["DetectorPool", "DetectorProcesses", "generate_in_process", "build_detector", "dead_letter_budget"]
+__all__ = ["DetectorPool", "DetectorProcesses", "LearnerProcess", "generate_in_process", "build_detector",
+           "dead_letter_budget", "learner_group"]
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +324,87 @@ class DetectorProcesses(_Waiting):
     def stats(self) -> list[DetectorStats]:
         """Each detector's totals (empty ones for a process that sent none back)."""
         return [self._stats.get(i, DetectorStats()) for i in range(len(self._procs))]
+
+
+def learner_group(settings: Settings) -> str:
+    """The consumer group of the online learner beside the detectors of ``settings.group``."""
+    return f"{settings.group}.learner"
+
+
+def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: Any, level: int) -> None:
+    _child_setup(level)
+    try:
+        settings = settings.replace()
+        parent = multiprocessing.parent_process()
+
+        def orphaned() -> None:  # a parent killed outright cannot ask: the learner checkpoints and ends
+            if parent is not None:
+                parent.join()
+                stop.set()
+
+        threading.Thread(target=orphaned, daemon=True, name="kstream-learner-parent").start()
+        with settings.kafka.Consumer(settings.bootstrap, [settings.topic, settings.labels_topic],
+                                     learner_group(settings), settings.kafka_options).connect() as consumer:
+            learner = OnlineLearner(learn_dir, consumer, settings.topic, settings.labels_topic,
+                                    every=settings.learn_every, batch_size=settings.batch_size,
+                                    max_pending=settings.label_pending)
+            state = learner.run(stop)
+        results.put((dataclasses.asdict(state), None))
+    except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
+        results.put((None, _portable(err, "the learner process")))
+
+
+class LearnerProcess:
+    """The online learner (:class:`~kstream.learning.online.OnlineLearner`) in a process of its own, beside the
+    detectors; a context manager. :meth:`stop` asks it to learn what the topics hold, checkpoint and end,
+    and returns its :class:`~kstream.learning.online.LearnerState`."""
+
+    def __init__(self, settings: Settings, learn_dir: Path) -> None:
+        self.settings, self.learn_dir = settings, Path(learn_dir)
+        self._stop = _SPAWN.Event()
+        self._results = _SPAWN.Queue()
+        self._proc: Any = None
+        self.state: LearnerState | None = None
+
+    def __enter__(self) -> LearnerProcess:
+        level = logging.getLogger().getEffectiveLevel()
+        self._proc = _SPAWN.Process(target=_learner_process, name="kstream-learner", daemon=True,
+                                    args=(self.settings, self.learn_dir, self._stop, self._results, level))
+        self._proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def raise_failure(self) -> None:
+        """Raise the error the learner ended with, if it ended."""
+        if self._proc is not None and self._proc.exitcode is not None and self.state is None:
+            self._collect(1.0)
+
+    def _collect(self, wait_s: float) -> None:
+        try:
+            state, err = self._results.get(timeout=wait_s)
+        except queue.Empty:
+            raise KstreamError(f"the learner process exited with code {self._proc.exitcode} before it finished; "
+                               "see its log above") from None
+        if err is not None:
+            raise err
+        self.state = LearnerState(**state)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> LearnerState | None:
+        """Ask the learner to finish (see the class); its final state."""
+        if self._proc is None or self.state is not None:
+            return self.state
+        self._stop.set()
+        self._proc.join(timeout_s)
+        if self._proc.is_alive():
+            log.warning("the learner process did not stop within %.0fs; terminating it (it goes on from its last "
+                        "checkpoint next time)", timeout_s)
+            self._proc.terminate()
+            self._proc.join(10)
+            return None
+        self._collect(1.0)
+        return self.state
 
 
 def _generator_process(settings: Settings, rows: Dataset, rate: float, limit: int | None, progress: bool,

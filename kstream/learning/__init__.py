@@ -1,0 +1,1 @@
+"""Models that adapt while the stream runs: the online learner (:mod:`kstream.learning.online`)."""

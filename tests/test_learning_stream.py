@@ -1,0 +1,78 @@
+"""The online learner through the real broker: `kstream detect --learn online` killed while it learns, started
+again, learns every label exactly once; the detectors serve the versions it hands them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kstream.learning.online import digest_ids, read_state
+from kstream.modeling import artifacts, training
+from kstream.modeling.artifacts import ModelRef
+
+pytestmark = pytest.mark.kafka
+
+RECORDS, DELAY = 4000, 300
+
+
+@pytest.fixture(scope="module")
+def learner_models(tmp_path_factory, cicids):
+    """A models folder with an sgd-classifier trained on the sample's first two days (temporal split)."""
+    root = tmp_path_factory.mktemp("learners")
+    training.train(ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=root, split_mode="temporal",
+                            train_until="2017-07-05"), cicids)
+    return root
+
+
+def _kstream(*args: str, models: os.PathLike, **popen) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "KAFKA_BROKER_URL"))}
+    env["KSTREAM_MODELS_DIR"] = str(models)
+    return subprocess.Popen([sys.executable, "-m", "kstream", *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.mark.timeout(300)
+def test_a_detector_killed_while_learning_online_and_started_again_learns_every_label_once(
+    kafka_bootstrap, learner_models, names, tmp_path, read_topic
+):
+    common = ["-m", "sgd-classifier", "--bootstrap", kafka_bootstrap, "--topic", names["topic"],
+              "--labels-topic", f"{names['topic']}.labels"]
+    learn_dir, store = tmp_path / "learner", tmp_path / "p.sqlite"
+    detect = ["-q", "detect", *common, "--group", names["group"], "--predictions-topic", names["predictions_topic"],
+              "--dlq-topic", names["dlq_topic"], "--store-url", str(store), "--labels", "--learn", "online",
+              "--learn-every", "250", "--learn-dir", str(learn_dir), "--idle-timeout", "8", "--model-check", "0.5"]
+    first = _kstream(*detect, models=learner_models)
+    generator = _kstream("-q", "generate", *common, "--records", str(RECORDS), "--label-delay", str(DELAY),
+                         "--rate", "400", models=learner_models)
+    try:
+        deadline = time.monotonic() + 120
+        while (state := read_state(learn_dir) if (learn_dir / "learner.joblib").exists() else None) is None \
+                or state.learned < 800:
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # the detector and its learner, mid-stream
+        first.wait(30)
+        killed_at = read_state(learn_dir).learned
+        second = _kstream(*detect, models=learner_models)
+        out = second.communicate(timeout=240)[0]
+        assert second.returncode == 0, out
+        assert generator.wait(120) == 0, generator.communicate()[0]
+    finally:
+        for proc in (first, generator):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    ids = [m.key.decode() for m in read_topic(kafka_bootstrap, f"{names['topic']}.labels", RECORDS)]
+    state = read_state(learn_dir)
+    assert killed_at < RECORDS == len(ids)
+    assert (state.learned, state.digest, state.skipped) == (RECORDS, digest_ids(ids), {}), out
+    assert f"learner: {RECORDS} labels learned" in out
+    with sqlite3.connect(store) as db:  # the detector served the learner's versions as they came
+        served = {row[0] for row in db.execute("SELECT DISTINCT model_id FROM predictions")}
+    base = artifacts.load(ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=learner_models))
+    assert base.card.model_id in served and len(served) >= 2, served
