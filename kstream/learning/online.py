@@ -176,6 +176,7 @@ class OnlineLearner:
         self._flows: collections.OrderedDict[str, tuple[int, int, np.ndarray]] = collections.OrderedDict()
         self._labels: collections.deque[tuple[int, int, str, str, float]] = collections.deque()
         self._positions: dict[tuple[str, int], int] = {}  # next offset read, per topic partition
+        self._learned_ids: set[str] = set()  # ids of labels read again after a restart, learned before it
         self._since_version = 0
         self._caught_up_at = 0.0  # when the consumer last said it had read everything
 
@@ -213,7 +214,11 @@ class OnlineLearner:
                                    schemas=[m.headers.get(SCHEMA_HEADER) for m in flows])
             for i, row in zip(decoded.rows, decoded.matrix):
                 m = flows[i]
-                self._flows[record_id(m.key, m.topic, m.partition, m.offset)] = (m.partition, m.offset, row)
+                rid = record_id(m.key, m.topic, m.partition, m.offset)
+                if rid in self._learned_ids:  # its label is in the model already: no need to keep it waiting
+                    self._learned_ids.discard(rid)
+                    continue
+                self._flows[rid] = (m.partition, m.offset, row)
             while len(self._flows) > self.max_pending:  # the oldest flow's label is later than the bound allows
                 self._flows.popitem(last=False)
         if labels:
@@ -226,6 +231,8 @@ class OnlineLearner:
                 m = labels[i]
                 if m.offset >= self.state.next_offsets.get(m.partition, 0):  # not learned before a restart
                     self._labels.append((m.partition, m.offset, rid, label, now))
+                elif rid and self._flows.pop(rid, None) is None and len(self._learned_ids) < self.max_pending:
+                    self._learned_ids.add(rid)  # its flow, when read again, is dropped as it comes
 
     def _pass(self, partition: int, offset: int, reason: str) -> None:
         """The label at the head of the line is not learned, for ``reason``."""
