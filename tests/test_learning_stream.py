@@ -3,6 +3,7 @@ again, learns every label exactly once; the detectors serve the versions it hand
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -76,3 +77,22 @@ def test_a_detector_killed_while_learning_online_and_started_again_learns_every_
         served = {row[0] for row in db.execute("SELECT DISTINCT model_id FROM predictions")}
     base = artifacts.load(ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=learner_models))
     assert base.card.model_id in served and len(served) >= 2, served
+
+
+@pytest.mark.timeout(300)
+def test_a_run_that_learns_online_learns_every_label_and_serves_its_versions(kafka_bootstrap, learner_models,
+                                                                              tmp_path, cli):
+    ref = ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=learner_models)
+    trained = artifacts.load(ref).card.sha256
+    run = cli("-q", "run", "--learn", "online", "--learner", "sgd-classifier", "--label-delay", "200",
+              "--records", "2000", "--rate", "800", "--learn-every", "250", "--model-check", "0.5",
+              "--bootstrap", kafka_bootstrap, "--run-dir", str(tmp_path / "run"), "--json",
+              env={"KSTREAM_MODELS_DIR": str(learner_models)})
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["learn"] == "online" and summary["settings"]["learner"] == "sgd-classifier"
+    assert summary["learner"]["learned"] == summary["labels"]["sent"] == 2000 and summary["learner"]["skipped"] == {}
+    assert summary["model_dir"] == str(tmp_path / "run" / "learner")  # served from the run's learn folder
+    versions = {w["model_id"] for w in summary["prequential"]}  # each window scores one version
+    assert len(versions) >= 2 and summary["model_id"] in versions, versions
+    assert artifacts.load(ref).card.sha256 == trained  # the trained model itself is left as it was
