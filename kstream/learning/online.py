@@ -54,8 +54,8 @@ from kstream.modeling.artifacts import TRAIN_VECTORS, TrainedModel
 from kstream.modeling.online import is_online, learn
 from kstream.modeling.trust import Trust
 
-__all__ = ["OnlineLearner", "LearnerState", "CHECKPOINT", "digest_ids", "prepare_learn_dir", "read_state",
-           "write_checkpoint"]
+__all__ = ["OnlineLearner", "LabelledFlows", "LearnerState", "CHECKPOINT", "digest_ids", "prepare_learn_dir",
+           "read_state", "write_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,113 @@ def prepare_learn_dir(learn_dir: Path, base: TrainedModel) -> Path:
     return learn_dir
 
 
+class LabelledFlows:
+    """Flows joined to their labels, in the labels topic's order: what a learner learns from (see the module).
+
+    ``consumer`` reads the flows topic and the labels topic. ``state`` holds the next label offset of each
+    labels partition (labels before it were taken already: skipped when read again) and the counts of the
+    labels skipped; :meth:`take` moves both on. :meth:`offsets` are the group offsets that go with them.
+    """
+
+    def __init__(self, consumer: Consumer, flows_topic: str, labels_topic: str, features: list[str],
+                 classes: list[str], state: LearnerState, batch_size: int = 500, max_pending: int = 100_000,
+                 poll_timeout_ms: int = 200) -> None:
+        self.consumer = consumer
+        self.flows_topic, self.labels_topic = flows_topic, labels_topic
+        self.features, self.classes, self.state = features, classes, state
+        self.batch_size, self.max_pending, self.poll_timeout_ms = batch_size, max_pending, poll_timeout_ms
+        self._flows: collections.OrderedDict[str, tuple[int, int, np.ndarray]] = collections.OrderedDict()
+        self._labels: collections.deque[tuple[int, int, str, str, float]] = collections.deque()
+        self._positions: dict[tuple[str, int], int] = {}  # next offset read, per topic partition
+        self._learned_ids: set[str] = set()  # ids of labels read again after a restart, taken before it
+        self._caught_up_at = 0.0  # when the consumer last said it had read everything
+
+    def idle(self) -> bool:
+        """Nothing left to take now: every record read, and no label that could still meet its flow."""
+        return self._caught_up_at > 0 and not self._labels
+
+    def read(self) -> None:
+        """One poll of both topics: flows kept until their label comes, labels put in line."""
+        messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
+        if not messages:
+            if self.consumer.caught_up(1000):
+                self._caught_up_at = time.monotonic()
+            return
+        self._caught_up_at = 0.0
+        flows = [m for m in messages if m.topic == self.flows_topic and m.error is None]
+        labels = [m for m in messages if m.topic == self.labels_topic and m.error is None]
+        for m in messages:
+            self._positions[(m.topic, m.partition)] = m.offset + 1
+        if flows:
+            decoded = decode_flows([m.value for m in flows], self.features,
+                                   schemas=[m.headers.get(SCHEMA_HEADER) for m in flows])
+            for i, row in zip(decoded.rows, decoded.matrix):
+                m = flows[i]
+                rid = record_id(m.key, m.topic, m.partition, m.offset)
+                if rid in self._learned_ids:  # its label was taken already: no need to keep it waiting
+                    self._learned_ids.discard(rid)
+                    continue
+                self._flows[rid] = (m.partition, m.offset, row)
+            while len(self._flows) > self.max_pending:  # the oldest flow's label is later than the bound allows
+                self._flows.popitem(last=False)
+        if labels:
+            decoded_labels = decode_labels([m.key for m in labels], [m.value for m in labels],
+                                           [m.headers for m in labels], self.classes)
+            now = time.monotonic()
+            line = [(i, rid, label) for i, rid, label, _ in decoded_labels.labels]
+            line += [(i, "", "") for i, _ in decoded_labels.errors]  # a bad label: skipped in its place in line
+            for i, rid, label in sorted(line):
+                m = labels[i]
+                if m.offset >= self.state.next_offsets.get(m.partition, 0):  # not taken before a restart
+                    self._labels.append((m.partition, m.offset, rid, label, now))
+                elif rid and self._flows.pop(rid, None) is None and len(self._learned_ids) < self.max_pending:
+                    self._learned_ids.add(rid)  # its flow, when read again, is dropped as it comes
+
+    def _pass(self, partition: int, offset: int, reason: str) -> None:
+        """The label at the head of the line is not taken, for ``reason``."""
+        self._labels.popleft()
+        self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
+        self.state.next_offsets[partition] = offset + 1
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """The labelled flows at the head of the line whose flows are here, in order (at most a batch): their
+        features, labels and record ids; None when the head's flow has not come yet (or nothing waits)."""
+        rows: list[np.ndarray] = []
+        labels: list[str] = []
+        ids: list[str] = []
+        while self._labels and len(rows) < self.batch_size:
+            partition, offset, rid, label, read_at = self._labels[0]
+            if not rid:
+                self._pass(partition, offset, "bad label")  # the detector dead-letters it with its reason
+                continue
+            flow = self._flows.pop(rid, None)
+            if flow is None:
+                waited = time.monotonic() - read_at
+                if self._caught_up_at >= read_at and waited >= LABEL_GRACE_S:
+                    self._pass(partition, offset, "no flow")  # every flow there is was read after it came
+                    continue
+                break
+            self._labels.popleft()
+            rows.append(flow[2])
+            labels.append(label)
+            ids.append(rid)
+            self.state.next_offsets[partition] = offset + 1
+        if not rows:
+            return None
+        return np.vstack(rows), np.array(labels, dtype=object), ids
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """The group's offsets ``state`` allows: labels at the next to take, flows at the oldest waiting."""
+        offsets = {(self.labels_topic, p): o for p, o in self.state.next_offsets.items()}
+        oldest: dict[int, int] = {}
+        for partition, offset, _ in self._flows.values():
+            oldest[partition] = min(offset, oldest.get(partition, offset))
+        for (topic, partition), position in self._positions.items():
+            if topic == self.flows_topic:
+                offsets[(topic, partition)] = oldest.get(partition, position)
+        return offsets
+
+
 class OnlineLearner:
     """Learns the labels of ``labels_topic`` into the model in ``learn_dir`` (see the module).
 
@@ -155,9 +262,7 @@ class OnlineLearner:
                  poll_timeout_ms: int = 200) -> None:
         self.learn_dir = Path(learn_dir)
         self.consumer = consumer
-        self.flows_topic, self.labels_topic = flows_topic, labels_topic
-        self.every, self.batch_size, self.max_pending = every, batch_size, max_pending
-        self.poll_timeout_ms = poll_timeout_ms
+        self.every = every
         saved = _read_checkpoint(self.learn_dir)
         if saved is not None:
             self.pipeline, self.state = saved["pipeline"], saved["state"]
@@ -173,105 +278,34 @@ class OnlineLearner:
             raise ConfigError(f"the model in {self.learn_dir} cannot learn online; train one of the online learners "
                               "(kstream train -m hoeffding-adaptive-tree, adaptive-random-forest or sgd-classifier)")
         self.served = artifacts.load_dir(self.learn_dir)  # the card each version is saved with
-        self._flows: collections.OrderedDict[str, tuple[int, int, np.ndarray]] = collections.OrderedDict()
-        self._labels: collections.deque[tuple[int, int, str, str, float]] = collections.deque()
-        self._positions: dict[tuple[str, int], int] = {}  # next offset read, per topic partition
-        self._learned_ids: set[str] = set()  # ids of labels read again after a restart, learned before it
+        self.stream = LabelledFlows(consumer, flows_topic, labels_topic, self.served.features,
+                                    self.served.card.label_classes, self.state, batch_size, max_pending,
+                                    poll_timeout_ms)
         self._since_version = 0
-        self._caught_up_at = 0.0  # when the consumer last said it had read everything
 
     def run(self, stop: threading.Event | Any, drain_s: float = 60.0) -> LearnerState:
         draining_until: float | None = None
         while True:
             if draining_until is None and stop.is_set():
                 draining_until = time.monotonic() + drain_s
-            self._read()
-            self._learn_ready()
+            self.stream.read()
+            while (batch := self.stream.take()) is not None:
+                self._learn(*batch)
             if self._since_version >= self.every:
                 self.checkpoint()
-            if draining_until is not None and (self._idle() or time.monotonic() > draining_until):
+            if draining_until is not None and (self.stream.idle() or time.monotonic() > draining_until):
                 break
         self.checkpoint()
         return self.state
 
-    def _idle(self) -> bool:
-        """Nothing left to learn now: every record read, and no label that could still meet its flow."""
-        return self._caught_up_at > 0 and not self._labels
-
-    def _read(self) -> None:
-        messages = self.consumer.poll(self.batch_size, self.poll_timeout_ms)
-        if not messages:
-            if self.consumer.caught_up(1000):
-                self._caught_up_at = time.monotonic()
-            return
-        self._caught_up_at = 0.0
-        flows = [m for m in messages if m.topic == self.flows_topic and m.error is None]
-        labels = [m for m in messages if m.topic == self.labels_topic and m.error is None]
-        for m in messages:
-            self._positions[(m.topic, m.partition)] = m.offset + 1
-        if flows:
-            decoded = decode_flows([m.value for m in flows], self.served.features,
-                                   schemas=[m.headers.get(SCHEMA_HEADER) for m in flows])
-            for i, row in zip(decoded.rows, decoded.matrix):
-                m = flows[i]
-                rid = record_id(m.key, m.topic, m.partition, m.offset)
-                if rid in self._learned_ids:  # its label is in the model already: no need to keep it waiting
-                    self._learned_ids.discard(rid)
-                    continue
-                self._flows[rid] = (m.partition, m.offset, row)
-            while len(self._flows) > self.max_pending:  # the oldest flow's label is later than the bound allows
-                self._flows.popitem(last=False)
-        if labels:
-            decoded_labels = decode_labels([m.key for m in labels], [m.value for m in labels],
-                                           [m.headers for m in labels], self.served.card.label_classes)
-            now = time.monotonic()
-            line = [(i, rid, label) for i, rid, label, _ in decoded_labels.labels]
-            line += [(i, "", "") for i, _ in decoded_labels.errors]  # a bad label: skipped in its place in line
-            for i, rid, label in sorted(line):
-                m = labels[i]
-                if m.offset >= self.state.next_offsets.get(m.partition, 0):  # not learned before a restart
-                    self._labels.append((m.partition, m.offset, rid, label, now))
-                elif rid and self._flows.pop(rid, None) is None and len(self._learned_ids) < self.max_pending:
-                    self._learned_ids.add(rid)  # its flow, when read again, is dropped as it comes
-
-    def _pass(self, partition: int, offset: int, reason: str) -> None:
-        """The label at the head of the line is not learned, for ``reason``."""
-        self._labels.popleft()
-        self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
-        self.state.next_offsets[partition] = offset + 1
-
-    def _learn_ready(self) -> None:
-        """Learn the labels at the head of the line whose flows are here, in order, in micro-batches."""
-        while self._labels:
-            rows: list[np.ndarray] = []
-            labels: list[str] = []
-            ids: list[str] = []
-            while self._labels and len(rows) < self.batch_size:
-                partition, offset, rid, label, read_at = self._labels[0]
-                if not rid:
-                    self._pass(partition, offset, "bad label")  # the detector dead-letters it with its reason
-                    continue
-                flow = self._flows.pop(rid, None)
-                if flow is None:
-                    waited = time.monotonic() - read_at
-                    if self._caught_up_at >= read_at and waited >= LABEL_GRACE_S:
-                        self._pass(partition, offset, "no flow")  # every flow there is was read after it came
-                        continue
-                    break
-                self._labels.popleft()
-                rows.append(flow[2])
-                labels.append(label)
-                ids.append(rid)
-                self.state.next_offsets[partition] = offset + 1
-            if not rows:
-                return
-            learned = learn(self.pipeline, np.vstack(rows), np.array(labels, dtype=object))
-            if learned < len(rows):
-                self.state.skipped["class not learnable"] = (self.state.skipped.get("class not learnable", 0)
-                                                             + len(rows) - learned)
-            self.state.learned += learned
-            self.state.digest = digest_ids(ids, self.state.digest)
-            self._since_version += len(rows)
+    def _learn(self, x: np.ndarray, y: np.ndarray, ids: list[str]) -> None:
+        learned = learn(self.pipeline, x, y)
+        if learned < len(y):
+            skipped = self.state.skipped
+            skipped["class not learnable"] = skipped.get("class not learnable", 0) + len(y) - learned
+        self.state.learned += learned
+        self.state.digest = digest_ids(ids, self.state.digest)
+        self._since_version += len(y)
 
     def checkpoint(self) -> None:
         """Save a version for the detectors and the checkpoint, then commit the group's offsets (see the module)."""
@@ -286,15 +320,4 @@ class OnlineLearner:
                          card.model_id)
             write_checkpoint(self.learn_dir, self.pipeline, self.state)
             self._since_version = 0
-        self.consumer.commit(self._offsets())
-
-    def _offsets(self) -> dict[tuple[str, int], int]:
-        """The group's offsets the checkpoint allows: labels at the next to learn, flows at the oldest waiting."""
-        offsets = {(self.labels_topic, p): o for p, o in self.state.next_offsets.items()}
-        oldest: dict[int, int] = {}
-        for partition, offset, _ in self._flows.values():
-            oldest[partition] = min(offset, oldest.get(partition, offset))
-        for (topic, partition), position in self._positions.items():
-            if topic == self.flows_topic:
-                offsets[(topic, partition)] = oldest.get(partition, position)
-        return offsets
+        self.consumer.commit(self.stream.offsets())
