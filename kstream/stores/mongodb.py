@@ -57,6 +57,8 @@ from kstream.stores.protocol import (
     PREDICTION_FIELDS,
     PREQUENTIAL_FIELDS,
     PREQUENTIAL_TABLE,
+    RETRAIN_FIELDS,
+    RETRAINS_TABLE,
     LabelState,
     decode_prequential,
 )
@@ -229,6 +231,7 @@ class MongoStore:
         self._labels = self._client[database].get_collection(LABELS_TABLE, write_concern=WriteConcern(w=1, j=True))
         self._prequential = self._client[database].get_collection(PREQUENTIAL_TABLE,
                                                                   write_concern=WriteConcern(w=1, j=True))
+        self._retrains = self._client[database].get_collection(RETRAINS_TABLE, write_concern=WriteConcern(w=1, j=True))
         self._label_indexes = False  # made with the first labels written
         try:
             self._client[database].command("ping")
@@ -413,6 +416,22 @@ class MongoStore:
         """Stored prequential windows (of one flows topic when given), by partition and window."""
         docs = self._find(self._prequential, self._filter(topic), {"_id": 0})
         return decode_prequential(pd.DataFrame(docs, columns=list(PREQUENTIAL_FIELDS)))
+
+    def write_retrains(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store retraining decisions, one document each with ``_id`` ``<topic>/<attempt>``; an attempt stored
+        already keeps its first document."""
+        if not rows:
+            return
+        docs = [{"_id": f"{r['topic']}/{r['attempt']}", **{k: _plain_deep(r[k]) for k in RETRAIN_FIELDS}}
+                for r in rows]
+        self._insert_retrying(docs, self._retrains)
+
+    def retrains(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored retraining decisions (of one flows topic when given), by attempt."""
+        docs = self._find(self._retrains, self._filter(topic), {"_id": 0})
+        frame = pd.DataFrame(docs, columns=list(RETRAIN_FIELDS)).sort_values(["topic", "attempt"], ignore_index=True)
+        frame["promoted"] = frame["promoted"].astype(bool)
+        return frame
 
     def _find(self, collection: Any, query: dict[str, Any], fields: dict[str, Any],
               sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[dict[str, Any]]:

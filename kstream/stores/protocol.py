@@ -30,14 +30,16 @@ if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
 from kstream.errors import ConfigError
 
 __all__ = ["PREDICTION_FIELDS", "IDENTITY", "DRIFT_TABLE", "LABELS_TABLE", "LABEL_FIELDS", "JOIN_FIELDS",
-           "PREQUENTIAL_TABLE", "PREQUENTIAL_FIELDS", "PREQUENTIAL_JSON_FIELDS", "LabelState", "Store",
-           "check_table_name", "decode_prequential"]
+           "PREQUENTIAL_TABLE", "PREQUENTIAL_FIELDS", "RETRAINS_TABLE", "RETRAIN_FIELDS", "PREQUENTIAL_JSON_FIELDS",
+           "LabelState", "Store", "check_table_name", "decode_prequential"]
 
 #: The table (SQLite) or collection (MongoDB) of drift windows, beside the predictions.
 DRIFT_TABLE = "drift"
 #: The table or collection of the labels a detector accepted, and of the prequential windows scored on them.
 LABELS_TABLE = "labels"
 PREQUENTIAL_TABLE = "prequential"
+#: The table or collection of the retraining decisions (``--learn retrain``: kstream.learning.retrain).
+RETRAINS_TABLE = "retrains"
 
 #: A stored label: the flows ``topic`` and ``record_id`` it labels (its key), its class, when it was published
 #: (its ``kstream-label-ns`` header, None without one) and read, where it was read (``label_*``: the labels topic,
@@ -57,6 +59,14 @@ JOIN_FIELDS = ("window", "predicted_label", "model_id", "joined_ns", "delay_reco
 PREQUENTIAL_FIELDS = ("topic", "partition", "window", "model_id", "start_ns", "end_ns", "records", "accuracy",
                       "macro_f1", "tpr", "far", "recall", "true_counts", "delay_records_p50", "delay_records_max",
                       "delay_s_p50", "delay_s_max", "pending", "expired", "unknown", "duplicates", "closed_by")
+#: A retraining decision: the ``attempt`` (numbered per flows topic), what triggered it and why, when it started and
+#: how long it took, the labelled flows the challenger trained on (``window_records``, plus ``training_rows`` of the
+#: original training split when asked) and those both models were scored on (``holdout_records``), both models' ids
+#: and macro-F1 there, the ``margin`` the challenger had to beat, whether it was promoted, and the error of an
+#: attempt that failed (empty otherwise).
+RETRAIN_FIELDS = ("topic", "attempt", "trigger", "reason", "started_ns", "seconds", "window_records",
+                  "holdout_records", "training_rows", "champion_id", "challenger_id", "champion_f1", "challenger_f1",
+                  "margin", "promoted", "error")
 #: The prequential fields that hold maps: JSON text in a SQLite row.
 PREQUENTIAL_JSON_FIELDS = ("recall", "true_counts")
 
@@ -140,6 +150,10 @@ class Store(Protocol):
     def write_prequential(self, rows: Sequence[dict[str, Any]]) -> None: ...  # windows, idempotent
 
     def prequential(self, topic: str | None = None) -> pd.DataFrame: ...  # prequential windows, maps decoded
+
+    def write_retrains(self, rows: Sequence[dict[str, Any]]) -> None: ...  # retraining decisions, idempotent
+
+    def retrains(self, topic: str | None = None) -> pd.DataFrame: ...  # retraining decisions, by attempt
 
     def close(self) -> None: ...
 

@@ -48,6 +48,8 @@ from kstream.stores.protocol import (
     PREQUENTIAL_FIELDS,
     PREQUENTIAL_JSON_FIELDS,
     PREQUENTIAL_TABLE,
+    RETRAIN_FIELDS,
+    RETRAINS_TABLE,
     LabelState,
     Store,
     check_table_name,
@@ -129,6 +131,13 @@ class SQLiteStore:
                     delay_records_max INTEGER, delay_s_p50 REAL, delay_s_max REAL, pending INTEGER, expired INTEGER,
                     unknown INTEGER, duplicates INTEGER, closed_by TEXT,
                     PRIMARY KEY (topic, partition, "window"))"""
+            )
+            self._db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {RETRAINS_TABLE} (
+                    topic TEXT NOT NULL, attempt INTEGER NOT NULL, trigger TEXT, reason TEXT, started_ns INTEGER,
+                    seconds REAL, window_records INTEGER, holdout_records INTEGER, training_rows INTEGER,
+                    champion_id TEXT, challenger_id TEXT, champion_f1 REAL, challenger_f1 REAL, margin REAL,
+                    promoted INTEGER, error TEXT, PRIMARY KEY (topic, attempt))"""
             )
             self._db.commit()
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")}
@@ -302,6 +311,22 @@ class SQLiteStore:
     def prequential(self, topic: str | None = None) -> pd.DataFrame:
         """Stored prequential windows (of one flows topic when given), maps decoded, by partition and window."""
         return decode_prequential(self._select(PREQUENTIAL_TABLE, topic))
+
+    def write_retrains(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store retraining decisions (rows of :data:`~kstream.stores.protocol.RETRAIN_FIELDS`); an attempt
+        stored already keeps its first row."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in RETRAIN_FIELDS)
+        query = (f"INSERT INTO {RETRAINS_TABLE} ({cols}) VALUES ({', '.join('?' for _ in RETRAIN_FIELDS)}) "
+                 "ON CONFLICT DO NOTHING")
+        self._retry(query, [tuple(r[c] for c in RETRAIN_FIELDS) for r in rows])
+
+    def retrains(self, topic: str | None = None) -> pd.DataFrame:
+        """Stored retraining decisions (of one flows topic when given), by attempt."""
+        frame = self._select(RETRAINS_TABLE, topic).sort_values(["topic", "attempt"], ignore_index=True)
+        frame["promoted"] = frame["promoted"].astype(bool)
+        return frame
 
     def _select(self, table: str, topic: str | None) -> pd.DataFrame:
         args: tuple[str, ...]
