@@ -252,7 +252,7 @@ def detect(
         model.reference()  # a card without a drift reference stops here, naming the retrain command
     settings.kafka.ensure_topics(settings.bootstrap, _topics(settings), settings.kafka_options)
     learner: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if settings.learn == "online":  # served from the learner's folder, where its versions come
+    if settings.learn != "static":  # served from the learn folder, where the learner's versions come
         model = artifacts.load_dir(prepare_learn_dir(settings.learn_folder(), model))
         learner = LearnerProcess(settings, model.path)
     with settings.open_store() as store, learner:
@@ -273,8 +273,9 @@ def detect(
                 if progress:
                     tally.add(None, stats)
                     bar.set_postfix_str(tally.status_line())
-    if isinstance(learner, LearnerProcess) and learner.state is not None:  # stopped on leaving the block above
-        stats.learner = dataclasses.asdict(learner.state)
+    if isinstance(learner, LearnerProcess):  # stopped on leaving the block above
+        stats.learner = dataclasses.asdict(learner.state) if learner.state is not None else None
+        stats.retrains = learner.retrains
     return stats
 
 
@@ -456,11 +457,12 @@ def run(
         alerts_topic=f"{settings.alerts_topic}.{suffix}",
         labels_topic=f"{settings.labels_topic}.{suffix}",
         prequential_topic=f"{settings.prequential_topic}.{suffix}",
+        retrains_topic=f"{settings.retrains_topic}.{suffix}",
         group=f"{settings.group}.{suffix}",
         store_url=settings.store_url or (str(run_dir / "predictions.sqlite") if settings.store == "sqlite" else ""),
     )
     rows = in_order(unseen_rows(model, ds), settings)
-    if settings.learn == "online":  # the detectors serve the learner's folder, where its versions come
+    if settings.learn != "static":  # the detectors serve the learn folder, where the learner's versions come
         model = artifacts.load_dir(prepare_learn_dir(settings.learn_folder(run_dir), model))
     plan = label_plan(settings, rows, ref.level)
     expected = min(settings.records, len(rows)) if settings.records else len(rows)
@@ -470,12 +472,13 @@ def run(
             # the generator and each detector in a process of its own: no interpreter lock is shared
             # the stream is the model's held-out rows when ds is its data: a new version must share that split
             swap_check = SwapCheck.of(model, ds, settings.drift, held_out=ds.source == model.card.data_source)
-            learner = LearnerProcess(settings, model.path) if settings.learn == "online" else None
+            learner = LearnerProcess(settings, model.path) if settings.learn != "static" else None
             with DetectorProcesses(settings, model, detectors, dead_letter_budget(settings), swap_check) as pool, \
                     learner or contextlib.nullcontext():
                 sent_so_far: list[int | None] = [None]  # known when the generator process ends
                 watch = StoreWatch(store, settings.topic, lambda: pool.dead_lettered, lambda: sent_so_far[0],
-                                   settings.drift, progress_every_s, labels=settings.labels)
+                                   settings.drift, progress_every_s, labels=settings.labels,
+                                   retrains=settings.learn == "retrain")
                 show = _shower(watch, bar, on_progress, progress)
                 pool.wait_ready(ready_timeout_s)
 
@@ -518,6 +521,7 @@ def run(
         model_id=model.card.model_id,
         learn=settings.learn,
         learner=None if learner is None or learner.state is None else dataclasses.asdict(learner.state),
+        retrains=None if learner is None else learner.retrains,
         swaps=sum(s.swaps for s in pool.stats),
         refused_models=sum(s.refused_models for s in pool.stats),
         model_dir=str(model.path),
@@ -604,4 +608,6 @@ def _topics(settings: Settings) -> dict[str, int]:
     if settings.labels or settings.label_schedule is not None:
         # co-partitioned with the flows: a record's label reaches the detector that scored it
         topics.update({settings.labels_topic: partitions, settings.prequential_topic: 1})
+    if settings.learn == "retrain":
+        topics[settings.retrains_topic] = 1
     return topics

@@ -34,6 +34,7 @@ from kstream.data import datasets, leakage
 from kstream.data.datasets import TASKS
 from kstream.data.order import ORDERS
 from kstream.errors import KstreamError
+from kstream.learning.retrain import TRIGGERS
 from kstream.messages.wire import VALUE_FORMATS
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.quality import format_absent, format_leakage, format_scores
@@ -253,11 +254,12 @@ def _labels_group(p: argparse.ArgumentParser, switch: bool) -> None:
 
 def _learn_group(p: argparse.ArgumentParser) -> None:
     """The options of a model that adapts while the stream runs (``kstream detect`` and ``kstream run``)."""
-    g = p.add_argument_group("learning (the other options here need --learn online)")
+    g = p.add_argument_group("learning (--learner and --learn-* need --learn online; --retrain* need --learn retrain)")
     g.add_argument("--learn", choices=LEARN_MODES,
-                   help="static: the model never changes (default); online: serve an online learner and learn every "
-                   "label into it beside the detectors, handing them a new version every --learn-every labels "
-                   "(needs labels)")
+                   help="static: the model never changes (default); retrain: when --retrain-trigger fires, train a "
+                   "challenger on recent labelled flows and promote it if it beats the model serving; online: serve "
+                   "an online learner and learn every label into it, handing the detectors a new version every "
+                   "--learn-every labels (both need labels, and run beside the detectors)")
     g.add_argument("--learner", metavar="NAME",
                    help=f"the online learner: {', '.join(zoo.LEARNERS)} (default: -m when it is one, else "
                    f"{DEFAULT_LEARNER})")
@@ -266,14 +268,45 @@ def _learn_group(p: argparse.ArgumentParser) -> None:
                    f"{_DEFAULTS['learn_every']})")
     g.add_argument("--learn-dir", metavar="DIR",
                    help="the learner's folder: the versions the detectors serve and its checkpoint (default: the run "
-                   "folder's learner/ for run, runs/learners/<group> for detect: started again, it goes on)")
+                   "folder's learner/ for run, runs/learners/<group> for detect: started again, it goes on); "
+                   "--learn retrain serves and promotes into it too")
+    g.add_argument("--retrain-trigger", choices=TRIGGERS,
+                   help="what starts a retraining attempt: score (the model's macro-F1 over the last --retrain-holdout "
+                   "labelled flows falls --retrain-drop below its best), drift (a drift window of the labelled flows "
+                   "drifts, by the --drift-* thresholds) or labels (every --retrain-every labelled flows); default "
+                   f"{_DEFAULTS['retrain_trigger']}")
+    g.add_argument("--retrain-every", type=int, metavar="N",
+                   help="labelled flows between two attempts of the labels trigger (default "
+                   f"{_DEFAULTS['retrain_every']})")
+    g.add_argument("--retrain-drop", type=float, metavar="F1",
+                   help=f"macro-F1 fall that fires the score trigger (default {_DEFAULTS['retrain_drop']})")
+    g.add_argument("--retrain-window", type=int, metavar="N",
+                   help=f"recent labelled flows a challenger trains on (default {_DEFAULTS['retrain_window']})")
+    g.add_argument("--retrain-holdout", type=int, metavar="N",
+                   help="the most recent labelled flows both models are scored on, trained on by neither (default "
+                   f"{_DEFAULTS['retrain_holdout']})")
+    g.add_argument("--retrain-margin", type=float, metavar="F1",
+                   help="macro-F1 a challenger must gain over the serving model there to be promoted (default "
+                   f"{_DEFAULTS['retrain_margin']})")
+    g.add_argument("--retrain-with-training", action="store_true", default=None,
+                   help="train challengers on the model's original training split too")
+    g.add_argument("--retrains-topic", metavar="NAME",
+                   help=f"topic of retraining decisions (default {_DEFAULTS['retrains_topic']})")
 
 
 def _check_learn(args: argparse.Namespace, settings: Settings, labels: bool, switch: str) -> None:
-    _needs(args, ["--learner", "--learn-every", "--learn-dir"], settings.learn == "online",
+    _needs(args, ["--learner", "--learn-every"], settings.learn == "online",
            "{options} need{s} an online learner: add --learn online (or set KSTREAM_LEARN=online), or drop {them}")
-    if settings.learn == "online" and not labels:
-        _refuse(args, f"--learn online learns from labels: add {switch}")
+    _needs(args, _RETRAIN_OPTIONS, settings.learn == "retrain",
+           "{options} need{s} retraining: add --learn retrain (or set KSTREAM_LEARN=retrain), or drop {them}")
+    _needs(args, ["--learn-dir"], settings.learn != "static",
+           "{options} need{s} a model that adapts: add --learn online or --learn retrain, or drop {them}")
+    if settings.learn != "static" and not labels:
+        _refuse(args, f"--learn {settings.learn} learns from labels: add {switch}")
+
+
+_RETRAIN_OPTIONS = ("--retrain-trigger", "--retrain-every", "--retrain-drop", "--retrain-window", "--retrain-holdout",
+                    "--retrain-margin", "--retrain-with-training", "--retrains-topic")
 
 
 _LABEL_OPTIONS = ("--labels-topic", "--prequential-window", "--prequential-topic", "--label-pending", "--label-wait")
@@ -681,6 +714,11 @@ def _detect(args: argparse.Namespace) -> int:
               f"{c.get('pending', 0)} predictions waiting, {c.get('dead_lettered', 0)} dead-lettered; "
               f"{c.get('windows', 0)} prequential windows (in the store's prequential table and "
               f"{settings.prequential_topic})")
+    if stats.retrains is not None:
+        promoted = sum(bool(d["promoted"]) for d in stats.retrains)
+        failed = sum(bool(d["error"]) for d in stats.retrains)
+        print(f"retrains: {len(stats.retrains)} attempts, {promoted} promoted, {failed} failed (in the store's "
+              f"retrains table and {settings.retrains_topic}); serving from {settings.learn_folder()}")
     if stats.learner is not None:
         learned = stats.learner
         skipped = "".join(f", {n} {why}" for why, n in learned["skipped"].items())

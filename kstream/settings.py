@@ -43,6 +43,7 @@ from kstream.drift.monitor import DriftMonitor
 from kstream.drift.reference import FeatureReference
 from kstream.errors import ConfigError
 from kstream.generator import LabelDelay, parse_label_delay
+from kstream.learning.retrain import RetrainPolicy
 from kstream.messages.wire import check_value_format
 from kstream.modeling import zoo
 from kstream.modeling.artifacts import ModelRef
@@ -103,15 +104,25 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "learner": ("KSTREAM_LEARNER",),
     "learn_every": ("KSTREAM_LEARN_EVERY",),
     "learn_dir": ("KSTREAM_LEARN_DIR",),
+    "retrain_trigger": ("KSTREAM_RETRAIN_TRIGGER",),
+    "retrain_every": ("KSTREAM_RETRAIN_EVERY",),
+    "retrain_drop": ("KSTREAM_RETRAIN_DROP",),
+    "retrain_window": ("KSTREAM_RETRAIN_WINDOW",),
+    "retrain_holdout": ("KSTREAM_RETRAIN_HOLDOUT",),
+    "retrain_margin": ("KSTREAM_RETRAIN_MARGIN",),
+    "retrain_with_training": ("KSTREAM_RETRAIN_WITH_TRAINING",),
+    "retrains_topic": ("KSTREAM_RETRAINS_TOPIC",),
 }
 _INTS = ("batch_size", "poll_timeout_ms", "outage_timeout_s", "drift_window", "label_pending",
-         "prequential_window", "learn_every")  # positive
+         "prequential_window", "learn_every", "retrain_every", "retrain_window", "retrain_holdout")  # positive
 _COUNTS = ("partitions", "records")  # 0 or positive; 0 means "automatic" (see the fields)
-_FLOATS = ("model_check_s", "drift_window_s", "drift_psi", "drift_share", "label_wait_s")
-_BOOLS = ("drift", "labels")
+_FLOATS = ("model_check_s", "drift_window_s", "drift_psi", "drift_share", "label_wait_s", "retrain_drop",
+           "retrain_margin")
+_BOOLS = ("drift", "labels", "retrain_with_training")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-#: How a detector's model adapts: static (never), online (an online learner learns every label; kstream.learning).
-LEARN_MODES = ("static", "online")
+#: How a detector's model adapts: static (never), retrain (a challenger trained on recent labelled flows replaces
+#: the champion when it beats it), online (an online learner learns every label); see kstream.learning.
+LEARN_MODES = ("static", "retrain", "online")
 #: The online learner served with ``learn="online"`` when the model named is not one.
 DEFAULT_LEARNER = "hoeffding-adaptive-tree"
 #: Windows with fewer records are reported but not judged (the PSI noise floor is about 12 / records).
@@ -184,6 +195,14 @@ class Settings:
     learner: str = ""  # the online learner served with learn=online; empty: model when it is one, else the default
     learn_every: int = 1000  # labels an online learner learns between the versions it hands the detectors
     learn_dir: str = ""  # the online learner's folder (its versions and checkpoint); empty: see Settings.learn_folder
+    retrain_trigger: str = "score"  # learn=retrain: what starts an attempt (score, drift or labels)
+    retrain_every: int = 5000  # the labels trigger: labelled flows between two attempts
+    retrain_drop: float = 0.1  # the score trigger: macro-F1 fall below the champion's best that starts an attempt
+    retrain_window: int = 5000  # labelled flows a challenger trains on
+    retrain_holdout: int = 1000  # the most recent labelled flows both models are scored on (trained on by neither)
+    retrain_margin: float = 0.01  # macro-F1 a challenger must gain over the champion there to be promoted
+    retrain_with_training: bool = False  # train challengers on the original training split too
+    retrains_topic: str = "flows.retrains"  # where each retraining decision is sent
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -204,6 +223,9 @@ class Settings:
             zoo.check_model(self.learner)
             if self.learner not in zoo.LEARNERS:
                 raise ConfigError(f"{self.learner} cannot learn online; choose a learner: {', '.join(zoo.LEARNERS)}")
+        if self.learn == "retrain" and self.model in zoo.LEARNERS:
+            raise ConfigError(f"{self.model} learns online: serve it with --learn online; --learn retrain retrains a "
+                              f"batch model ({', '.join(zoo.MODELS)})")
         if self.learn == "online":  # the learner is the model served: every name of the model follows it
             learner = self.learner or (self.model if self.model in zoo.LEARNERS else DEFAULT_LEARNER)
             object.__setattr__(self, "learner", learner)
@@ -217,7 +239,8 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must not be empty")
         for name, what in (("predictions_topic", "predictions topic"), ("dlq_topic", "dead-letter topic"),
                            ("drift_topic", "drift topic"), ("alerts_topic", "alerts topic"),
-                           ("labels_topic", "labels topic"), ("prequential_topic", "prequential topic")):
+                           ("labels_topic", "labels topic"), ("prequential_topic", "prequential topic"),
+                           ("retrains_topic", "retrains topic")):
             if getattr(self, name) == self.topic:
                 raise ConfigError(f"the {what} must differ from the flows topic {self.topic!r} "
                                   "(the detector would read its own output)")
@@ -252,6 +275,7 @@ class Settings:
             raise ConfigError(f"the labels topic {self.labels_topic!r} must differ from the predictions and "
                               "dead-letter topics (the detector would read its own output)")
         self.alert_rules()  # a bad rule fails here, naming the form
+        self.retrain_policy()  # a bad trigger, window or margin fails here
         parse_label_delay(self.label_delay)  # a bad label delay fails here, naming the forms
 
     @classmethod
@@ -340,6 +364,15 @@ class Settings:
         if self.learn_dir:
             return Path(self.learn_dir).expanduser()
         return Path(run_dir) / "learner" if run_dir is not None else RUNS_DIR / "learners" / self.group
+
+    def retrain_policy(self) -> RetrainPolicy:
+        """The retraining policy of ``learn="retrain"`` (:class:`~kstream.learning.retrain.RetrainPolicy`).
+
+        >>> Settings(retrain_trigger="labels", retrain_every=2000).retrain_policy().every
+        2000
+        """
+        return RetrainPolicy(self.retrain_trigger, self.retrain_every, self.retrain_drop, self.retrain_window,
+                             self.retrain_holdout, self.retrain_margin, self.retrain_with_training)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets in ``kafka_options`` masked (safe to log).

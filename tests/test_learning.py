@@ -93,9 +93,10 @@ class _Consumer:
         return True
 
 
-def _stream(model, cicids, topics: _Topics, n: int, delay: int) -> list[str]:
-    """``n`` held-out flows on the flows topic, each label ``delay`` flows after its flow; the labelled ids."""
-    rows = model.held_out(cicids)
+def _stream(model, cicids, topics: _Topics, n: int, delay: int, rows=None) -> list[str]:
+    """``n`` held-out flows (or of ``rows``) on the flows topic, each label ``delay`` flows after its flow; the
+    labelled ids."""
+    rows = model.held_out(cicids) if rows is None else rows
     x = rows.features[model.features].to_numpy(dtype=np.float64)[:n]
     y = rows.target("binary_class").to_numpy()[:n]
     ids = [f"r{i}" for i in range(n)]

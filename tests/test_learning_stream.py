@@ -24,10 +24,11 @@ RECORDS, DELAY = 4000, 300
 
 @pytest.fixture(scope="module")
 def learner_models(tmp_path_factory, cicids):
-    """A models folder with an sgd-classifier trained on the sample's first two days (temporal split)."""
+    """A models folder with an sgd-classifier and a decision tree trained on the sample's first two days."""
     root = tmp_path_factory.mktemp("learners")
-    training.train(ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=root, split_mode="temporal",
-                            train_until="2017-07-05"), cicids)
+    for model in ("sgd-classifier", "decision-tree"):
+        training.train(ModelRef("cicids2017", "binary_class", model, models_dir=root, split_mode="temporal",
+                                train_until="2017-07-05"), cicids)
     return root
 
 
@@ -95,4 +96,30 @@ def test_a_run_that_learns_online_learns_every_label_and_serves_its_versions(kaf
     assert summary["model_dir"] == str(tmp_path / "run" / "learner")  # served from the run's learn folder
     versions = {w["model_id"] for w in summary["prequential"]}  # each window scores one version
     assert len(versions) >= 2 and summary["model_id"] in versions, versions
+    assert artifacts.load(ref).card.sha256 == trained  # the trained model itself is left as it was
+
+
+@pytest.mark.timeout(300)
+def test_a_run_that_retrains_stores_and_sends_every_decision_and_serves_what_it_promotes(
+    kafka_bootstrap, learner_models, tmp_path, cli, read_topic
+):
+    ref = ModelRef("cicids2017", "binary_class", "decision-tree", models_dir=learner_models)
+    trained = artifacts.load(ref).card.sha256
+    run = cli("-q", "run", "-m", "decision-tree", "--learn", "retrain", "--label-delay", "200", "--records", "4000",
+              "--rate", "1000", "--retrain-trigger", "labels", "--retrain-every", "1000", "--retrain-window", "1000",
+              "--retrain-holdout", "500", "--retrain-with-training", "--bootstrap", kafka_bootstrap,
+              "--run-dir", str(tmp_path / "run"), "--json", env={"KSTREAM_MODELS_DIR": str(learner_models)})
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    decisions = summary["retrains"]
+    assert summary["learn"] == "retrain" and [d["attempt"] for d in decisions] == list(range(1, len(decisions) + 1))
+    assert len(decisions) >= 2 and all(not d["error"] and d["training_rows"] > 0 for d in decisions), decisions
+    with sqlite3.connect(tmp_path / "run" / "predictions.sqlite") as db:  # stored once each, as returned
+        stored = db.execute("SELECT attempt, promoted, challenger_f1 FROM retrains ORDER BY attempt").fetchall()
+    assert stored == [(d["attempt"], int(d["promoted"]), d["challenger_f1"]) for d in decisions]
+    sent = read_topic(kafka_bootstrap, summary["settings"]["retrains_topic"], len(decisions))
+    assert sorted(json.loads(m.value)["attempt"] for m in sent) == [d["attempt"] for d in decisions]
+    promoted = [d for d in decisions if d["promoted"]]
+    served = artifacts.load_dir(tmp_path / "run" / "learner").card  # what the detectors swap in
+    assert promoted and served.model_id == promoted[-1]["challenger_id"]
     assert artifacts.load(ref).card.sha256 == trained  # the trained model itself is left as it was

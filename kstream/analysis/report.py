@@ -282,6 +282,40 @@ def _prequential_lines(run: Run) -> list[str]:
     return lines
 
 
+def _learning_lines(run: Run) -> list[str]:
+    """The report's section on a model that adapted (``--learn retrain`` or ``online``); nothing for a static one."""
+    s, summary = run.settings, run.summary
+    mode = summary.get("learn") or s.get("learn") or "static"
+    if mode == "static":
+        return []
+    lines = ["", "## Learning", ""]
+    learner = summary.get("learner")
+    if mode == "online":
+        lines.append(f"The online learner `{s.get('learner', '?')}` learned each label beside the detectors and "
+                     f"handed them a new version every {s.get('learn_every', '?')} labels.")
+        if learner:
+            skipped = ", ".join(f"{n} {why}" for why, n in (learner.get("skipped") or {}).items()) or "none"
+            lines += ["", "| measure | value |", "|---|---|", f"| labels learned | {learner['learned']} |",
+                      f"| versions saved | {learner['versions']} |", f"| labels skipped | {skipped} |"]
+        return lines
+    retrains = summary.get("retrains") or []
+    lines.append(f"Retraining on `{s.get('retrain_trigger', '?')}`: a challenger trained on the last "
+                 f"{s.get('retrain_window', '?')} labelled flows before the last {s.get('retrain_holdout', '?')}"
+                 + (" and the original training split" if s.get("retrain_with_training") else "")
+                 + f", promoted only when its macro-F1 on those last flows beat the serving model's by "
+                 f"{s.get('retrain_margin', '?')}.")
+    if not retrains:
+        return lines + ["", "No attempt was made (the trigger never fired)."]
+    table = pd.DataFrame([{
+        "attempt": d["attempt"], "reason": str(d["reason"])[:80],
+        "trained on": d["window_records"] + (d.get("training_rows") or 0),
+        "champion F1": "-" if d["champion_f1"] is None else f"{d['champion_f1']:.4f}",
+        "challenger F1": "-" if d["challenger_f1"] is None else f"{d['challenger_f1']:.4f}",
+        "promoted": "yes" if d["promoted"] else "no", "seconds": f"{d['seconds']:.2f}", "error": d["error"] or ""}
+        for d in retrains])
+    return lines + ["", markdown_table(table)]
+
+
 def _seconds(windows: pd.DataFrame, at: int) -> str:
     """When window ``at`` ended, in seconds after the first window started."""
     return f"{(windows.loc[at, 'end_ns'] - windows['start_ns'].min()) / 1e9:.1f} s into the run"
@@ -343,6 +377,7 @@ def write_report(run: Run | str | Path, figs: dict[str, plt.Figure] | None = Non
     lines += ["", "## Per class", "", markdown_table(per_class, index="class")]
     lines += _drift_lines(run)
     lines += _prequential_lines(run)
+    lines += _learning_lines(run)
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in paths]
     citation = datasets.spec(run.settings.get("dataset", "cicids2017")).citation

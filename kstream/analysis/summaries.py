@@ -172,6 +172,11 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"records: accuracy {min(accuracy):.4f}..{max(accuracy):.4f}, macro-F1 "
                      f"{min(f1):.4f}..{max(f1):.4f} (last {windows[-1]['accuracy']:.4f} / "
                      f"{windows[-1]['macro_f1']:.4f})")
+    retrains = summary.get("retrains")
+    if retrains is not None:  # --learn retrain: its decisions
+        promoted = sum(bool(d["promoted"]) for d in retrains)
+        failed = sum(bool(d["error"]) for d in retrains)
+        lines.append(f"{'retrain':<15}{len(retrains)} attempt(s): {promoted} promoted, {failed} failed")
     learner = summary.get("learner")
     if learner:  # --learn online: what the online learner learned
         skipped = "".join(f", {n} {why}" for why, n in (learner.get("skipped") or {}).items())

@@ -41,10 +41,12 @@ RATE_SPAN_S = 5.0
 def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterable[tuple[str, int]],
                 dead_lettered: int, windows: int | None = None, drifted: int = 0, alerts: int = 0,
                 models: Sequence[str] = (),
-                prequential: tuple[int, dict[str, Any] | None, int] | None = None) -> str:
+                prequential: tuple[int, dict[str, Any] | None, int] | None = None,
+                retrains: tuple[int, int, int] | None = None) -> str:
     """One line: records, records/s, p99 latency, the largest classes, dead letters, drift, the model
-    versions ``models`` (in the order they served) once there is more than one, and the prequential
-    scores (``prequential``: windows closed, the latest window's row, predictions waiting for a label).
+    versions ``models`` (in the order they served) once there is more than one, the prequential
+    scores (``prequential``: windows closed, the latest window's row, predictions waiting for a label) and the
+    retraining decisions (``retrains``: attempts, promoted, failed).
 
     >>> print(status_line(1200, 850.4, 31.25, [("attack", 1000), ("benign", 200)], 0, windows=2, drifted=1,
     ...                   alerts=1, models=["m@0123", "m@4567"]))  # doctest: +NORMALIZE_WHITESPACE
@@ -55,6 +57,8 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
     ...       )  # doctest: +NORMALIZE_WHITESPACE
     1,200 predicted | 850 rec/s | p99 31.2 ms | attack 1,000, benign 200 | 0 dead-lettered |
     drift 1/2 windows, 1 alert | prequential 3 windows, last acc 0.970 F1 0.900, 1,000 waiting for a label
+    >>> status_line(10, 1.0, None, [], 0, retrains=(3, 1, 1)).rpartition(" | ")[2]
+    'retrain 3 attempts, 1 promoted, 1 failed'
     """
     top = sorted(classes, key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{name} {count:,}" for name, count in top[:3])
@@ -72,6 +76,9 @@ def status_line(records: int, rate: float, p99_ms: float | None, classes: Iterab
                   if last and last.get("accuracy") is not None else "")
         plural = "s" if closed != 1 else ""
         parts.append(f"prequential {closed} window{plural}{scores}, {waiting:,} waiting for a label")
+    if retrains is not None:
+        attempts, promoted, failed = retrains
+        parts.append(f"retrain {attempts} attempt{'s' if attempts != 1 else ''}, {promoted} promoted, {failed} failed")
     return " | ".join(parts)
 
 
@@ -88,6 +95,7 @@ class LiveState:
     sent: int | None = None
     elapsed_s: float = 0.0
     prequential: pd.DataFrame | None = None
+    retrains: pd.DataFrame | None = None  # the retraining decisions of a run that retrains, else None
 
     @property
     def alerts(self) -> int:
@@ -118,8 +126,11 @@ class LiveState:
         if q is not None:
             last = q.sort_values("end_ns").iloc[-1].to_dict() if len(q) else None
             prequential = (len(q), last, int(last["pending"]) if last and pd.notna(last.get("pending")) else 0)
+        r = self.retrains
+        retrains = None if r is None else (len(r), int(r["promoted"].astype(bool).sum()) if len(r) else 0,
+                                           int((r["error"].fillna("").astype(str) != "").sum()) if len(r) else 0)
         return status_line(len(frame), rate, p99, classes, self.dead_lettered,
-                           None if w is None else len(w), drifted, self.alerts, models, prequential)
+                           None if w is None else len(w), drifted, self.alerts, models, prequential, retrains)
 
 
 class StoreWatch:
@@ -127,7 +138,8 @@ class StoreWatch:
 
     ``topic`` is the run's flows topic (a store may hold many runs); ``dead_letters`` and
     ``sent`` are callables giving those counts (the detectors' and the generator's own counters);
-    ``drift`` says whether to read the windows too, ``labels`` the prequential windows. :meth:`poll`
+    ``drift`` says whether to read the windows too, ``labels`` the prequential windows, ``retrains`` the
+    retraining decisions. :meth:`poll`
     returns a :class:`LiveState` when ``every_s`` seconds have passed since the last one and reading and
     showing the last one took less than a fifth of the time since, else None; ``force`` reads now.
 
@@ -142,9 +154,9 @@ class StoreWatch:
 
     def __init__(self, store: Store, topic: str, dead_letters: Callable[[], int] = lambda: 0,
                  sent: Callable[[], int | None] = lambda: None, drift: bool = False, every_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, labels: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, labels: bool = False, retrains: bool = False) -> None:
         self.store, self.topic, self.drift, self.every_s = store, topic, drift, float(every_s)
-        self.labels = labels
+        self.labels, self.retrains = labels, retrains
         self._dead, self._sent, self._clock = dead_letters, sent, clock
         self._start = clock()
         self._due = self._start  # the first poll reads
@@ -157,7 +169,8 @@ class StoreWatch:
             return None
         state = LiveState(self.store.frame(self.topic), self.store.windows(self.topic) if self.drift else None,
                           int(self._dead()), self._sent(), now - self._start,
-                          self.store.prequential(self.topic) if self.labels else None)
+                          self.store.prequential(self.topic) if self.labels else None,
+                          self.store.retrains(self.topic) if self.retrains else None)
         self.reads += 1
         self._last_read = now
         self.done(self._clock() - now)

@@ -107,6 +107,7 @@ class DetectorStats:
     labels: dict[str, int] | None = None  # with a label stream: its counts (kstream.detector.labels.LabelCounts)
     last_prequential: dict[str, Any] | None = None  # the latest prequential window's row
     learner: dict[str, Any] | None = None  # with an online learner beside it: its final state (LearnerState)
+    retrains: list[dict[str, Any]] | None = None  # with a retrainer beside it: its decisions (RETRAIN_FIELDS)
 
 
 @dataclass

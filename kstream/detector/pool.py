@@ -18,6 +18,7 @@ kstream.errors.ConfigError: a detector pool needs at least one detector, not 0
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import queue
@@ -27,6 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from kstream.data import datasets
 from kstream.data.datasets import Dataset
 from kstream.detector.crashpoints import crash_point_from_env
 from kstream.detector.hotswap import SwapCheck
@@ -35,8 +39,11 @@ from kstream.detector.loop import Detector, DetectorStats
 from kstream.errors import BrokerError, ConfigError, KstreamError
 from kstream.generator import GenerateStats, LabelPlan, generate
 from kstream.learning.online import LearnerState, OnlineLearner
+from kstream.learning.retrain import Retrainer
 from kstream.messages.deadletters import RECORD_OVERHEAD
+from kstream.modeling import artifacts
 from kstream.modeling.artifacts import TrainedModel
+from kstream.paths import PROJECT_ROOT
 from kstream.retry import Deadline, wait_until
 from kstream.settings import Settings
 from kstream.stores.sqlite import Store
@@ -345,6 +352,9 @@ def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: An
         threading.Thread(target=orphaned, daemon=True, name="kstream-learner-parent").start()
         with settings.kafka.Consumer(settings.bootstrap, [settings.topic, settings.labels_topic],
                                      learner_group(settings), settings.kafka_options).connect() as consumer:
+            if settings.learn == "retrain":
+                results.put((_retrain(settings, learn_dir, consumer, stop), None))
+                return
             learner = OnlineLearner(learn_dir, consumer, settings.topic, settings.labels_topic,
                                     every=settings.learn_every, batch_size=settings.batch_size,
                                     max_pending=settings.label_pending)
@@ -354,21 +364,55 @@ def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: An
         results.put((None, _portable(err, "the learner process")))
 
 
+def _retrain(settings: Settings, learn_dir: Path, consumer: Any, stop: Any) -> dict[str, Any]:
+    """The retrainer's run (see :mod:`kstream.learning.retrain`): each decision stored and sent as it is made."""
+    policy = settings.retrain_policy()
+    champion = artifacts.load_dir(learn_dir)
+    training = None
+    if policy.with_training:  # the champion's training split, read from the data it was trained on
+        source = Path(champion.card.data_source) if champion.card.data_source else None
+        if source is not None and not source.is_absolute():  # a bundled sample: relative to the checkout
+            source = PROJECT_ROOT / source
+        rows = champion.card.rows(datasets.load(champion.card.dataset, source, champion.card.level or None), "train")
+        training = (rows.features[champion.features].to_numpy(dtype=np.float64),
+                    rows.target(champion.card.task).to_numpy())
+    monitor = settings.drift_monitor(champion.reference()) if policy.trigger == "drift" else None
+    with settings.open_store() as store, \
+            settings.kafka.Producer(settings.bootstrap, settings.kafka_options).connect() as producer:
+        made = store.retrains(settings.topic)
+
+        def decided(decision: dict[str, Any]) -> None:
+            store.write_retrains([decision])
+            producer.send(settings.retrains_topic, json.dumps(decision, default=str).encode(),
+                          key=f"{decision['topic']}/{decision['attempt']}".encode())
+            producer.flush()
+
+        retrainer = Retrainer(learn_dir, consumer, settings.topic, settings.labels_topic, policy, decided, monitor,
+                              training, attempts=int(made["attempt"].max()) if len(made) else 0,
+                              batch_size=settings.batch_size, max_pending=settings.label_pending)
+        decisions = retrainer.run(stop)
+    return {"retrains": decisions}
+
+
 class LearnerProcess:
-    """The online learner (:class:`~kstream.learning.online.OnlineLearner`) in a process of its own, beside the
-    detectors; a context manager. :meth:`stop` asks it to learn what the topics hold, checkpoint and end,
-    and returns its :class:`~kstream.learning.online.LearnerState`."""
+    """The online learner (:class:`~kstream.learning.online.OnlineLearner`), or with ``settings.learn`` retrain the
+    retrainer (:class:`~kstream.learning.retrain.Retrainer`), in a process of its own beside the detectors; a
+    context manager. :meth:`stop` asks it to end (the learner learns what the topics hold and checkpoints
+    first); :attr:`state` is then the learner's :class:`~kstream.learning.online.LearnerState`, :attr:`retrains`
+    the retrainer's decisions."""
 
     def __init__(self, settings: Settings, learn_dir: Path) -> None:
         self.settings, self.learn_dir = settings, Path(learn_dir)
         self._stop = _SPAWN.Event()
         self._results = _SPAWN.Queue()
         self._proc: Any = None
-        self.state: LearnerState | None = None
+        self.state: LearnerState | None = None  # the online learner's final state
+        self.retrains: list[dict[str, Any]] | None = None  # the retrainer's decisions
 
     def __enter__(self) -> LearnerProcess:
         level = logging.getLogger().getEffectiveLevel()
-        self._proc = _SPAWN.Process(target=_learner_process, name="kstream-learner", daemon=True,
+        # not a daemon: the retrainer trains its challengers in a process of its own (stop() always joins it)
+        self._proc = _SPAWN.Process(target=_learner_process, name="kstream-learner", daemon=False,
                                     args=(self.settings, self.learn_dir, self._stop, self._results, level))
         self._proc.start()
         return self
@@ -378,8 +422,13 @@ class LearnerProcess:
 
     def raise_failure(self) -> None:
         """Raise the error the learner ended with, if it ended."""
-        if self._proc is not None and self._proc.exitcode is not None and self.state is None:
+        if self._proc is not None and self._proc.exitcode is not None and not self.done:
             self._collect(1.0)
+
+    @property
+    def done(self) -> bool:
+        """True once the process has sent back its result."""
+        return self.state is not None or self.retrains is not None
 
     def _collect(self, wait_s: float) -> None:
         try:
@@ -389,11 +438,14 @@ class LearnerProcess:
                                "see its log above") from None
         if err is not None:
             raise err
-        self.state = LearnerState(**state)
+        if "retrains" in state:
+            self.retrains = state["retrains"]
+        else:
+            self.state = LearnerState(**state)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> LearnerState | None:
         """Ask the learner to finish (see the class); its final state."""
-        if self._proc is None or self.state is not None:
+        if self._proc is None or self.done:
             return self.state
         self._stop.set()
         self._proc.join(timeout_s)
