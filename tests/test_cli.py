@@ -387,6 +387,12 @@ def test_the_new_names_parse_to_their_meaning():
     (["capture"], ["give a capture file (kstream capture FILE) or --interface NAME"]),
     (["capture", "traffic.pcap", "--interface", "lo"], ["not both and not neither"]),
     (["models", "-v", "-q"], ["-v (more detail) and -q (less) contradict each other"]),
+    (["detect", "--learn", "online"], ["--learn online learns from labels: add --labels"]),
+    (["run", "--learn", "retrain"], ["--learn retrain learns from labels: add --label-delay N"]),
+    (["detect", "--labels", "--retrain-every", "100"], ["--retrain-every needs retraining: add --learn retrain"]),
+    (["run", "--label-delay", "10", "--learner", "sgd-classifier"],
+     ["--learner needs an online learner: add --learn online"]),
+    (["detect", "--labels", "--learn-dir", "x"], ["--learn-dir needs a model that adapts"]),
 ])
 def test_an_option_the_command_would_ignore_is_refused_naming_the_fix(argv, words, cli):
     proc = cli(*argv)  # a process of its own: the command runs as far as its usage check
