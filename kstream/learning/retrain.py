@@ -137,6 +137,7 @@ class Retrainer:
 
     def run(self, stop: threading.Event | Any) -> list[dict[str, Any]]:
         """Read, keep and retrain until ``stop`` is set; the decisions made."""
+        committed: dict[tuple[str, int], int] = {}
         try:
             while not stop.is_set():
                 self.stream.read()
@@ -144,7 +145,10 @@ class Retrainer:
                     reason = self._add(batch[0], batch[1])
                     if reason:
                         self.attempt(reason)
-                self.consumer.commit(self.stream.offsets())
+                offsets = self.stream.offsets()
+                if offsets != committed:  # what was taken (and the flows still waiting) moved on
+                    self.consumer.commit(offsets)
+                    committed = offsets
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
