@@ -17,7 +17,11 @@ split, repeated up to ``--records``):
   a process of their own (``kstream run --rate R``); and from the send to the prediction's
   publication on the predictions topic (its record timestamp, taken after the store write);
 - the results stores' write rates (SQLite; MongoDB wire protocol through a local FerretDB with
-  ``--mongo``), on the detector's own rows.
+  ``--mongo``), on the detector's own rows;
+- learning beside the detector: ``kstream run`` (generator and detector each a process of its own, each
+  label sent 1,000 records after its flow) with ``--learn retrain`` against ``static`` for the random
+  forest, and ``--learn online`` against ``static`` for the ``sgd-classifier`` learner: the same model
+  either way, so the difference is what the learner or retrainer beside it costs the detector.
 
 ``ceiling_ratio`` is the detector (1 process) over the slowest of raw consume, decode and predict.
 ``--value-format vector`` sends every record as a vector (float64 bytes, see ``kstream.messages.wire``)
@@ -54,6 +58,9 @@ from kstream.settings import Settings
 from kstream.stores.sqlite import SQLiteStore, open_store
 
 RATES = (500, 1000, 5000)
+#: (learning mode, model) pairs of the learning stage: each adaptive mode beside the same model kept static
+LEARNING = (("static", "random-forest"), ("retrain", "random-forest"), ("static", "sgd-classifier"),
+            ("online", "sgd-classifier"))
 
 
 def send(settings: Settings, model, rows, topic: str, n: int) -> None:
@@ -165,6 +172,17 @@ def published_latency(settings: Settings, topic: str, n: int) -> dict[str, float
     return summaries.latency_percentiles(np.array(ms, dtype=float))
 
 
+def learning_rates(settings: Settings, records: int, tmp: Path) -> dict[str, float]:
+    """Records/s (first send to last prediction) of ``kstream run`` with labels, for each pair of :data:`LEARNING`."""
+    out = {}
+    for learn, model in LEARNING:
+        run = settings.replace(model=model, learn=learn, label_delay="1000", records=records,
+                               retrain_trigger="labels", retrain_every=2000, retrain_window=2000, retrain_holdout=500)
+        result = app.run(run, run_dir=tmp / f"learn-{learn}-{model}-{uuid.uuid4().hex[:8]}", progress=False)
+        out[f"{learn} {model}"] = result.summary["throughput_rps"]
+    return out
+
+
 def store_rates(model, values: list[bytes], mongo: bool, tmp: Path, vector: bool = False) -> dict[str, float]:
     """Rows/s written into each results store, in the detector's batches, new rows."""
     from kstream.clients import Message
@@ -242,6 +260,9 @@ def table(results: dict) -> str:
         rows.append((f"send to published p50/p95/p99 at {rate} rec/s, ms",
                      *["/".join(f"{results['backends'][n]['published_latency_ms'][str(rate)][p]:.0f}"
                                 for p in ("p50", "p95", "p99")) for n in names]))
+    for pair in results["backends"][names[0]].get("learning_rps", {}):
+        rows.append((f"run with labels, {pair}, rec/s",
+                     *[f"{results['backends'][n]['learning_rps'][pair]:,.0f}" for n in names]))
     for name, rate in results["store_rows_per_s"].items():
         rows.append((f"results store {name}, new rows/s", *[f"{rate:,.0f}"] * len(names)))
     header = ("", *names)
@@ -290,6 +311,7 @@ def main() -> None:
             det1 = detector_processes(chosen, model, test, args.records, 1, tmp)
             det2 = detector_processes(chosen, model, test, args.records, 2, tmp)
             paced = {str(rate): latency(chosen, rate, args.latency_seconds, tmp) for rate in RATES}
+            learning = learning_rates(chosen, args.records, tmp)
             lat = {rate: scored for rate, (scored, _) in paced.items()}
             published = {rate: out for rate, (_, out) in paced.items()}
             slowest = min(raw, decode, predict)
@@ -297,7 +319,7 @@ def main() -> None:
                 "raw_consume_rps": raw, "decode_rps": decode, "predict_rps": predict, "detector_rps": det1,
                 "detector_2p_rps": det2, "scale_2p": det2 / det1, "ceiling_ratio": det1 / slowest,
                 "slowest_stage": ["raw consume", "decode", "predict"][[raw, decode, predict].index(slowest)],
-                "latency_ms": lat, "published_latency_ms": published}
+                "latency_ms": lat, "published_latency_ms": published, "learning_rps": learning}
             print(f"{name}: done", flush=True)
         results["per_record_rps"] = per_record(model, values, args.per_record, vector)
         results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp, vector)

@@ -312,9 +312,11 @@ class OnlineLearner:
         if self._since_version or not (self.learn_dir / CHECKPOINT).exists():
             if self._since_version:
                 self.state.versions += 1
-                card = dataclasses.replace(self.served.card, params={
-                    **{k: v for k, v in self.served.card.params.items() if k not in ("labels_learned", "version")},
-                    "labels_learned": self.state.learned, "version": self.state.versions})
+                params = {k: v for k, v in self.served.card.params.items() if k not in ("labels_learned", "version")}
+                params.update(labels_learned=self.state.learned, version=self.state.versions)
+                # a River learner's classes grow with the labels: the card names the ones it predicts now
+                card = dataclasses.replace(self.served.card, classes=[str(c) for c in self.pipeline.classes_],
+                                           params=params)
                 artifacts.save(self.pipeline, card, self.learn_dir, train_vectors=self.served.train_vectors)
                 log.info("learner saved version %d (%d labels learned; %s)", self.state.versions, self.state.learned,
                          card.model_id)

@@ -233,9 +233,11 @@ class Retrainer:
             raise RuntimeError("the training process died or timed out before the challenger was fitted") from err
 
     def _promote(self, pipeline: Any, rows: int, decision: dict[str, Any]) -> None:
-        card = dataclasses.replace(self.champion.card, train_rows=rows, params={
-            **{k: v for k, v in self.champion.card.params.items() if k != "retrained"},
-            "retrained": {"attempt": self.attempts, "window_records": rows, "holdout_f1": decision["challenger_f1"]}})
+        params = {k: v for k, v in self.champion.card.params.items() if k != "retrained"}
+        params["retrained"] = {"attempt": self.attempts, "window_records": rows,
+                               "holdout_f1": decision["challenger_f1"]}
+        card = dataclasses.replace(self.champion.card, train_rows=rows, classes=[str(c) for c in pipeline.classes_],
+                                   params=params)
         saved = artifacts.save(pipeline, card, self.learn_dir, train_vectors=self.champion.train_vectors)
         self.champion = TrainedModel(pipeline, saved, self.learn_dir, self.champion.train_vectors)
         decision["challenger_id"], decision["promoted"] = saved.model_id, True
