@@ -60,7 +60,11 @@ def stream_through(pipe, sent_ids, ledger, outage_s: float, fault, dup_batches: 
     assert pipe.procs["detect"].poll() is None, "the detector stopped during the outage:\n" + pipe.output("detect")
     pipe.finished("generate", 300)
     pipe.finished("detect", 300)
-    return {**ledger(pipe, sent_ids(records), dup_batches=dup_batches), "seconds": round(time.monotonic() - started)}
+    try:
+        numbers = ledger(pipe, sent_ids(records), dup_batches=dup_batches)
+    except AssertionError as err:  # what the detector said is the evidence (a CI run once lost 8,540 records)
+        raise AssertionError(f"{err}\n--- the detector's output ---\n{pipe.output('detect')[-8000:]}") from err
+    return {**numbers, "seconds": round(time.monotonic() - started)}
 
 
 def frozen(pid: int, timeout_s: float = 10) -> None:

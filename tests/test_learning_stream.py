@@ -19,7 +19,9 @@ from kstream.modeling.artifacts import ModelRef
 
 pytestmark = pytest.mark.kafka
 
-RECORDS, DELAY = 4000, 300
+#: 20 s of records at RATE: the learner (a process started beside the detector) has learned the labels the kill
+#: waits for long before the stream ends, so the detector started again serves what it learned
+RECORDS, DELAY, RATE = 10_000, 300, 500
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_a_detector_killed_while_learning_online_and_started_again_learns_every_
               "--learn-every", "250", "--learn-dir", str(learn_dir), "--idle-timeout", "8", "--model-check", "0.5"]
     first = _kstream(*detect, models=learner_models)
     generator = _kstream("-q", "generate", *common, "--records", str(RECORDS), "--label-delay", str(DELAY),
-                         "--rate", "400", models=learner_models)
+                         "--rate", str(RATE), models=learner_models)
     try:
         deadline = time.monotonic() + 120
         while (state := read_state(learn_dir) if (learn_dir / "learner.joblib").exists() else None) is None \
@@ -77,7 +79,7 @@ def test_a_detector_killed_while_learning_online_and_started_again_learns_every_
     with sqlite3.connect(store) as db:  # the detector served the learner's versions as they came
         served = {row[0] for row in db.execute("SELECT DISTINCT model_id FROM predictions")}
     base = artifacts.load(ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=learner_models))
-    assert base.card.model_id in served and len(served) >= 2, served
+    assert served - {base.card.model_id}, served  # a learned version scored
 
 
 @pytest.mark.timeout(300)
@@ -86,13 +88,13 @@ def test_a_run_that_learns_online_learns_every_label_and_serves_its_versions(kaf
     ref = ModelRef("cicids2017", "binary_class", "sgd-classifier", models_dir=learner_models)
     trained = artifacts.load(ref).card.sha256
     run = cli("-q", "run", "--learn", "online", "--learner", "sgd-classifier", "--label-delay", "200",
-              "--records", "2000", "--rate", "800", "--learn-every", "250", "--model-check", "0.5",
+              "--records", "4000", "--rate", "500", "--learn-every", "250", "--model-check", "0.5",
               "--bootstrap", kafka_bootstrap, "--run-dir", str(tmp_path / "run"), "--json",
               env={"KSTREAM_MODELS_DIR": str(learner_models)})
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["learn"] == "online" and summary["settings"]["learner"] == "sgd-classifier"
-    assert summary["learner"]["learned"] == summary["labels"]["sent"] == 2000 and summary["learner"]["skipped"] == {}
+    assert summary["learner"]["learned"] == summary["labels"]["sent"] == 4000 and summary["learner"]["skipped"] == {}
     assert summary["model_dir"] == str(tmp_path / "run" / "learner")  # served from the run's learn folder
     versions = {w["model_id"] for w in summary["prequential"]}  # each window scores one version
     assert len(versions) >= 2 and summary["model_id"] in versions, versions

@@ -62,7 +62,8 @@ UNOWNED_STALL_S = 30.0
 UNOWNED_CHECK_S = 1.0
 #: ... and it joins again as soon as a partition of its topics has been held by no member of its settled group for
 #: ORPHAN_S, records waiting or not (kafka-python 3.0.12's group leader, having assigned from metadata that lacked a
-#: just-created topic, sometimes never noticed the topic: every member held nothing until records had waited 30 s)
+#: just-created topic, sometimes never noticed the topic: every member held nothing until records had waited 30 s);
+#: each rejoin in a row on that ground waits twice as long as the one before, up to UNOWNED_STALL_S
 ORPHAN_S = 3.0
 
 
@@ -397,6 +398,7 @@ class Consumer(_Client):
         if not assigned:
             return self._group_idle(consumer, timeout_ms)
         self._backlog.reset()
+        self._backlog.orphan_s = ORPHAN_S  # holding partitions again: the next rejoin may come as soon
         try:
             ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
             return all(consumer.position(tp, timeout_ms=timeout_ms) >= end for tp, end in ends.items())
@@ -426,22 +428,26 @@ class Consumer(_Client):
                     {tuple(tp): end for tp, end in ends.items()}, self._held(timeout_ms) if parts else None)
 
         idle = self._backlog.check(read, time.monotonic())
-        if self._backlog.stalled and self._backlog.orphans:
+        if not self._backlog.stalled:
+            return idle
+        if self._backlog.orphans:
             log.warning("no member of group %s has held %s for %.0fs; joining the group again", self.group,
-                        ", ".join(f"{t}[{p}]" for t, p in self._backlog.orphans), ORPHAN_S)
-        elif self._backlog.stalled:
+                        ", ".join(f"{t}[{p}]" for t, p in self._backlog.orphans), self._backlog.orphan_s)
+            # the next rejoin waits twice as long (up to UNOWNED_STALL_S): a coordinator still loading after a
+            # restart must get the time to finish a join, not see it started over every ORPHAN_S
+            self._backlog.orphan_s = min(2 * self._backlog.orphan_s, UNOWNED_STALL_S)
+        else:
             log.warning("no partition assigned here for %.0fs while %s and the group commits nothing; joining the "
                         "group again", UNOWNED_STALL_S, f"{self._backlog.waiting} records of {', '.join(self.topics)} "
                         "wait" if self._backlog.waiting else "the topic's partitions are unknown")
-        if self._backlog.stalled:
-            self._backlog.reset()
-            self._replace_stuck(consumer)
+        self._backlog.reset()
+        self._replace_stuck(consumer)
         return idle
 
     def _held(self, timeout_ms: int) -> set[tuple[str, int]] | None:
         """The partitions the members of this consumer's group hold, once the group has settled (None while it
-        rebalances, when its members do not speak the consumer protocol, or when the cluster does not answer);
-        none at all when the group has no member, this client included (its join never reached the group)."""
+        rebalances, when it has no member, when its members do not speak the consumer protocol, or when the cluster
+        does not answer)."""
         try:
             if self._admin is None:
                 self._admin = self._make(kafka.KafkaAdminClient, request_timeout_ms=max(timeout_ms, 1000))
@@ -449,8 +455,6 @@ class Consumer(_Client):
         except (kafka.errors.KafkaError, BrokerError, AssertionError, KeyError) as err:
             log.debug("cannot describe group %s: %s", self.group, err)
             return None
-        if group.get("group_state") in ("Empty", "Dead"):  # no member at all (Dead: the group never formed, an
-            return set()  # error says so): this client's join never got there
         if group.get("error") or group.get("group_state") != "Stable":
             return None
         held: set[tuple[str, int]] = set()

@@ -135,11 +135,15 @@ class Retrainer:
         self.decisions: list[dict[str, Any]] = []
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
-    def run(self, stop: threading.Event | Any) -> list[dict[str, Any]]:
-        """Read, keep and retrain until ``stop`` is set; the decisions made."""
+    def run(self, stop: threading.Event | Any, drain_s: float = 60.0) -> list[dict[str, Any]]:
+        """Read, keep and retrain until ``stop`` is set, then take what the topics hold already (for at most
+        ``drain_s`` seconds, the attempts it triggers included); the decisions made."""
         committed: dict[tuple[str, int], int] = {}
+        draining_until: float | None = None
         try:
-            while not stop.is_set():
+            while draining_until is None or (not self.stream.idle() and time.monotonic() < draining_until):
+                if draining_until is None and stop.is_set():
+                    draining_until = time.monotonic() + drain_s
                 self.stream.read()
                 while (batch := self.stream.take()) is not None:
                     reason = self._add(batch[0], batch[1])
