@@ -265,14 +265,17 @@ def state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1]
 
 
-def holding(pipe, name: str, partitions: int, timeout_s: float = 90) -> None:
-    """Wait until a detector's last assignment (its INFO log) holds ``partitions`` partitions."""
+def holding(pipe, name: str, partitions: int, timeout_s: float = 90, may_end: bool = False) -> bool:
+    """Wait until a detector's last assignment (its INFO log) holds ``partitions`` partitions; with ``may_end``,
+    False when the detector ended first (at its idle timeout, having held nothing)."""
     deadline = time.monotonic() + timeout_s
     while True:
         lines = [line for line in pipe.output(name).splitlines() if " assignment " in line and ": partitions " in line]
         last = lines[-1].split(": partitions ", 1)[1].strip() if lines else "none"
         if last != "none" and len(last.split(", ")) == partitions:
-            return
+            return True
+        if may_end and pipe.procs[name].poll() == 0 and "handled 0 records" in pipe.output(name):
+            return False
         assert pipe.procs[name].poll() is None, pipe.output(name)[-6000:]
         assert time.monotonic() < deadline, pipe.stacks(name)  # where every thread of it waits
         time.sleep(0.1)
@@ -288,7 +291,12 @@ def test_a_detector_frozen_mid_batch_is_replaced_and_its_stale_commit_refused(pi
     # joining a just-created topic at once have left one of them with nothing in kafka-python, and a client that
     # stopped answering as it joined is replaced by the watchdog only after a while (docs/reliability.md)
     stale = pipe.detect(*group, name="stale", verbosity="", env={"KSTREAM_CRASH_AT": "after-store:3:stop"})
-    holding(pipe, "stale", 2)
+    if not holding(pipe, "stale", 2, may_end=True):
+        # two CI runs saw this first detector assigned nothing on the new, empty topic and never again until its
+        # idle timeout (docs/reliability.md: a start kstream does not yet recover from while no record waits);
+        # this test is about a detector frozen mid-batch, so that start is made once more
+        stale = pipe.detect(*group, name="stale", verbosity="", env={"KSTREAM_CRASH_AT": "after-store:3:stop"})
+        holding(pipe, "stale", 2)
     pipe.detect(*group, name="other", verbosity="")
     holding(pipe, "other", 1)
     holding(pipe, "stale", 1)

@@ -23,8 +23,8 @@ retrains topic and returned, whether it promoted, kept the champion, or failed (
 challenger that cannot train, its process killed): a failed attempt leaves the champion serving and names
 its reason.
 
->>> policy = RetrainPolicy(trigger="labels", every=100, window=50, holdout=20)
->>> policy.due(since=99, rows=70), policy.due(since=100, rows=69), policy.due(since=100, rows=70)
+>>> policy = RetrainPolicy(trigger="labels", every=100, window=50, holdout=20)  # a holdout and as many to train
+>>> policy.due(since=99, rows=40), policy.due(since=100, rows=39), policy.due(since=100, rows=40)
 (False, False, True)
 """
 
