@@ -60,11 +60,6 @@ CHECK_TIMEOUTS = 4
 #: commits stand still UNOWNED_STALL_S, it joins again with a new client (kafka-python 3.0.12 once assigned nothing)
 UNOWNED_STALL_S = 30.0
 UNOWNED_CHECK_S = 1.0
-#: ... and it joins again as soon as a partition of its topics has been held by no member of its settled group for
-#: ORPHAN_S, records waiting or not (kafka-python 3.0.12's group leader, having assigned from metadata that lacked a
-#: just-created topic, sometimes never noticed the topic: every member held nothing until records had waited 30 s);
-#: each rejoin in a row on that ground waits twice as long as the one before, up to UNOWNED_STALL_S
-ORPHAN_S = 3.0
 
 
 def _unreachable(bootstrap: str, err: Exception, options: Mapping[str, Any] | None = None) -> BrokerError:
@@ -287,8 +282,7 @@ class Consumer(_Client):
         self._watchdog = Watchdog(self._unstick)
         self._api_version: Any = None  # the broker's, kept when a stuck client is replaced
         # with no partition assigned here: whether records wait for the group, and whether anyone reads them
-        self._backlog = GroupBacklog(UNOWNED_CHECK_S, UNOWNED_STALL_S, ORPHAN_S)
-        self._admin: kafka.KafkaAdminClient | None = None  # asks who in the group holds what, while nothing is here
+        self._backlog = GroupBacklog(UNOWNED_CHECK_S, UNOWNED_STALL_S)
 
     def _consumer(self) -> kafka.KafkaConsumer:
         if self._client is None:
@@ -398,7 +392,6 @@ class Consumer(_Client):
         if not assigned:
             return self._group_idle(consumer, timeout_ms)
         self._backlog.reset()
-        self._backlog.orphan_s = ORPHAN_S  # holding partitions again: the next rejoin may come as soon
         try:
             ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
             return all(consumer.position(tp, timeout_ms=timeout_ms) >= end for tp, end in ends.items())
@@ -408,10 +401,9 @@ class Consumer(_Client):
     def _group_idle(self, consumer: kafka.KafkaConsumer, timeout_ms: int) -> bool | None:
         """With no partition here (not joined, between assignments, or given none): True when no record
         waits for the group, else None. Only when records wait (or the topic's partitions stay unknown) and
-        the group's commits stand still for :data:`UNOWNED_STALL_S`, or a partition of its topics is held by no
-        member of the settled group for :data:`ORPHAN_S`, is this client taken for stuck (a broken assignment, a
-        coordinator never found) and replaced: more detectors than partitions is fine."""
-        def read() -> tuple[dict, dict, set | None] | None:
+        the group's commits stand still for :data:`UNOWNED_STALL_S` is this client taken for stuck (a broken
+        assignment, a coordinator never found) and replaced: more detectors than partitions is fine."""
+        def read() -> tuple[dict, dict] | None:
             cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
             parts = [TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()]
             try:
@@ -425,46 +417,16 @@ class Consumer(_Client):
                 committed = {}  # the group's coordinator does not answer: as if nothing were committed
             # a group that committed nothing yet starts at the partition's first offset (auto_offset_reset)
             return ({tuple(tp): starts[tp] if committed.get(tp) is None else committed[tp] for tp in parts},
-                    {tuple(tp): end for tp, end in ends.items()}, self._held(timeout_ms) if parts else None)
+                    {tuple(tp): end for tp, end in ends.items()})
 
         idle = self._backlog.check(read, time.monotonic())
-        if not self._backlog.stalled:
-            return idle
-        if self._backlog.orphans:
-            log.warning("no member of group %s has held %s for %.0fs; joining the group again", self.group,
-                        ", ".join(f"{t}[{p}]" for t, p in self._backlog.orphans), self._backlog.orphan_s)
-            # the next rejoin waits twice as long (up to UNOWNED_STALL_S): a coordinator still loading after a
-            # restart must get the time to finish a join, not see it started over every ORPHAN_S
-            self._backlog.orphan_s = min(2 * self._backlog.orphan_s, UNOWNED_STALL_S)
-        else:
+        if self._backlog.stalled:
             log.warning("no partition assigned here for %.0fs while %s and the group commits nothing; joining the "
                         "group again", UNOWNED_STALL_S, f"{self._backlog.waiting} records of {', '.join(self.topics)} "
                         "wait" if self._backlog.waiting else "the topic's partitions are unknown")
-        self._backlog.reset()
-        self._replace_stuck(consumer)
+            self._backlog.reset()
+            self._replace_stuck(consumer)
         return idle
-
-    def _held(self, timeout_ms: int) -> set[tuple[str, int]] | None:
-        """The partitions the members of this consumer's group hold, once the group has settled (None while it
-        rebalances, when it has no member, when its members do not speak the consumer protocol, or when the cluster
-        does not answer)."""
-        try:
-            if self._admin is None:
-                self._admin = self._make(kafka.KafkaAdminClient, request_timeout_ms=max(timeout_ms, 1000))
-            group = self._admin.describe_groups([self.group]).get(self.group) or {}
-        except (kafka.errors.KafkaError, BrokerError, AssertionError, KeyError) as err:
-            log.debug("cannot describe group %s: %s", self.group, err)
-            return None
-        if group.get("error") or group.get("group_state") != "Stable":
-            return None
-        held: set[tuple[str, int]] = set()
-        for member in group.get("members") or ():
-            assigned = member.get("member_assignment")
-            if not isinstance(assigned, dict):  # empty or undecoded: not a consumer-protocol member
-                return None
-            for topic in assigned.get("assigned_partitions") or ():
-                held.update((topic["topic"], p) for p in topic["partitions"])
-        return held
 
     def commit(self, offsets: Mapping[tuple[str, int], int], deadline_s: float = 300) -> bool:
         """Commit ``{(topic, partition): next offset}``; False if the group took the partitions away.
@@ -501,10 +463,6 @@ class Consumer(_Client):
     def close(self) -> None:
         self._unreadable.close()
         self._watchdog.close()
-        if self._admin is not None:
-            with contextlib.suppress(Exception):
-                self._admin.close()
-            self._admin = None
         if self._client is not None:
             self._client.close(autocommit=False)
             self._client = None

@@ -151,10 +151,7 @@ class GroupBacklog:
     seconds) and answers True when nothing waits for the group, None when records wait, when no
     partition of the topics is known yet, or when the cluster does not answer. :attr:`stalled`
     turns True once records have waited (or no partition was known) for ``stall_s`` seconds with
-    the committed offsets standing still: nobody reads them. ``read`` may also say which partitions
-    the members of a settled group hold (a third item, None when it cannot tell): a known partition
-    that no member holds for ``orphan_s`` seconds stalls the group too, whether records wait or not
-    (an assignment made from metadata that lacked the topic).
+    the committed offsets standing still: nobody reads them.
 
     >>> ends = {("flows", 0): 9}
     >>> b = GroupBacklog(check_s=0, stall_s=30)
@@ -168,32 +165,19 @@ class GroupBacklog:
     (None, True)
     >>> b.reset(); b.check(lambda: ({}, {}), now=40.0), b.check(lambda: ({}, {}), now=70.0), b.stalled
     (None, None, True)
-    >>> o = GroupBacklog(check_s=0, stall_s=30, orphan_s=3)
-    >>> o.check(lambda: ({("flows", 0): 9}, ends, set()), now=0.0), o.stalled, o.orphans
-    (True, False, [('flows', 0)])
-    >>> o.check(lambda: ({("flows", 0): 9}, ends, None), now=2.0), o.stalled  # not settled: no new verdict
-    (True, False)
-    >>> o.check(lambda: ({("flows", 0): 9}, ends, set()), now=3.0), o.stalled
-    (True, True)
-    >>> o.reset(); o.check(lambda: ({("flows", 0): 9}, ends, {("flows", 0)}), now=9.0), o.stalled, o.orphans
-    (True, False, [])
     """
 
-    def __init__(self, check_s: float, stall_s: float, orphan_s: float = float("inf")) -> None:
-        self.check_s, self.stall_s, self.orphan_s = check_s, stall_s, orphan_s
-        #: the last answer of :meth:`check`, how many records waited at that check, and the known partitions
-        #: that no member of the group held at the last check that could tell
+    def __init__(self, check_s: float, stall_s: float) -> None:
+        self.check_s, self.stall_s = check_s, stall_s
+        #: the last answer of :meth:`check`, and how many records waited at that check
         self.idle: bool | None = None
         self.waiting = 0
-        self.orphans: list[tuple[str, int]] = []
         self._next = 0.0
         self._committed: tuple | None = None  # the committed offsets records wait behind, and since when
         self._since = 0.0
-        self._orphaned_since: float | None = None
         self._now = 0.0
 
-    def check(self, read: Callable[[], tuple[Offsets, Offsets] | tuple[Offsets, Offsets, set | None] | None],
-              now: float) -> bool | None:
+    def check(self, read: Callable[[], tuple[Offsets, Offsets] | None], now: float) -> bool | None:
         """True when no record waits for the group (committed at the end everywhere), else None."""
         if now < self._next:
             return self.idle
@@ -202,14 +186,8 @@ class GroupBacklog:
         if got is None:  # no answer: waiting for the cluster is neither idleness nor a stall
             self.idle = None
             return None
-        committed, ends = got[0], got[1]
+        committed, ends = got
         self._now = now
-        if len(got) > 2 and got[2] is not None:
-            self.orphans = sorted(set(ends) - set(got[2]))
-            if not self.orphans:
-                self._orphaned_since = None
-            elif self._orphaned_since is None:
-                self._orphaned_since = now
         self.waiting = sum(max(0, ends.get(tp, 0) - offset) for tp, offset in committed.items())
         if committed and not self.waiting:
             self.idle, self._committed = True, None
@@ -222,12 +200,9 @@ class GroupBacklog:
 
     @property
     def stalled(self) -> bool:
-        """Records wait and the group's committed offsets have not moved for ``stall_s`` seconds, or a known
-        partition has been held by no member for ``orphan_s`` seconds."""
-        orphaned = self._orphaned_since is not None and self._now - self._orphaned_since >= self.orphan_s
-        return orphaned or (self._committed is not None and self._now - self._since >= self.stall_s)
+        """Records wait and the group's committed offsets have not moved for ``stall_s`` seconds."""
+        return self._committed is not None and self._now - self._since >= self.stall_s
 
     def reset(self) -> None:
         """Forget what was seen (the consumer was given partitions, or joins again)."""
         self.idle, self.waiting, self._committed, self._next = None, 0, None, 0.0
-        self.orphans, self._orphaned_since = [], None
