@@ -69,7 +69,17 @@ def learn(pipeline: Pipeline, x: np.ndarray, y: np.ndarray) -> int:
     return pipeline.steps[-1][1].learn(rows, np.asarray(y))
 
 
-class RiverClassifier(ClassifierMixin, BaseEstimator):
+class _Learns:
+    """``partial_fit`` for a classifier with ``fit`` and ``learn``: the first call fits, later ones learn."""
+
+    def partial_fit(self, x: np.ndarray, y: np.ndarray, classes: Any = None) -> Any:
+        if not hasattr(self, "model_"):
+            return self.fit(x, y)  # type: ignore[attr-defined]
+        self.learn(x, y)  # type: ignore[attr-defined]
+        return self
+
+
+class RiverClassifier(_Learns, ClassifierMixin, BaseEstimator):
     """A River classifier (``kind``: ``hoeffding-adaptive-tree`` or ``adaptive-random-forest``) as a
     scikit-learn one: ``fit`` learns the rows one by one in order, ``partial_fit`` goes on, ``predict_proba``
     has a column per class of ``classes_`` (sorted; it grows when a new class is learned)."""
@@ -92,12 +102,6 @@ class RiverClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> RiverClassifier:
         self.model_ = self._new()
         self.classes_ = np.array([], dtype=object)
-        self.learn(x, y)
-        return self
-
-    def partial_fit(self, x: np.ndarray, y: np.ndarray, classes: Any = None) -> RiverClassifier:
-        if not hasattr(self, "model_"):
-            return self.fit(x, y)
         self.learn(x, y)
         return self
 
@@ -128,7 +132,7 @@ class RiverClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(x), axis=1)]
 
 
-class SGDLearner(ClassifierMixin, BaseEstimator):
+class SGDLearner(_Learns, ClassifierMixin, BaseEstimator):
     """scikit-learn's ``SGDClassifier`` with logistic loss, fitted on the training split and then updated one
     pass per micro-batch, rows in order (no shuffle). ``class_weight="balanced"`` weighs each class by the training
     split's counts, fixed at ``fit`` (``partial_fit`` cannot recount them); ``sqrt`` by their square root."""
@@ -155,12 +159,6 @@ class SGDLearner(ClassifierMixin, BaseEstimator):
 
     def _weights(self, y: np.ndarray) -> np.ndarray:
         return np.array([self.weights_.get(label, 1.0) for label in y.tolist()])
-
-    def partial_fit(self, x: np.ndarray, y: np.ndarray, classes: Any = None) -> SGDLearner:
-        if not hasattr(self, "model_"):
-            return self.fit(x, y)
-        self.learn(x, y)
-        return self
 
     def learn(self, x: np.ndarray, y: np.ndarray) -> int:
         """One pass over the rows of known classes, in order; returns how many it learned."""
