@@ -56,6 +56,7 @@ from kstream.modeling.quality import scores_with_leakage
 from kstream.paths import RUNS_DIR
 from kstream.servers import broker, daemon
 from kstream.settings import Settings
+from kstream.stores.sqlite import Store
 
 if TYPE_CHECKING:  # matplotlib is imported only when a report is asked for
     from kstream.analysis.report import Run
@@ -70,6 +71,7 @@ __all__ = [
     "evaluate",
     "build_detector",
     "detect",
+    "decisions",
     "send",
     "capture",
     "run",
@@ -255,28 +257,36 @@ def detect(
     if settings.learn != "static":  # served from the learn folder, where the learner's versions come
         model = artifacts.load_dir(prepare_learn_dir(settings.learn_folder(), model))
         learner = LearnerProcess(settings, model.path)
-    with settings.open_store() as store, learner:
-        detector = build_detector(settings, model, store, swap_check=SwapCheck.of(model, data, settings.drift))
-        tally, shown = BatchTally(), [0.0]
+    with settings.open_store() as store:
+        with learner:
+            detector = build_detector(settings, model, store, swap_check=SwapCheck.of(model, data, settings.drift))
+            tally, shown = BatchTally(), [0.0]
 
-        def on_batch(handled: int) -> None:
-            bar.update(handled)
-            tally.add(detector.last_result, detector.stats)
-            if time.monotonic() - shown[0] >= 1.0:
-                bar.set_postfix_str(tally.status_line(), refresh=False)
-                shown[0] = time.monotonic()
+            def on_batch(handled: int) -> None:
+                bar.update(handled)
+                tally.add(detector.last_result, detector.stats)
+                if time.monotonic() - shown[0] >= 1.0:
+                    bar.set_postfix_str(tally.status_line(), refresh=False)
+                    shown[0] = time.monotonic()
 
-        with detector.consumer.connect(), detector.producer.connect():
-            with tqdm(total=settings.records or None, unit="rec", desc="detect", disable=not progress) as bar:
-                stats = detector.run(settings.records or None, idle_timeout_s, on_batch=on_batch if progress else None,
-                                     handle_signals=handle_signals)
-                if progress:
-                    tally.add(None, stats)
-                    bar.set_postfix_str(tally.status_line())
-    if isinstance(learner, LearnerProcess):  # stopped on leaving the block above
-        stats.learner = dataclasses.asdict(learner.state) if learner.state is not None else None
-        stats.retrains = learner.retrains
+            with detector.consumer.connect(), detector.producer.connect():
+                with tqdm(total=settings.records or None, unit="rec", desc="detect", disable=not progress) as bar:
+                    stats = detector.run(settings.records or None, idle_timeout_s,
+                                         on_batch=on_batch if progress else None, handle_signals=handle_signals)
+                    if progress:
+                        tally.add(None, stats)
+                        bar.set_postfix_str(tally.status_line())
+        if isinstance(learner, LearnerProcess):  # stopped on leaving the block above
+            stats.learner = None if learner.state is None else {**dataclasses.asdict(learner.state),
+                                                                "restarts": learner.restarts}
+            stats.retrains = decisions(store, settings.topic) if settings.learn == "retrain" else None
     return stats
+
+
+def decisions(store: Store, topic: str) -> list[dict[str, Any]]:
+    """The retraining decisions ``store`` holds for ``topic``, by attempt, as plain values (every process's:
+    a retrainer started again after it died numbers on)."""
+    return json.loads(store.retrains(topic).to_json(orient="records"))
 
 
 def send(
@@ -501,6 +511,7 @@ def run(
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
         prequential = store.prequential(settings.topic) if settings.labels else None
+        retrains = decisions(store, settings.topic) if settings.learn == "retrain" else None
         location = store.location
     summary = summaries.summarize(frame, rows.truth(settings.task), settings.task)
     seen = model.seen_in_training(rows, ds)
@@ -520,8 +531,9 @@ def run(
             [s.labels for s in pool.stats])},
         model_id=model.card.model_id,
         learn=settings.learn,
-        learner=None if learner is None or learner.state is None else dataclasses.asdict(learner.state),
-        retrains=None if learner is None else learner.retrains,
+        learner=None if learner is None or learner.state is None else {**dataclasses.asdict(learner.state),
+                                                                       "restarts": learner.restarts},
+        retrains=retrains,
         swaps=sum(s.swaps for s in pool.stats),
         refused_models=sum(s.refused_models for s in pool.stats),
         model_dir=str(model.path),

@@ -37,8 +37,9 @@ def learner_models(tmp_path_factory, cicids):
 def _kstream(*args: str, models: os.PathLike, **popen) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "KAFKA_BROKER_URL"))}
     env["KSTREAM_MODELS_DIR"] = str(models)
-    return subprocess.Popen([sys.executable, "-m", "kstream", *args], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
+    return subprocess.Popen([sys.executable, "-m", "kstream", *args], env=env, start_new_session=True, text=True,
+                            **popen)
 
 
 @pytest.mark.timeout(300)
@@ -125,3 +126,65 @@ def test_a_run_that_retrains_stores_and_sends_every_decision_and_serves_what_it_
     served = artifacts.load_dir(tmp_path / "run" / "learner").card  # what the detectors swap in
     assert promoted and served.model_id == promoted[-1]["challenger_id"]
     assert artifacts.load(ref).card.sha256 == trained  # the trained model itself is left as it was
+
+
+def _pid_of(log_file, what: str, proc: subprocess.Popen, deadline: float) -> int:
+    """The pid the run's log gives for ``what`` ("online learner" or "retrainer")."""
+    while time.monotonic() < deadline:
+        for line in log_file.read_text().splitlines():
+            if f"{what} started (pid " in line:
+                return int(line.rsplit("(pid ", 1)[1].split(")")[0])
+        assert proc.poll() is None, log_file.read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"no '{what} started' line: {log_file.read_text()}")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("learn", ["online", "retrain"])
+def test_a_learner_process_killed_mid_run_is_started_again_and_the_run_goes_on(
+    learn, kafka_bootstrap, learner_models, tmp_path
+):
+    """SIGKILL the learner (or retrainer) process of `kstream run` once it has learned 500 labels (or decided once):
+    the detectors keep serving, the process is started again, and the online learner still learns every label
+    once; the retrainer stores the death as a decision with its reason and numbers on."""
+    run_dir, log_file = tmp_path / "run", tmp_path / "run.log"
+    model = ["--learner", "sgd-classifier", "--learn-every", "250"] if learn == "online" else [
+        "-m", "decision-tree", "--retrain-trigger", "labels", "--retrain-every", "500", "--retrain-window", "500",
+        "--retrain-holdout", "250", "--retrain-with-training"]
+    with log_file.open("w") as log:
+        proc = _kstream("run", "--learn", learn, *model, "--label-delay", "200", "--records", "5000", "--rate", "500",
+                        "--model-check", "0.5", "--bootstrap", kafka_bootstrap, "--run-dir", str(run_dir),
+                        models=learner_models, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        pid = _pid_of(log_file, "online learner" if learn == "online" else "retrainer", proc, deadline)
+        if learn == "online":  # once it has checkpointed a few versions
+            while (state := read_state(run_dir / "learner") if (run_dir / "learner" / "learner.joblib").exists()
+                   else None) is None or state.learned < 500:
+                assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.2)
+        else:  # once it has decided once
+            while "retraining attempt 1" not in log_file.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(240) == 0, log_file.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = log_file.read_text()
+    assert "the learner process died (exit code -9); starting it again" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["records"] == summary["sent"] == 5000  # the detectors served throughout
+    if learn == "online":
+        assert summary["learner"]["restarts"] == 1
+        assert summary["learner"]["learned"] == 5000 and summary["learner"]["skipped"] == {}
+    else:
+        decisions = summary["retrains"]
+        assert [d["attempt"] for d in decisions] == list(range(1, len(decisions) + 1))
+        (restart,) = [d for d in decisions if d["trigger"] == "restart"]
+        assert "exit code -9" in restart["reason"] and restart["error"] and not restart["promoted"]
+        assert any(d["attempt"] > restart["attempt"] and not d["error"] for d in decisions), decisions  # it went on
+        promoted = [d for d in decisions if d["promoted"]]
+        if promoted:
+            assert artifacts.load_dir(run_dir / "learner").card.model_id == promoted[-1]["challenger_id"]

@@ -24,6 +24,7 @@ import multiprocessing
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -338,11 +339,14 @@ def learner_group(settings: Settings) -> str:
     return f"{settings.group}.learner"
 
 
-def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: Any, level: int) -> None:
+def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: Any, level: int,
+                     restarted: str = "") -> None:
     _child_setup(level)
     try:
         settings = settings.replace()
         parent = multiprocessing.parent_process()
+        log.info("%s started (pid %d)", "retrainer" if settings.learn == "retrain" else "online learner",
+                 multiprocessing.current_process().pid)
 
         def orphaned() -> None:  # a parent killed outright cannot ask: the learner checkpoints and ends
             if parent is not None:
@@ -353,7 +357,7 @@ def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: An
         with settings.kafka.Consumer(settings.bootstrap, [settings.topic, settings.labels_topic],
                                      learner_group(settings), settings.kafka_options).connect() as consumer:
             if settings.learn == "retrain":
-                results.put((_retrain(settings, learn_dir, consumer, stop), None))
+                results.put((_retrain(settings, learn_dir, consumer, stop, restarted), None))
                 return
             learner = OnlineLearner(learn_dir, consumer, settings.topic, settings.labels_topic,
                                     every=settings.learn_every, batch_size=settings.batch_size,
@@ -364,8 +368,9 @@ def _learner_process(settings: Settings, learn_dir: Path, stop: Any, results: An
         results.put((None, _portable(err, "the learner process")))
 
 
-def _retrain(settings: Settings, learn_dir: Path, consumer: Any, stop: Any) -> dict[str, Any]:
-    """The retrainer's run (see :mod:`kstream.learning.retrain`): each decision stored and sent as it is made."""
+def _retrain(settings: Settings, learn_dir: Path, consumer: Any, stop: Any, restarted: str = "") -> dict[str, Any]:
+    """The retrainer's run (see :mod:`kstream.learning.retrain`): each decision stored and sent as it is made;
+    ``restarted`` says why the process before this one ended, stored as a decision first."""
     policy = settings.retrain_policy()
     champion = artifacts.load_dir(learn_dir)
     training = None
@@ -390,8 +395,16 @@ def _retrain(settings: Settings, learn_dir: Path, consumer: Any, stop: Any) -> d
         retrainer = Retrainer(learn_dir, consumer, settings.topic, settings.labels_topic, policy, decided, monitor,
                               training, attempts=int(made["attempt"].max()) if len(made) else 0,
                               batch_size=settings.batch_size, max_pending=settings.label_pending)
+        if restarted:
+            retrainer.restarted(restarted)
         decisions = retrainer.run(stop)
     return {"retrains": decisions}
+
+
+#: Seconds between the learner process dying and the first start of the next (doubled for each death in a row,
+#: up to :data:`LEARNER_RESTART_MAX_S`; a process that lived a minute resets it).
+LEARNER_RESTART_S = 1.0
+LEARNER_RESTART_MAX_S = 30.0
 
 
 class LearnerProcess:
@@ -399,36 +412,79 @@ class LearnerProcess:
     retrainer (:class:`~kstream.learning.retrain.Retrainer`), in a process of its own beside the detectors; a
     context manager. :meth:`stop` asks it to end (the learner learns what the topics hold and checkpoints
     first); :attr:`state` is then the learner's :class:`~kstream.learning.online.LearnerState`, :attr:`retrains`
-    the retrainer's decisions."""
+    the retrainer's decisions.
+
+    A process that dies without a word (killed, out of memory) is started again by a watching thread, after a
+    pause that doubles with each death in a row (:data:`LEARNER_RESTART_S`): the online learner goes on from its
+    checkpoint, the retrainer from its group's offsets (storing the restart as a decision). The detectors keep
+    serving the version they have all the while. An error the learner reports (bad settings, a model it cannot
+    load) ends it for good: :meth:`raise_failure` raises it, and :attr:`error` holds it."""
 
     def __init__(self, settings: Settings, learn_dir: Path) -> None:
         self.settings, self.learn_dir = settings, Path(learn_dir)
         self._stop = _SPAWN.Event()
         self._results = _SPAWN.Queue()
         self._proc: Any = None
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
         self.state: LearnerState | None = None  # the online learner's final state
-        self.retrains: list[dict[str, Any]] | None = None  # the retrainer's decisions
+        self.retrains: list[dict[str, Any]] | None = None  # the retrainer's decisions (of its last process)
+        self.error: BaseException | None = None  # what the learner ended with, if it failed
+        self.restarts = 0  # processes started again after one died
+        self._started = 0.0  # monotonic time the last process started
 
     def __enter__(self) -> LearnerProcess:
-        level = logging.getLogger().getEffectiveLevel()
-        # not a daemon: the retrainer trains its challengers in a process of its own (stop() always joins it)
-        self._proc = _SPAWN.Process(target=_learner_process, name="kstream-learner", daemon=False,
-                                    args=(self.settings, self.learn_dir, self._stop, self._results, level))
-        self._proc.start()
+        self._start("")
+        self._watch = threading.Thread(target=self._watching, daemon=True, name="kstream-learner-watch")
+        self._watch.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _start(self, restarted: str) -> None:
+        level = logging.getLogger().getEffectiveLevel()
+        # not a daemon: the retrainer trains its challengers in a process of its own (stop() always joins it)
+        self._proc = _SPAWN.Process(target=_learner_process, name="kstream-learner", daemon=False,
+                                    args=(self.settings, self.learn_dir, self._stop, self._results, level, restarted))
+        self._proc.start()
+        self._started = time.monotonic()
+
+    def _watching(self) -> None:
+        """Start the learner again each time it dies without a result, until it is asked to stop."""
+        pause = LEARNER_RESTART_S
+        while not self._stop.wait(0.5):
+            with self._lock:
+                if self._stop.is_set() or self.done or self._proc.exitcode is None:
+                    continue
+                try:
+                    self._collect(1.0)  # it ended with an error (kept for raise_failure) or a result
+                    log.error("the learner process ended: %s", self.error or "done")
+                    return
+                except KstreamError:  # it died without a word
+                    pass
+                code = self._proc.exitcode
+                pause = LEARNER_RESTART_S if time.monotonic() - self._started > 60 else min(pause * 2,
+                                                                                            LEARNER_RESTART_MAX_S)
+                log.warning("the learner process died (exit code %s); starting it again in %.0fs (the detectors go "
+                            "on with the version they have)", code, pause)
+            if self._stop.wait(pause):
+                return
+            with self._lock:
+                if not self._stop.is_set():
+                    self.restarts += 1
+                    self._start(f"the retrainer process died (exit code {code}) and was started again: an attempt "
+                                "it was making is lost, and its window starts empty")
+
     def raise_failure(self) -> None:
-        """Raise the error the learner ended with, if it ended."""
-        if self._proc is not None and self._proc.exitcode is not None and not self.done:
-            self._collect(1.0)
+        """Raise the error the learner ended with, if it ended with one."""
+        if self.error is not None:
+            raise self.error
 
     @property
     def done(self) -> bool:
-        """True once the process has sent back its result."""
-        return self.state is not None or self.retrains is not None
+        """True once the process has sent back its result or its error."""
+        return self.state is not None or self.retrains is not None or self.error is not None
 
     def _collect(self, wait_s: float) -> None:
         try:
@@ -437,17 +493,22 @@ class LearnerProcess:
             raise KstreamError(f"the learner process exited with code {self._proc.exitcode} before it finished; "
                                "see its log above") from None
         if err is not None:
-            raise err
-        if "retrains" in state:
+            self.error = err
+        elif "retrains" in state:
             self.retrains = state["retrains"]
         else:
             self.state = LearnerState(**state)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> LearnerState | None:
         """Ask the learner to finish (see the class); its final state."""
-        if self._proc is None or self.done:
+        if self._proc is None:
             return self.state
         self._stop.set()
+        if self._watch is not None:
+            self._watch.join()
+        if self.done:
+            self.raise_failure()
+            return self.state
         self._proc.join(timeout_s)
         if self._proc.is_alive():
             log.warning("the learner process did not stop within %.0fs; terminating it (it goes on from its last "
@@ -456,6 +517,7 @@ class LearnerProcess:
             self._proc.join(10)
             return None
         self._collect(1.0)
+        self.raise_failure()
         return self.state
 
 

@@ -140,6 +140,7 @@ class Retrainer:
         ``drain_s`` seconds, the attempts it triggers included); the decisions made."""
         committed: dict[tuple[str, int], int] = {}
         draining_until: float | None = None
+        self._training_process()  # started now: the first attempt does not wait for its interpreter and imports
         try:
             while draining_until is None or (not self.stream.idle() and time.monotonic() < draining_until):
                 if draining_until is None and stop.is_set():
@@ -187,17 +188,11 @@ class Retrainer:
 
     def attempt(self, reason: str) -> dict[str, Any]:
         """One retraining attempt now, on the flows kept (see the module); its decision."""
-        self.attempts += 1
-        started, clock = time.time_ns(), time.monotonic()
+        clock = time.monotonic()
         x, y = np.array(self._x), np.array(self._y, dtype=object)
         holdout = self.policy.holdout
         train_x, train_y, test_x, test_y = x[:-holdout], y[:-holdout], x[-holdout:], y[-holdout:]
-        decision: dict[str, Any] = {
-            "topic": self.flows_topic, "attempt": self.attempts, "trigger": self.policy.trigger, "reason": reason,
-            "started_ns": started, "seconds": 0.0, "window_records": len(train_y), "holdout_records": len(test_y),
-            "training_rows": 0, "champion_id": self.champion.card.model_id, "challenger_id": "",
-            "champion_f1": None, "challenger_f1": None, "margin": self.policy.margin, "promoted": False, "error": "",
-        }
+        decision = self._decision(self.policy.trigger, reason, window=len(train_y), holdout=len(test_y))
         try:
             if self.training is not None and self.policy.with_training:
                 decision["training_rows"] = len(self.training[1])
@@ -225,14 +220,40 @@ class Retrainer:
                      "promoted" if decision["promoted"] else "champion kept")
         return decision
 
-    def _fit(self, x: np.ndarray, y: np.ndarray) -> Any:
-        """The challenger, fitted in the training process (made again if it died)."""
+    def restarted(self, reason: str) -> dict[str, Any]:
+        """Store that the retrainer's process before this one died (``reason``), as a failed decision of
+        trigger ``restart``: an attempt it was making is lost, the serving model stays."""
+        decision = self._decision("restart", reason, window=0, holdout=0)
+        decision["error"] = "the retrainer process died"
+        self.decisions.append(decision)
+        self.on_decision(decision)
+        log.warning("retraining attempt %d: %s; %s keeps serving", self.attempts, reason, self.champion.card.model_id)
+        return decision
+
+    def _decision(self, trigger: str, reason: str, window: int, holdout: int) -> dict[str, Any]:
+        """A new attempt's decision, before anything is known of it."""
+        self.attempts += 1
+        return {
+            "topic": self.flows_topic, "attempt": self.attempts, "trigger": trigger, "reason": reason,
+            "started_ns": time.time_ns(), "seconds": 0.0, "window_records": window, "holdout_records": holdout,
+            "training_rows": 0, "champion_id": self.champion.card.model_id, "challenger_id": "",
+            "champion_f1": None, "challenger_f1": None, "margin": self.policy.margin, "promoted": False, "error": "",
+        }
+
+    def _training_process(self) -> concurrent.futures.ProcessPoolExecutor:
+        """The process challengers train in, started (with scikit-learn imported) if there is none."""
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=_SPAWN)
+            self._pool.submit(clone, self.champion.pipeline)  # the worker starts and imports what fitting needs
+        return self._pool
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """The challenger, fitted in the training process (made again if it died)."""
+        pool = self._training_process()
         try:
-            return self._pool.submit(fit_challenger, self.champion.pipeline, x, y).result(timeout=TRAIN_TIMEOUT_S)
+            return pool.submit(fit_challenger, self.champion.pipeline, x, y).result(timeout=TRAIN_TIMEOUT_S)
         except (BrokenProcessPool, concurrent.futures.TimeoutError) as err:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             raise RuntimeError("the training process died or timed out before the challenger was fitted") from err
 
