@@ -7,12 +7,19 @@ import sqlite3
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
 
 from kstream import sweep
 
+ALL_NOTEBOOKS = sorted(p.name for p in sweep.NOTEBOOKS_DIR.glob("*.ipynb"))
 
-@pytest.mark.parametrize("name", sweep.NOTEBOOKS)
+
+def test_the_sweep_runs_the_pipeline_notebooks_and_every_other_one_is_tested_on_its_own():
+    assert set(sweep.NOTEBOOKS) < set(ALL_NOTEBOOKS) and "4.0-adaptation.ipynb" in ALL_NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_notebook_has_one_parameters_cell_and_no_outputs(name):
     book = nbformat.read(sweep.NOTEBOOKS_DIR / name, as_version=4)
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
@@ -120,3 +127,29 @@ def test_a_drift_run_keeps_its_final_live_view_and_reports_its_windows(tmp_path,
     assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}
     report = (run / "report.md").read_text()
     assert "## Drift" in report and "| alerts | 3: 3 x attack_rate > 0.5 |" in report and "figures/drift.png" in report
+
+
+@pytest.mark.kafka
+def test_the_adaptation_notebook_compares_static_retrain_and_online_on_one_stream(tmp_path, kafka_bootstrap):
+    """4.0 under papermill, shortened: 4,000 records of the week in time order, label delay 500, the
+    decision tree retrained on every 1,000 labels, the sgd-classifier learning online."""
+    out = tmp_path / "adaptation"
+    papermill.execute_notebook(
+        str(sweep.NOTEBOOKS_DIR / "4.0-adaptation.ipynb"), str(tmp_path / "4.0-adaptation.ipynb"),
+        parameters={"tasks": "binary_class", "model": "decision-tree", "learner": "sgd-classifier",
+                    "label_delays": "500", "retrain_trigger": "labels", "retrain_every": 1000, "rate": 0.0,
+                    "records": 4000, "block": 500, "bootstrap": kafka_bootstrap, "out_dir": str(out)},
+        progress_bar=False, kernel_name="python3", cwd=str(tmp_path))
+    table = pd.read_csv(out / "adaptation.csv").set_index("learn")
+    assert list(table.index) == ["static", "retrain", "online"] and (table["records"] == 4000).all(), table.to_string()
+    assert table.loc["static", "versions"] == 1 and table.loc["static", "retrains"] == 0
+    assert table.loc["online", "model"] == "sgd-classifier" and table.loc["retrain", "model"] == "decision-tree"
+    # an attempt every 1,000 labels once window and holdout hold them
+    assert table.loc["retrain", "retrains"] >= 1, table.to_string()
+    assert table["macro_f1_after_unseen"].between(0, 1).all()
+    recovery = pd.read_csv(out / "recovery.csv")
+    assert set(recovery["run"]) == {f"binary_class-delay500-{m}" for m in ("static", "retrain", "online")}
+    assert recovery.groupby("run")["records"].sum().eq(4000).all()  # every record belongs to one family
+    assert (out / "adaptation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    executed = nbformat.read(tmp_path / "4.0-adaptation.ipynb", as_version=4)
+    assert all(c.outputs == [] or "ename" not in c.outputs[0] for c in executed.cells if c.cell_type == "code")
