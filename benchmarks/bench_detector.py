@@ -20,8 +20,9 @@ split, repeated up to ``--records``):
   ``--mongo``), on the detector's own rows;
 - learning beside the detector: ``kstream run`` (generator and detector each a process of its own, each
   label sent 1,000 records after its flow) with ``--learn retrain`` against ``static`` for the random
-  forest, and ``--learn online`` against ``static`` for the ``sgd-classifier`` learner: the same model
-  either way, so the difference is what the learner or retrainer beside it costs the detector.
+  forest, and ``--learn online`` against ``static`` for the ``sgd-classifier`` and
+  ``hoeffding-adaptive-tree`` learners: the same model either way, so the difference is what the
+  learner or retrainer beside it costs the detector.
 
 ``ceiling_ratio`` is the detector (1 process) over the slowest of raw consume, decode and predict.
 ``--value-format vector`` sends every record as a vector (float64 bytes, see ``kstream.messages.wire``)
@@ -60,7 +61,7 @@ from kstream.stores.sqlite import SQLiteStore, open_store
 RATES = (500, 1000, 5000)
 #: (learning mode, model) pairs of the learning stage: each adaptive mode beside the same model kept static
 LEARNING = (("static", "random-forest"), ("retrain", "random-forest"), ("static", "sgd-classifier"),
-            ("online", "sgd-classifier"))
+            ("online", "sgd-classifier"), ("static", "hoeffding-adaptive-tree"), ("online", "hoeffding-adaptive-tree"))
 
 
 def send(settings: Settings, model, rows, topic: str, n: int) -> None:
