@@ -281,3 +281,39 @@ def test_a_detector_given_no_partition_stops_at_its_idle_timeout_once_nothing_wa
         holder.close()
     assert any("partitions none" in r.getMessage() for r in caplog.records), "the detector was given a partition"
     assert done[0].records == 0 and store_frame(settings).empty
+
+
+def test_a_topic_id_that_cannot_be_read_holds_its_records_back_and_a_known_one_is_kept(settings, caplog):
+    """Each row's key in the store holds its record's topic id. A lookup that fails (a cluster electing a leader)
+    must not give records an empty id, nor replace one that was known: else a batch stored once and
+    redelivered after the failover is stored again under another identity."""
+    kafka = settings.kafka
+    kafka.ensure_topics(settings.bootstrap, {settings.topic: 1})
+    with kafka.Producer(settings.bootstrap).connect() as producer:
+        for i in range(300):
+            producer.send(settings.topic, b"v%d" % i, key=b"k%d" % i)
+        producer.flush()
+    got: list = []
+    with kafka.Consumer(settings.bootstrap, [settings.topic], settings.group).connect() as consumer:
+        real, failing = consumer._ids._lookup, [True]
+        consumer._ids._lookup = lambda topic: None if failing[0] else real(topic)
+
+        def poll_until(n: int) -> None:
+            deadline = time.monotonic() + 60
+            while len(got) < n and time.monotonic() < deadline:
+                got.extend(consumer.poll(100, 500))
+
+        with caplog.at_level(logging.WARNING):  # never read: every fetched record is held back, none comes out
+            deadline = time.monotonic() + 60
+            while "cannot be read now" not in caplog.text and time.monotonic() < deadline:
+                got.extend(consumer.poll(100, 500))
+        assert "cannot be read now" in caplog.text and got == []
+        failing[0] = False
+        poll_until(100)
+        known = {m.topic_id for m in got}
+        assert len(known) == 1 and "" not in known, known
+        consumer._ids.expire()  # as at a new assignment, then the lookup fails again: the known id stays
+        failing[0] = True
+        poll_until(300)
+    assert {m.topic_id for m in got} == known
+    assert sorted(m.offset for m in got) == list(range(300))  # held back and read again: none lost, none twice

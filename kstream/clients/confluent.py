@@ -34,7 +34,16 @@ from kstream.clients.rdkafka_options import (
     option_name,
     role,
 )
-from kstream.clients.records import Assignment, GroupBacklog, Message, Record, Unacknowledged, topic_id_text
+from kstream.clients.records import (
+    Assignment,
+    GroupBacklog,
+    Message,
+    Record,
+    TopicIds,
+    Unacknowledged,
+    held_back,
+    topic_id_text,
+)
 from kstream.errors import BrokerError, ConfigError
 from kstream.retry import Backoff, Deadline, retry
 
@@ -288,7 +297,7 @@ class Consumer(_Client):
         super().__init__(bootstrap, options)
         self.topics = list(topics)
         self.group = group
-        self._topic_ids: dict[str, str] = {}
+        self._ids = TopicIds(lambda topic: _describe_topic_id(self._admin_client(), topic))
         self._admin: AdminClient | None = None
         #: what the group gave this consumer (a batch read before a change is not committed after it)
         self.assignment = Assignment()
@@ -309,7 +318,7 @@ class Consumer(_Client):
         return self._client
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._topic_ids.clear()  # a topic created again under its name has a new id
+        self._ids.expire()  # a topic created again under its name has a new id
         # eager rebalancing: librdkafka reads every partition it is given from its committed offset
         self.assignment.assigned([(tp.topic, tp.partition) for tp in partitions], keeps_positions=False)
 
@@ -329,10 +338,8 @@ class Consumer(_Client):
         return self
 
     def topic_id(self, topic: str) -> str:
-        """The topic's id in the cluster metadata, as text (empty if unknown)."""
-        if topic not in self._topic_ids:
-            self._topic_ids[topic] = _describe_topic_id(self._admin_client(), topic)
-        return self._topic_ids[topic]
+        """The topic's id in the cluster metadata, as text (empty if never known; see :class:`TopicIds`)."""
+        return self._ids.get(topic) or ""
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -350,11 +357,24 @@ class Consumer(_Client):
                     [first] if first is not None else [])
         except KafkaException as failed:
             raise BrokerError(f"the Kafka consumer failed ({_why(failed)}); restart the detector") from failed
+        records = [m for m in raw if m.topic() is not None and m.offset() is not None and cast(int, m.offset()) >= 0
+                   and (m.error() is None or cast(KafkaError, m.error()).code() in _RECORD)]
+        ids, held = held_back([(cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset()))
+                               for m in records], self._ids)
+        for (topic, partition), offset in held.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:
+                pass  # no longer assigned here: its next owner reads it from the committed offset
+        if held:
+            time.sleep(min(timeout_ms, 200) / 1000)
         out: list[Message] = []
         for m in raw:
             err = m.error()
             # where it was read: librdkafka sets all three on a fetched record (None only on an event without one)
             topic, partition, offset = cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset())
+            if (topic, partition) in held:
+                continue  # read again at a later poll (its topic's id was never read)
             if err is None:
                 try:  # confluent-kafka raises (sometimes only at the next call) on a header name that is not UTF-8
                     found = cast("list[tuple[str, bytes | None]] | None", m.headers())  # consumed: bytes or null
@@ -460,12 +480,13 @@ class Consumer(_Client):
             client.close()  # leaves the group; commits nothing (auto commit is off)
 
 
-def _describe_topic_id(admin: AdminClient, topic: str) -> str:
+def _describe_topic_id(admin: AdminClient, topic: str) -> str | None:
+    """The topic's id as text; "" when the cluster has none for it; None when it cannot be read now."""
     try:
         found = admin.describe_topics(confluent_kafka.TopicCollection([topic]), request_timeout=10)[topic].result()
     except (KafkaException, KeyError) as err:
         log.info("cannot read the id of topic %s (%s)", topic, _why(err))
-        return ""
+        return None
     uid = getattr(found, "topic_id", None)
     if uid is None:
         return ""

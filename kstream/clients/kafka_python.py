@@ -28,7 +28,16 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kstream.clients.options import check_options, coerce_option, coerce_options, option_name
-from kstream.clients.records import Assignment, GroupBacklog, Message, Record, Unacknowledged, topic_id_text
+from kstream.clients.records import (
+    Assignment,
+    GroupBacklog,
+    Message,
+    Record,
+    TopicIds,
+    Unacknowledged,
+    held_back,
+    topic_id_text,
+)
 from kstream.clients.unreadable import UnreadableRecords, is_record_error
 from kstream.clients.watchdog import Watchdog
 from kstream.errors import BrokerError, ConfigError
@@ -275,6 +284,7 @@ class Consumer(_Client):
         self.group = group
         #: what the group gave this consumer (a batch read before a change is not committed after it)
         self.assignment = Assignment()
+        self._ids = TopicIds(self._read_topic_id)
         # reads a partition alone, with the same options, to find a record the client cannot parse
         self._unreadable = UnreadableRecords(
             lambda: self._make(kafka.KafkaConsumer, group_id=None, enable_auto_commit=False)
@@ -305,8 +315,17 @@ class Consumer(_Client):
         return self
 
     def topic_id(self, topic: str) -> str:
-        """The topic's id in the cluster metadata, as text (empty if unknown)."""
-        found = self._consumer()._client.cluster.topic_id(topic)
+        """The topic's id in the cluster metadata, as text (empty if never known; see :class:`TopicIds`)."""
+        return self._ids.get(topic) or ""
+
+    def _read_topic_id(self, topic: str) -> str | None:
+        """The id the client's metadata holds for ``topic``; None (and a metadata refresh asked for) when the
+        metadata does not list the topic now, "" when it lists it without an id."""
+        cluster = self._consumer()._client.cluster
+        if cluster.partitions_for_topic(topic) is None:
+            cluster.request_update()
+            return None
+        found = cluster.topic_id(topic)
         return topic_id_text(found.bytes) if found else ""
 
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
@@ -330,11 +349,20 @@ class Consumer(_Client):
         if self._watchdog.fired != fired:  # ended by the watchdog: what it read is read again by the new client
             self._replace_stuck(consumer)
             return []
+        firsts = [(tp.topic, tp.partition, records[0].offset) for tp, records in batches.items() if records]
+        ids, held = held_back(firsts, self._ids)
+        for (topic, partition), offset in held.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition), offset)
+            except (kafka.errors.KafkaError, AssertionError, KeyError, ValueError):
+                pass  # no longer assigned here: its next owner reads it from the committed offset
+        if held:
+            time.sleep(min(timeout_ms, 200) / 1000)  # the metadata refresh asked for comes with the next poll
         out: list[Message] = []
         for tp, records in batches.items():
-            topic_id = self.topic_id(tp.topic)
-            out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()), topic_id)
-                       for r in records)
+            if tp.topic in ids:
+                out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ()),
+                                   ids[tp.topic]) for r in records)
         return out
 
     def _unstick(self) -> None:
@@ -479,7 +507,7 @@ class _Rebalances(kafka.ConsumerRebalanceListener):
     """Eager rebalances: kafka-python keeps the position of a partition owned before and after one."""
 
     def __init__(self, owner: Consumer) -> None:
-        self.assignment = owner.assignment
+        self.assignment, self.ids = owner.assignment, owner._ids
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.assignment.revoked()
@@ -488,6 +516,7 @@ class _Rebalances(kafka.ConsumerRebalanceListener):
         self.assignment.lost()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.ids.expire()  # a topic created again under its name has a new id
         self.assignment.assigned([(tp.topic, tp.partition) for tp in assigned], keeps_positions=True)
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Message", "Record", "Unacknowledged", "Assignment", "GroupBacklog", "topic_id_text"]
+__all__ = ["Message", "Record", "Unacknowledged", "Assignment", "GroupBacklog", "TopicIds", "held_back",
+           "topic_id_text"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,79 @@ def topic_id_text(raw: bytes) -> str:
     'AAECAwQFBgcICQoLDA0ODw'
     """
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode("ascii")
+
+
+class TopicIds:
+    """Each topic's id as a consumer puts it in every :class:`Message` (and the store in each row's key).
+
+    ``lookup(topic)`` reads it from the cluster: the id as text, ``""`` when the cluster has no id for the
+    topic, None when the read failed (a timeout while the cluster elects a leader). A failed read never
+    replaces a known id, so a record redelivered after a failover keeps the identity it was first written
+    under; :meth:`get` returns None only for a topic whose id was never read, and the consumer then holds
+    that topic's records back (reads them again later) rather than write them under an identity that can
+    change. :meth:`expire` (at each assignment) has every id read again, for a topic created again under
+    its name.
+
+    >>> answers = iter(["id-1", None, "id-2"])
+    >>> ids = TopicIds(lambda topic: next(answers))
+    >>> ids.get("flows"), ids.get("flows")  # read once, then kept
+    ('id-1', 'id-1')
+    >>> ids.expire(); ids.get("flows")  # read again and failed: the known id stays
+    'id-1'
+    >>> ids.get("flows")  # read again: the topic was created again
+    'id-2'
+    >>> TopicIds(lambda topic: None).get("flows") is None  # never known: its records wait
+    True
+    """
+
+    def __init__(self, lookup: Callable[[str], str | None]) -> None:
+        self._lookup = lookup
+        self._known: dict[str, str] = {}
+        self._fresh: set[str] = set()  # read since the last expire()
+
+    def expire(self) -> None:
+        self._fresh.clear()
+
+    def get(self, topic: str) -> str | None:
+        if topic in self._fresh:
+            return self._known[topic]
+        found = self._lookup(topic)
+        if found is None:
+            return self._known.get(topic)
+        if topic in self._known and self._known[topic] != found:
+            log.warning("topic %s has a new id (%s, was %s): it was deleted and created again", topic, found,
+                        self._known[topic])
+        self._known[topic] = found
+        self._fresh.add(topic)
+        return found
+
+
+def held_back(fetched: Sequence[tuple[str, int, int]],
+              ids: TopicIds) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
+    """For a fetched batch's records as ``(topic, partition, offset)``: the id of each topic whose id is known,
+    and for each partition of a topic whose id was never read the first offset fetched, to seek back to (the
+    records are read again at a later poll, when the id may be known).
+
+    >>> ids = TopicIds(lambda topic: "id-1" if topic == "flows" else None)
+    >>> held_back([("flows", 0, 5), ("labels", 1, 7), ("labels", 1, 8), ("flows", 0, 6)], ids)
+    ({'flows': 'id-1'}, {('labels', 1): 7})
+    """
+    known: dict[str, str] = {}
+    held: dict[tuple[str, int], int] = {}
+    unknown: set[str] = set()
+    for topic, partition, offset in fetched:
+        if topic not in known and topic not in unknown:
+            found = ids.get(topic)
+            if found is None:
+                unknown.add(topic)
+            else:
+                known[topic] = found
+        if topic in unknown:
+            held[(topic, partition)] = min(offset, held.get((topic, partition), offset))
+    if held:
+        log.warning("the id of topic %s cannot be read now: its %d partition(s) in this batch are read again "
+                    "later, not written under an id that could change", ", ".join(sorted(unknown)), len(held))
+    return known, held
 
 
 class Assignment:
