@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -286,7 +287,8 @@ def detect(
 def decisions(store: Store, topic: str) -> list[dict[str, Any]]:
     """The retraining decisions ``store`` holds for ``topic``, by attempt, as plain values (every process's:
     a retrainer started again after it died numbers on)."""
-    return json.loads(store.retrains(topic).to_json(orient="records"))
+    return [{str(k): None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v
+             for k, v in row.items()} for row in store.retrains(topic).to_dict("records")]
 
 
 def send(
