@@ -101,14 +101,22 @@ class _DiesInAChild(ClassifierMixin, BaseEstimator):
     def __init__(self, parent: int = 0) -> None:
         self.parent = parent
 
+    fails = False  # a subclass that raises in the child instead: a challenger that cannot train
+
     def fit(self, x, y):
         if os.getpid() != self.parent:
+            if self.fails:
+                raise ValueError("this challenger cannot train on these rows")
             os._exit(9)
         self.classes_ = np.unique(y)
         return self
 
     def predict(self, x):
         return np.full(len(x), self.classes_[0])
+
+
+class _FailsInAChild(_DiesInAChild):
+    fails = True
 
 
 def test_failed_attempts_are_decisions_with_their_reason_and_the_champion_keeps_serving(tree, cicids, tmp_path):
@@ -130,6 +138,15 @@ def test_failed_attempts_are_decisions_with_their_reason_and_the_champion_keeps_
     assert decided and "training process died" in decided[0]["error"] and not decided[0]["promoted"]
     assert artifacts.load_dir(learn_dir).card.sha256 == saved.sha256
     assert retrainer.attempts == len(decided)  # it went on after the failure
+    # a challenger whose fit raises (in the training process): the error, named
+    failing = artifacts.save(Pipeline([("classifier", _FailsInAChild(os.getpid()))]).fit(
+        np.zeros((2, len(tree.features))), ["attack", "benign"]), tree.card, tmp_path / "failing")
+    retrainer, decided, learn_dir = _retrain(artifacts.load_dir(tmp_path / "failing"), cicids, tmp_path / "fails",
+                                             dataclasses.replace(policy, with_training=True), n=2000,
+                                             training=_training(tree, cicids))
+    assert decided and all("ValueError: this challenger cannot train" in d["error"] for d in decided)
+    assert not any(d["promoted"] for d in decided)
+    assert artifacts.load_dir(learn_dir).card.sha256 == failing.sha256
 
 
 def test_a_policy_that_cannot_work_is_refused_at_the_edge():
