@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import kafka
 import pytest
@@ -24,6 +25,9 @@ def stranger():
     """A process that is not Kafka but whose command line names a Kafka config, like a recycled pid might."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka",
                              "/x/server.properties"])
+    deadline = time.monotonic() + 10  # Popen returns after the fork; the exec that sets the command line may lag
+    while b"kafka.Kafka" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
