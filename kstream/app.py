@@ -5,7 +5,8 @@ model it names once (:meth:`~kstream.settings.Settings.model_ref`, whose label l
 data) and passes both on.
 
 - :func:`kafka_cluster`: the bootstrap address to use (the user's cluster, the running local
-  broker, or a temporary one for the duration of a block);
+  broker, or a temporary one for the duration of a block); :func:`broker_topics`,
+  :func:`delete_broker_topics`: what a long-lived cluster keeps of the runs, and its deletion;
 - :func:`load_data`, :func:`model_for`: the data, and the model checked against it (trained
   when a job may train it), so a model never scores data it does not match;
 - :func:`train`, :func:`evaluate`: a model trained, or scored offline (what streaming reproduces);
@@ -55,7 +56,7 @@ from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.artifacts import ModelCard, ModelRef, TrainedModel
 from kstream.modeling.quality import scores_with_leakage
 from kstream.paths import RUNS_DIR
-from kstream.servers import broker, daemon
+from kstream.servers import broker, daemon, retention
 from kstream.settings import Settings
 from kstream.stores.sqlite import Store
 
@@ -64,6 +65,8 @@ if TYPE_CHECKING:  # matplotlib is imported only when a report is asked for
 
 __all__ = [
     "kafka_cluster",
+    "broker_topics",
+    "delete_broker_topics",
     "load_data",
     "model_for",
     "unseen_rows",
@@ -106,6 +109,29 @@ def kafka_cluster(settings: Settings, start_local: bool = True) -> Iterator[Sett
         raise BrokerError("no Kafka broker: run `kstream broker start`, or pass --bootstrap / set KSTREAM_BOOTSTRAP")
     with broker.LocalBroker(partitions=settings.partitions or 1) as temporary:
         yield settings.replace(bootstrap=temporary.bootstrap)
+
+
+def broker_topics(settings: Settings) -> list[retention.TopicUse]:
+    """The topics of the cluster ``settings`` reach (by default the local broker, which must run), each with the
+    run that made it (:mod:`kstream.servers.retention`); on the local broker also with the bytes and last write
+    of its partition folders."""
+    with kafka_cluster(settings, start_local=False) as resolved:
+        partitions = resolved.kafka.list_topics(resolved.bootstrap, resolved.kafka_options)
+        local = daemon.daemon_status()
+        usage = retention.disk_usage(local.log_dirs()) if local and local.bootstrap == resolved.bootstrap else None
+    return retention.topic_table(partitions, usage)
+
+
+def delete_broker_topics(settings: Settings, names: Sequence[str] = (), older_than: dt.timedelta | None = None,
+                         dry_run: bool = False) -> list[str]:
+    """Delete the topics ``names`` (run ids or topic names) and ``older_than`` pick
+    (:func:`kstream.servers.retention.select`) from the cluster ``settings`` reach; the ones deleted (with
+    ``dry_run``, the ones that would be)."""
+    picked = retention.select(broker_topics(settings), names, older_than)
+    if dry_run or not picked:
+        return picked
+    with kafka_cluster(settings, start_local=False) as resolved:
+        return resolved.kafka.delete_topics(resolved.bootstrap, picked, resolved.kafka_options)
 
 
 def load_data(settings: Settings, data: str | Path | None = None) -> Dataset:
@@ -422,6 +448,7 @@ def run(
     allow_missing: bool = False,
     on_progress: Callable[[LiveState], None] | None = None,
     progress_every_s: float = 1.0,
+    delete_topics: bool = False,
 ) -> RunResult:
     """The main job: model (trained if missing) -> generator -> Kafka -> detector(s) -> store -> summary.
 
@@ -444,6 +471,10 @@ def run(
     (:func:`label_plan`), the detectors join the labels to their predictions, and the summary lists the
     prequential windows (``prequential``: records, accuracy, macro-F1, TPR/FAR, per-class recall, label delay,
     model id...) as the store holds them, with the labels' counts (``labels``).
+
+    With ``delete_topics`` the run's topics are deleted from the cluster once every detector has stopped and the
+    store holds every prediction (a run that fails keeps them, to be looked at): the store keeps what the run
+    wrote, the broker nothing (:mod:`kstream.servers.retention`).
     """
     if detectors < 1:
         raise ConfigError(f"a run needs at least one detector, not {detectors}")
@@ -510,6 +541,10 @@ def run(
 
                 pool.wait_until(lambda: show() or drained(), drain_timeout_s)
             show(force=True)  # the final state: every detector has stopped and written its last window
+        deleted = None
+        if delete_topics and store.count(settings.topic) >= expected:
+            deleted = settings.kafka.delete_topics(settings.bootstrap, list(_topics(settings)), settings.kafka_options)
+            log.info("deleted the run's topics: %s", ", ".join(deleted))
         frame = store.frame(settings.topic)
         windows = store.windows(settings.topic) if settings.drift else None
         prequential = store.prequential(settings.topic) if settings.labels else None
@@ -538,6 +573,7 @@ def run(
         retrains=retrains,
         swaps=sum(s.swaps for s in pool.stats),
         refused_models=sum(s.refused_models for s in pool.stats),
+        topics_deleted=deleted,
         model_dir=str(model.path),
         model_data_source=model.card.data_source,
         missing_features=artifacts.missing_features(model.card, ds),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import faulthandler
 import inspect
 import json
@@ -39,7 +40,7 @@ from kstream.messages.wire import VALUE_FORMATS
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.quality import format_absent, format_leakage, format_scores
 from kstream.paths import PROJECT_ROOT
-from kstream.servers import daemon, provision
+from kstream.servers import daemon, provision, retention
 from kstream.settings import DEFAULT_LEARNER, ENV_NAMES, LEARN_MODES, Settings, parse_assignments, parse_value
 from kstream.stores.sqlite import sqlite_path_from_url
 from kstream.tables import markdown_table, text_table
@@ -123,18 +124,20 @@ def _data_group(p: argparse.ArgumentParser, data: str) -> Any:
     return g
 
 
-def _kafka_group(p: argparse.ArgumentParser, partitions: str = "", local: str = "") -> None:
+def _kafka_group(p: argparse.ArgumentParser, partitions: str = "", local: str = "", topics: bool = True) -> None:
     """--bootstrap --client --topic --partitions --kafka-option (``partitions`` and ``local`` tell, when given,
-    what --partitions and a command without --bootstrap do instead of the usual)."""
+    what --partitions and a command without --bootstrap do instead of the usual; without ``topics``, only
+    --bootstrap --client --kafka-option)."""
     g = p.add_argument_group("kafka")
     g.add_argument("--bootstrap", metavar="HOST:PORT[,...]", help="bootstrap servers of your cluster (default: the "
                    f"local broker of `kstream broker start`{local})")
     g.add_argument("--client", choices=list(clients.BACKENDS),
                    help=f"Kafka client library: kafka-python or confluent (librdkafka, faster); "
                    f"default {_DEFAULTS['client']}")
-    g.add_argument("--topic", metavar="NAME", help=f"flows topic (default {_DEFAULTS['topic']})")
-    g.add_argument("--partitions", type=int, metavar="N",
-                   help=partitions or "partitions of the topics kstream creates (default 1)")
+    if topics:
+        g.add_argument("--topic", metavar="NAME", help=f"flows topic (default {_DEFAULTS['topic']})")
+        g.add_argument("--partitions", type=int, metavar="N",
+                       help=partitions or "partitions of the topics kstream creates (default 1)")
     g.add_argument("--kafka-option", action="append", metavar="OPTION=VALUE",
                    help="any option of the client library, repeatable (kafka-python: security_protocol=SASL_SSL, "
                    "linger_ms=5; confluent: security.protocol=SASL_SSL, linger.ms=5)")
@@ -407,6 +410,9 @@ def _build_run(p: argparse.ArgumentParser) -> None:
                    help="detector processes in one consumer group (default %(default)s); the topics get one "
                    "partition per detector unless --partitions says otherwise")
     g.add_argument("--retrain", action="store_true", help="train the model again even if it exists")
+    g.add_argument("--delete-topics", action="store_true",
+                   help="delete the run's topics from the cluster at its end (the store keeps the predictions; a "
+                   "failed run keeps them); `kstream broker delete` removes older runs'")
     _allow_missing_option(g)
     _detector_options(g)
     g.add_argument("--run-dir", metavar="DIR",
@@ -428,7 +434,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_labels(args, settings, "--label-delay")
     _check_learn(args, settings, settings.label_schedule is not None, "--label-delay N")
     result = app.run(settings, rate=args.rate, data=args.data, run_dir=args.run_dir, retrain=args.retrain,
-                     progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing)
+                     progress=_progress(args), detectors=args.detectors, allow_missing=args.allow_missing,
+                     delete_topics=args.delete_topics)
     if args.json:
         print(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -798,6 +805,15 @@ _BROKER_ACTIONS: dict[str, tuple[str, str]] = {
                "Print the local broker's bootstrap address, pid and log file; exit 1 if it is not running."),
     "provision": ("only fetch Kafka's jars into the cache",
                   "Fetch Kafka's jars into the cache (KSTREAM_HOME) with Maven, and nothing else."),
+    "topics": ("list the topics by the run that made them (partitions, size on disk, last write)",
+               "List the topics of the local broker (or --bootstrap) by the run that made them: each run\n"
+               "names its topics with its start time (flows.<20 digits>). On the local broker the\n"
+               "size on disk and the last write are read from its data folder."),
+    "delete": ("delete runs' topics by run id, topic name or age",
+               "Delete topics of the local broker (or --bootstrap): every topic of each RUN id given\n"
+               "(as `kstream broker topics` prints it), topics named exactly, and with --older-than\n"
+               "every topic of the runs started that long ago and not written since. A name that\n"
+               "matches nothing stops the command before anything is deleted."),
 }
 
 
@@ -807,6 +823,14 @@ def _build_broker(p: argparse.ArgumentParser) -> None:
         a = actions.add_parser(name, help=short, description=description, formatter_class=_FORMAT,
                                parents=[_verbosity()], allow_abbrev=False)
         a.set_defaults(command_parser=a)
+        if name in ("topics", "delete"):
+            _kafka_group(a, topics=False)
+        if name == "delete":
+            a.add_argument("names", nargs="*", metavar="RUN|TOPIC", help="run ids and topic names to delete")
+            a.add_argument("--older-than", type=_age, metavar="AGE",
+                           help="also the topics of runs started at least AGE ago (30m, 12h, 7d) and, on the local "
+                           "broker, not written for AGE")
+            a.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
         if name == "start":
             a.add_argument("--port", type=int, default=0, metavar="PORT",
                            help="client port of node 1 (default: the previous one, else a free one)")
@@ -815,6 +839,38 @@ def _build_broker(p: argparse.ArgumentParser) -> None:
             a.add_argument("--sasl", action="store_true", default=None,
                            help="SASL_PLAINTEXT with SCRAM-SHA-512; the generated login is written owner-only to the "
                            "data folder, and kstream commands on this machine use it by themselves")
+
+
+def _age(text: str) -> dt.timedelta:
+    try:
+        return retention.parse_age(text)
+    except KstreamError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _print_topics(table: list[retention.TopicUse]) -> None:
+    """One line per run (its topics, partitions, bytes, last write), then one per topic no run named."""
+    def size(n: int | None) -> str:
+        if n is None:
+            return "-"
+        unit, scale = next((u, s) for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1)) if n >= s or s == 1)
+        return f"{n / scale:,.1f} {unit}"
+
+    def when(t: dt.datetime | None) -> str:
+        return "-" if t is None else t.strftime("%Y-%m-%d %H:%M")
+
+    runs: dict[str, list[retention.TopicUse]] = {}
+    for row in table:
+        runs.setdefault(row.run or row.topic, []).append(row)
+    print(f"{'run or topic':<28} {'started':<16} {'topics':>6} {'parts':>5} {'on disk':>11} {'last write':<16}")
+    for key, rows in runs.items():
+        known = [r.bytes for r in rows if r.bytes is not None]
+        written = [r.written for r in rows if r.written is not None]
+        print(f"{key:<28} {when(rows[0].started):<16} {len(rows):>6} {sum(r.partitions for r in rows):>5} "
+              f"{size(sum(known) if known else None):>11} {when(max(written) if written else None):<16}")
+    total = [r.bytes for r in table if r.bytes is not None]
+    print(f"{len(table)} topics, {sum(r.partitions for r in table)} partitions"
+          + (f", {size(sum(total))} on disk" if total else " (size on disk: local broker only)"))
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -828,6 +884,14 @@ def _broker(args: argparse.Namespace) -> int:
         if state.sasl:
             print(f"SASL_PLAINTEXT with SCRAM-SHA-512: login (user and password) in {state.credentials}; "
                   "kstream commands here use it by themselves")
+        return 0
+    if args.action == "topics":
+        _print_topics(app.broker_topics(_settings(args)))
+        return 0
+    if args.action == "delete":
+        deleted = app.delete_broker_topics(_settings(args), args.names, args.older_than, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {len(deleted)} topic(s)" + "".join(f"\n  {t}" for t in deleted))
         return 0
     if args.action == "stop":
         stopped = daemon.stop_daemon()

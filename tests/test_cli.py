@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from kstream.cli import COMMANDS, build_parser, main
+from kstream.clients import kafka_python
 from kstream.data import datasets
 from kstream.modeling import artifacts
 from kstream.modeling.artifacts import ModelRef
@@ -318,9 +319,13 @@ def test_run_with_drift_counts_windows_and_alerts_and_shows_a_status_line(models
     # shuffled: each window looks like the training data (in time order each holds one day's attacks, and drifts)
     proc = cli("run", "-m", "decision-tree", "--models-dir", str(models_dir), "--bootstrap", kafka_bootstrap,
                "--records", "1200", "--drift", "--drift-window", "500", "--alert", "attack_rate > 0.5",
-               "--order", "shuffle", "--run-dir", str(tmp_path / "run"), "--json", timeout=600)
+               "--order", "shuffle", "--run-dir", str(tmp_path / "run"), "--json", "--delete-topics", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
+    run_id = summary["settings"]["topic"].rsplit(".", 1)[1]
+    # every topic of the run is gone from the cluster (flows, predictions, dead letters, drift, alerts), no other
+    assert len(summary["topics_deleted"]) == 5 and all(t.endswith(run_id) for t in summary["topics_deleted"])
+    assert not [t for t in kafka_python.list_topics(kafka_bootstrap) if t.endswith(run_id)]
     # 500 + 500 + the last 200 (judged: 200 records is the least a window needs); the held-out split
     # is ~90% attacks, so the rule fires on each
     assert summary["drift"] == {"windows": 3, "drifted": 0, "judged": 3, "alerts": 3}

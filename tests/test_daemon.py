@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -76,11 +77,13 @@ def test_a_pid_is_ours_only_with_our_config_and_start_time(tmp_path, stranger):
 
 
 @pytest.mark.kafka
-def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path):
-    first = daemon.start_daemon(home=tmp_path, sasl=True)
+def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path, cli):
+    home = tmp_path / "broker"
+    start = dt.datetime.now()  # where kstream commands look for the local broker with KSTREAM_HOME=tmp_path
+    first = daemon.start_daemon(home=home, sasl=True)
     try:
-        assert daemon.daemon_status(home=tmp_path) == first
-        assert daemon.start_daemon(home=tmp_path) == first  # already running: the same one
+        assert daemon.daemon_status(home=home) == first
+        assert daemon.start_daemon(home=home) == first  # already running: the same one
         options = first.client_options()
         ensure_topics(first.bootstrap, {"kept": 1}, options)
         with Producer(first.bootstrap, options) as producer:
@@ -88,29 +91,35 @@ def test_the_daemon_comes_back_on_its_ports_with_its_data_and_login(tmp_path):
         for pid in first.pids:  # a power cut: no clean stop, the state file stays behind
             os.kill(pid, signal.SIGKILL)
         wait_until_dead(first.pids)
-        assert daemon.daemon_status(home=tmp_path) is None
+        assert daemon.daemon_status(home=home) is None
 
-        second = daemon.start_daemon(home=tmp_path)  # nodes and SASL come from the data folder
+        second = daemon.start_daemon(home=home)  # nodes and SASL come from the data folder
         assert second.bootstrap == first.bootstrap and second.pid != first.pid and second.sasl
         assert second.client_options() == options
         assert read_one(second.bootstrap, "kept", options) == b"before the crash"
+        # the commands find it, log in by themselves, and read the size and last write off its data folder
+        listed = cli("broker", "topics", env={"KSTREAM_HOME": str(tmp_path)})
+        assert listed.returncode == 0, listed.stderr
+        kept = next(line.split() for line in listed.stdout.splitlines() if line.startswith("kept "))
+        assert kept[1:4] == ["-", "1", "1"] and kept[5] in ("B", "kB")  # one small record: bytes or kilobytes
+        assert dt.datetime.strptime(" ".join(kept[6:8]), "%Y-%m-%d %H:%M") >= start.replace(second=0, microsecond=0)
     finally:
-        stopped = daemon.stop_daemon(home=tmp_path)
+        stopped = daemon.stop_daemon(home=home)
     assert stopped is not None and stopped.bootstrap == first.bootstrap
     wait_until_dead(stopped.pids)
-    assert daemon.daemon_status(home=tmp_path) is None
+    assert daemon.daemon_status(home=home) is None
 
     port = int(first.bootstrap.rsplit(":", 1)[1])
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         with pytest.raises(BrokerError) as err:
-            daemon.start_daemon(home=tmp_path)
+            daemon.start_daemon(home=home)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(
         f"port {port} of the local broker (node 1) is taken by another process; stop that process")
-    assert str(tmp_path / "data" / "cluster.json") in message
+    assert str(home / "data" / "cluster.json") in message
 
 
 def wait_until_dead(pids: list[int], timeout_s: float = 60) -> None:

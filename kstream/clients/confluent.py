@@ -50,7 +50,8 @@ from kstream.retry import Backoff, Deadline, retry
 if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
     from typing_extensions import Self
 
-__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
+__all__ = ["Producer", "Consumer", "ensure_topics", "list_topics", "delete_topics",
+           "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
 
 log = logging.getLogger(__name__)
@@ -535,3 +536,29 @@ def check_reachable(bootstrap: str, options: Mapping[str, Any] | None = None, ti
     meta = _metadata(admin, owner, timeout_ms / 1000)
     return {"cluster_id": meta.cluster_id, "controller_id": meta.controller_id,
             "brokers": [{"broker_id": b.id, "host": b.host, "port": b.port} for b in meta.brokers.values()]}
+
+
+def list_topics(bootstrap: str, options: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Every topic of the cluster but Kafka's internal ones, with its partition count."""
+    admin, owner = _admin(bootstrap, options or {})
+    meta = _metadata(admin, owner, CONNECT_TIMEOUT_S)
+    return {name: len(t.partitions) for name, t in meta.topics.items() if not name.startswith("__")}
+
+
+def delete_topics(bootstrap: str, topics: Sequence[str], options: Mapping[str, Any] | None = None) -> list[str]:
+    """Delete ``topics``; the ones the cluster deleted (a topic it does not hold is not an error)."""
+    if not topics:
+        return []
+    admin, _ = _admin(bootstrap, options or {})
+    deleted, failed = [], []
+    for name, future in admin.delete_topics(list(topics), operation_timeout=30, request_timeout=40).items():
+        try:
+            future.result()
+            deleted.append(name)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                failed.append(f"{name}: {_why(err)}")
+    if failed:
+        raise BrokerError(f"Kafka at {bootstrap} refused to delete {len(failed)} topic(s) ({'; '.join(failed)}); "
+                          "check that the login may delete topics (ACL DELETE)")
+    return deleted

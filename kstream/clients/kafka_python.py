@@ -46,7 +46,8 @@ from kstream.retry import Backoff, Deadline, retry
 if TYPE_CHECKING:  # typing.Self is 3.11+; mypy always has typing_extensions
     from typing_extensions import Self
 
-__all__ = ["Producer", "Consumer", "ensure_topics", "check_reachable", "topic_max_message_bytes", "check_options",
+__all__ = ["Producer", "Consumer", "ensure_topics", "list_topics", "delete_topics",
+           "check_reachable", "topic_max_message_bytes", "check_options",
            "coerce_option", "coerce_options", "option_name", "from_kafka_python"]
 
 log = logging.getLogger(__name__)
@@ -570,3 +571,39 @@ def check_reachable(bootstrap: str, options: Mapping[str, Any] | None = None, ti
         return admin.describe_cluster()
     finally:
         admin.close()
+
+
+def list_topics(bootstrap: str, options: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Every topic of the cluster but Kafka's internal ones, with its partition count."""
+    admin = _Client(bootstrap, options)._make(kafka.KafkaAdminClient)
+    try:
+        names = [t for t in admin.list_topics() if not t.startswith("__")]
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)} if names else {}
+    except kafka.errors.KafkaError as err:
+        raise BrokerError(f"cannot list the topics of Kafka at {bootstrap} ({type(err).__name__}: {err})") from err
+    finally:
+        admin.close()
+
+
+def delete_topics(bootstrap: str, topics: Sequence[str], options: Mapping[str, Any] | None = None) -> list[str]:
+    """Delete ``topics``; the ones the cluster deleted (a topic it does not hold is not an error)."""
+    if not topics:
+        return []
+    admin = _Client(bootstrap, options)._make(kafka.KafkaAdminClient)
+    try:
+        answer = admin.delete_topics(list(topics), timeout_ms=30_000, raise_errors=False)
+    except kafka.errors.KafkaError as err:
+        raise BrokerError(f"cannot delete topics on Kafka at {bootstrap} ({type(err).__name__}: {err})") from err
+    finally:
+        admin.close()
+    deleted, failed = [], []
+    for row in answer["topics"]:
+        code = row["error_code"]
+        if code == 0:
+            deleted.append(row["name"])
+        elif code != kafka.errors.UnknownTopicOrPartitionError.errno:
+            failed.append(f"{row['name']}: {row.get('error_message') or kafka.errors.for_code(code).__name__}")
+    if failed:
+        raise BrokerError(f"Kafka at {bootstrap} refused to delete {len(failed)} topic(s) ({'; '.join(failed)}); "
+                          "check that the login may delete topics (ACL DELETE)")
+    return deleted

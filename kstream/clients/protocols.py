@@ -152,6 +152,15 @@ class Backend(Protocol):
         """The cluster's description; BrokerError when it does not answer."""
         ...
 
+    def list_topics(self, bootstrap: str, options: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Every topic of the cluster but Kafka's internal ones, with its partition count."""
+        ...
+
+    def delete_topics(self, bootstrap: str, topics: Sequence[str],
+                      options: Mapping[str, Any] | None = None) -> list[str]:
+        """Delete ``topics``; the ones the cluster deleted (one it does not hold is not an error)."""
+        ...
+
     def topic_max_message_bytes(self, bootstrap: str, topic: str,
                                 options: Mapping[str, Any] | None = None) -> int | None:
         """The largest record batch ``topic`` accepts, or None if it cannot be read."""

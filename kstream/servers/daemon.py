@@ -64,6 +64,11 @@ class BrokerState:
         """kafka-python options a client of this broker needs (SASL login; empty without SASL)."""
         return Credentials.load(self.credentials).client_options() if self.sasl else {}
 
+    def log_dirs(self) -> list[Path]:
+        """Each node's folder of partition logs (Kafka's ``log.dirs``), as :class:`LocalBroker` lays them out."""
+        root = Path(self.data_dir)
+        return [root / "kraft"] if self.nodes == 1 else [root / f"node-{n}" / "kraft" for n in range(1, self.nodes + 1)]
+
 
 def _home(home: Path | None) -> Path:
     return Path(home) if home is not None else cache_dir() / "broker"
