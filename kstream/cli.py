@@ -777,6 +777,9 @@ def _build_sweep(p: argparse.ArgumentParser) -> None:
                    "sweep a folder of its own (e.g. <out>/models) to keep its models apart")
     g.add_argument("--bootstrap", metavar="HOST:PORT[,...]",
                    help="Kafka bootstrap servers (default: the local broker, started for the sweep if none runs)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs at once (default 1); runs that train the same model still go one after another. Runs "
+                   "side by side share the cores: sweep throughput and latency with 1")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -784,7 +787,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     grid = sweep.load_grid(args.grid_file) if args.grid_file else {}
     grid.update(sweep.parse_pairs(args.grid))
-    table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=_progress(args))
+    table = sweep.run_sweep(grid, args.out, args.bootstrap or "", args.models_dir, progress=_progress(args),
+                            jobs=args.jobs)
     shown = [c for c in table.columns if c not in ("error", "report")]
     print(text_table(table, shown))
     for _, row in table[table["status"] != "ok"].iterrows():

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from kstream.paths import NOTEBOOKS_DIR, RUNS_DIR
 from kstream.settings import Settings, parse_assignments, parse_value
 from kstream.tables import markdown_table
 
-__all__ = ["NOTEBOOKS", "check_grid", "parse_pairs", "load_grid", "expand", "declared_parameters", "run_sweep"]
+__all__ = ["NOTEBOOKS", "check_grid", "parse_pairs", "load_grid", "expand", "declared_parameters", "lanes",
+           "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,42 @@ def _cluster(bootstrap: str) -> Iterator[str]:
         yield settings.bootstrap
 
 
+def lanes(runs: list[dict[str, Any]], train_parameters: set[str]) -> list[list[int]]:
+    """The runs (by index) grouped so that runs which train the same model (the same values of
+    ``train_parameters``, the ones ``1.0-train`` declares) share a lane: a lane's runs go one after
+    another, lanes may go side by side without two runs writing one model.
+
+    >>> lanes([{"model": "a", "rate": 0}, {"model": "b", "rate": 0}, {"model": "a", "rate": 9}], {"model"})
+    [[0, 2], [1]]
+    """
+    grouped: dict[str, list[int]] = {}
+    for i, params in enumerate(runs):
+        key = json.dumps({k: v for k, v in params.items() if k in train_parameters}, sort_keys=True, default=str)
+        grouped.setdefault(key, []).append(i)
+    return list(grouped.values())
+
+
+def _execute(books: list[Path], declared: dict[str, dict[str, Any]], params: dict[str, Any],
+             fixed: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """One run: every notebook in turn into ``run_dir``; its status, scores or error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    book = books[0]
+    try:
+        for book in books:
+            take = {k: v for k, v in {**params, **fixed}.items() if k in declared[book.name]}
+            papermill.execute_notebook(
+                str(book), str(run_dir / book.name), parameters=take, progress_bar=False,
+                kernel_name="python3", cwd=str(run_dir),
+            )
+    except PapermillExecutionError as err:
+        return {"status": "failed", "error": f"{book.name} cell {err.exec_count}: {err.ename}: {err.evalue}"}
+    except Exception as err:  # noqa: BLE001 - any failure of one run is reported, the sweep goes on
+        return {"status": "failed", "error": f"{book.name}: {type(err).__name__}: {err}"}
+    return {"status": "ok", **_scores(run_dir)}
+
+
 def run_sweep(
     grid: Mapping[str, list[Any]],
     out_dir: str | Path | None = None,
@@ -123,6 +161,7 @@ def run_sweep(
     models_dir: str | Path | None = None,
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
     progress: bool = True,
+    jobs: int = 1,
 ) -> pd.DataFrame:
     """Run the notebooks for every combination of ``grid``; returns (and writes) the summary table.
 
@@ -131,10 +170,13 @@ def run_sweep(
     (the project's ``models/``, or ``KSTREAM_MODELS_DIR``), where ``kstream run`` and ``kstream train``
     look too; each run's ``1.0-train`` writes its model there, replacing one of the same dataset, task
     and model. Give a sweep a folder of its own (``<out_dir>/models``, say) to keep the models apart.
-    """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
 
+    ``jobs`` runs go at once (each notebook is a kernel process of its own), except runs that train the same
+    model, which go one after another (:func:`lanes`). Runs side by side share the machine's cores, so their
+    throughput and latency are lower than alone: sweep those with ``jobs=1``.
+    """
+    if jobs < 1:
+        raise ConfigError(f"a sweep runs at least 1 job at once, not {jobs}")
     grid = check_grid(grid)
     out = (Path(out_dir) if out_dir else RUNS_DIR / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -144,34 +186,27 @@ def run_sweep(
     declared = {book.name: declared_parameters(book) for book in books}
     known = set().union(*declared.values())
     runs = expand(grid) if grid else [{}]
-    rows: list[dict[str, Any]] = []
-    with _cluster(bootstrap) as address:
-        for params in tqdm(runs, desc="sweep", unit="run", disable=not progress):
-            name = _run_name(params)
-            run_dir = out / name
-            run_dir.mkdir(parents=True, exist_ok=True)
-            row: dict[str, Any] = {"run": name, **params}
-            unknown = sorted(set(params) - known)
-            if unknown:
-                row.update(status="failed", error=f"unknown parameter {unknown[0]!r}; the notebooks take: "
-                           f"{', '.join(sorted(known - {'run_dir', 'models_dir', 'bootstrap'}))}")
-                rows.append(row)
-                continue
-            fixed = {"run_dir": str(run_dir), "models_dir": str(models), "bootstrap": address}
-            try:
-                for book in books:
-                    take = {k: v for k, v in {**params, **fixed}.items() if k in declared[book.name]}
-                    papermill.execute_notebook(
-                        str(book), str(run_dir / book.name), parameters=take, progress_bar=False,
-                        kernel_name="python3", cwd=str(run_dir),
-                    )
-            except PapermillExecutionError as err:
-                row.update(status="failed", error=f"{book.name} cell {err.exec_count}: {err.ename}: {err.evalue}")
-            except Exception as err:  # noqa: BLE001 - any failure of one run is reported, the sweep goes on
-                row.update(status="failed", error=f"{book.name}: {type(err).__name__}: {err}")
-            else:
-                row.update(status="ok", **_scores(run_dir))
-            rows.append(row)
+    rows: list[dict[str, Any]] = [{"run": _run_name(params), **params} for params in runs]
+    with _cluster(bootstrap) as address, tqdm(total=len(runs), desc="sweep", unit="run",
+                                              disable=not progress) as bar:
+
+        def lane(indices: list[int]) -> None:  # runs training one model, in turn
+            for i in indices:
+                run_dir = out / rows[i]["run"]
+                run_dir.mkdir(parents=True, exist_ok=True)
+                unknown = sorted(set(runs[i]) - known)
+                if unknown:
+                    rows[i].update(status="failed", error=f"unknown parameter {unknown[0]!r}; the notebooks take: "
+                                   f"{', '.join(sorted(known - {'run_dir', 'models_dir', 'bootstrap'}))}")
+                else:
+                    fixed = {"run_dir": str(run_dir), "models_dir": str(models), "bootstrap": address}
+                    rows[i].update(_execute(books, declared, runs[i], fixed, run_dir))
+                bar.update()
+
+        # threads are enough: each notebook runs in a kernel process of its own
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kstream-sweep") as pool:
+            for done in [pool.submit(lane, indices) for indices in lanes(runs, set(declared[books[0].name]))]:
+                done.result()
     table = pd.DataFrame(rows)
     for column in SUMMARY_COLUMNS:
         if column not in table:

@@ -37,7 +37,7 @@ def two_by_two(tmp_path_factory, kafka_bootstrap, cli):
     out = tmp_path_factory.mktemp("sweep")
     proc = cli("-q", "sweep", "--grid", "model=decision-tree,logistic-regressor", "--grid",
                "task=binary_class,multi_class", "--grid", "records=300", "--bootstrap", kafka_bootstrap,
-               "--out", str(out),
+               "--out", str(out), "--jobs", "2",
                "--models-dir", str(out / "models"), timeout=900)
     return out, proc
 
