@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,notebooks
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stream lab lint test bench broker-start broker-stop broker-status clean
+.PHONY: help venv run stream lab lint test bench soak broker-start broker-stop broker-status clean
 
 help: ## list the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ BENCH_ARGS ?= --mongo --json runs/bench/bench.json --figure runs/bench/performan
 
 bench: venv ## one table per client backend: per-record loop, raw consume, decode, predict, detector (1 and 2 processes), latency at 500/1000/5000 rec/s, store write rates
 	$(BIN)/python benchmarks/bench_detector.py $(BENCH_ARGS)
+
+HOURS ?= 2
+SOAK_ARGS ?=
+
+soak: venv ## HOURS hours (default 2) at 1,000 rec/s into a detector with drift and alerts on: memory, descriptors, threads, latency and store size each minute, slopes per million records (runs/soak-<time>/; SOAK_ARGS="--client confluent")
+	$(BIN)/python benchmarks/soak.py --hours $(HOURS) $(SOAK_ARGS)
 
 broker-start: venv ## start a long-lived local Kafka broker
 	$(BIN)/kstream broker start

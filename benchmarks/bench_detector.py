@@ -55,6 +55,7 @@ from kstream.clients import BACKENDS, backend
 from kstream.detector.pool import DetectorProcesses, dead_letter_budget
 from kstream.generator import generate
 from kstream.messages.wire import decode_flows, vector_schema
+from kstream.servers import retention
 from kstream.settings import Settings
 from kstream.stores.sqlite import SQLiteStore, open_store
 
@@ -150,7 +151,9 @@ def latency(settings: Settings, rate: int, seconds: float, tmp: Path) -> tuple[d
     result = app.run(settings.replace(store_url="", records=int(rate * seconds)), rate=rate, progress=False,
                      run_dir=tmp / f"latency-{settings.client}-{rate}")
     topic = result.summary["settings"]["predictions_topic"]  # the run's own topic
-    return result.summary["latency_ms"], published_latency(settings, topic, result.summary["records"])
+    published = published_latency(settings, topic, result.summary["records"])
+    app.delete_broker_topics(settings, [retention.run_of(topic)])  # read: the broker need not keep the run
+    return result.summary["latency_ms"], published
 
 
 def published_latency(settings: Settings, topic: str, n: int) -> dict[str, float]:
@@ -179,7 +182,8 @@ def learning_rates(settings: Settings, records: int, tmp: Path) -> dict[str, flo
     for learn, model in LEARNING:
         run = settings.replace(model=model, learn=learn, label_delay="1000", records=records,
                                retrain_trigger="labels", retrain_every=2000, retrain_window=2000, retrain_holdout=500)
-        result = app.run(run, run_dir=tmp / f"learn-{learn}-{model}-{uuid.uuid4().hex[:8]}", progress=False)
+        result = app.run(run, run_dir=tmp / f"learn-{learn}-{model}-{uuid.uuid4().hex[:8]}", progress=False,
+                         delete_topics=True)
         out[f"{learn} {model}"] = result.summary["throughput_rps"]
     return out
 
@@ -303,32 +307,44 @@ def main() -> None:
                                 f"Python {platform.python_version()}", "backends": {}}
     with app.kafka_cluster(settings) as settings, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        one = fill(settings, model, test, args.records, 1)
-        values: list[bytes] = []
-        for name in args.backends.split(","):
-            raw, values = raw_consume(name, settings.bootstrap, one, args.records, args.batch_size)
-            decode, predict = decode_and_predict(model, values, args.batch_size, vector)
-            chosen = settings.replace(client=name)
-            det1 = detector_processes(chosen, model, test, args.records, 1, tmp)
-            det2 = detector_processes(chosen, model, test, args.records, 2, tmp)
-            paced = {str(rate): latency(chosen, rate, args.latency_seconds, tmp) for rate in RATES}
-            learning = learning_rates(chosen, args.records, tmp)
-            lat = {rate: scored for rate, (scored, _) in paced.items()}
-            published = {rate: out for rate, (_, out) in paced.items()}
-            slowest = min(raw, decode, predict)
-            results["backends"][name] = {
-                "raw_consume_rps": raw, "decode_rps": decode, "predict_rps": predict, "detector_rps": det1,
-                "detector_2p_rps": det2, "scale_2p": det2 / det1, "ceiling_ratio": det1 / slowest,
-                "slowest_stage": ["raw consume", "decode", "predict"][[raw, decode, predict].index(slowest)],
-                "latency_ms": lat, "published_latency_ms": published, "learning_rps": learning}
-            print(f"{name}: done", flush=True)
-        results["per_record_rps"] = per_record(model, values, args.per_record, vector)
-        results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp, vector)
+        before = set(settings.kafka.list_topics(settings.bootstrap, settings.kafka_options))
+        try:
+            results = measure(args, settings, model, test, results, tmp, vector)
+        finally:  # a long-lived broker keeps no bench topic (each stage fills fresh ones; runs delete theirs)
+            made = set(settings.kafka.list_topics(settings.bootstrap, settings.kafka_options)) - before
+            ours = sorted(t for t in made if t.startswith("bench-"))
+            settings.kafka.delete_topics(settings.bootstrap, ours, settings.kafka_options)
     print(table(results))
     figure(results, Path(args.figure))
     print(f"figure: {args.figure}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
+def measure(args: argparse.Namespace, settings: Settings, model, test, results: dict, tmp: Path, vector: bool) -> dict:
+    """Every stage on every backend of ``args.backends``, into ``results``."""
+    one = fill(settings, model, test, args.records, 1)
+    values: list[bytes] = []
+    for name in args.backends.split(","):
+        raw, values = raw_consume(name, settings.bootstrap, one, args.records, args.batch_size)
+        decode, predict = decode_and_predict(model, values, args.batch_size, vector)
+        chosen = settings.replace(client=name)
+        det1 = detector_processes(chosen, model, test, args.records, 1, tmp)
+        det2 = detector_processes(chosen, model, test, args.records, 2, tmp)
+        paced = {str(rate): latency(chosen, rate, args.latency_seconds, tmp) for rate in RATES}
+        learning = learning_rates(chosen, args.records, tmp)
+        lat = {rate: scored for rate, (scored, _) in paced.items()}
+        published = {rate: out for rate, (_, out) in paced.items()}
+        slowest = min(raw, decode, predict)
+        results["backends"][name] = {
+            "raw_consume_rps": raw, "decode_rps": decode, "predict_rps": predict, "detector_rps": det1,
+            "detector_2p_rps": det2, "scale_2p": det2 / det1, "ceiling_ratio": det1 / slowest,
+            "slowest_stage": ["raw consume", "decode", "predict"][[raw, decode, predict].index(slowest)],
+            "latency_ms": lat, "published_latency_ms": published, "learning_rps": learning}
+        print(f"{name}: done", flush=True)
+    results["per_record_rps"] = per_record(model, values, args.per_record, vector)
+    results["store_rows_per_s"] = store_rates(model, values[:10_000], args.mongo, tmp, vector)
+    return results
 
 
 def _cores() -> int:
