@@ -468,6 +468,8 @@ def _build_train(p: argparse.ArgumentParser) -> None:
                    help="train every dataset x task x model on the bundled samples (narrowed by -d/-t/-m), with "
                    "default hyperparameters; --seed, --split-mode and --class-weight apply")
     g.add_argument("--markdown", metavar="FILE", help="with --all: also write the grid's results table to FILE")
+    g.add_argument("--jobs", type=int, metavar="N",
+                   help="with --all: models trained at once, each in a process of its own (default 1)")
 
 
 _NOT_WITH_ALL = ("--data", "--label-column", "--level", "--param", "--features", "--features-from",
@@ -479,7 +481,7 @@ def _train(args: argparse.Namespace) -> int:
         _needs(args, _NOT_WITH_ALL, False, "{options} cannot go with --all (the grid trains each model on its "
                "bundled sample with default hyperparameters): drop {them}, or train one model without --all")
         return _train_grid(args)
-    _needs(args, ["--markdown"], False, "{options} writes the table of the grid: add --all, or drop {them}")
+    _needs(args, ["--markdown", "--jobs"], False, "{options} belong{s} to the grid: add --all, or drop {them}")
     _check_data(args, "--features-from")
     _check_train_until(args)
     settings = _settings(args)
@@ -521,7 +523,7 @@ def _train_grid(args: argparse.Namespace) -> int:
     refs, skipped = training.grid([settings.dataset] if args.dataset else None, [settings.task] if args.task else None,
                                   [settings.model] if args.model else None, settings.models_dir, settings.seed,
                                   settings.split_mode, settings.train_until)
-    rows = training.train_grid(refs, _progress(args), args.class_weight)
+    rows = training.train_grid(refs, _progress(args), args.class_weight, jobs=args.jobs or 1)
     columns = ["dataset", "task", "model", "status", "accuracy", "macro_f1", "netml_overall", "seen_in_training",
                "unseen_accuracy", "unseen_macro_f1", "unseen_netml_overall", "seconds"]
     conflicts = _conflicts_table(rows)

@@ -29,7 +29,7 @@ UNDEFINED = [g for g in GRID if g[1] not in datasets.spec(g[0]).tasks]
 def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo")
     refs, skipped = training.grid(models_dir=root)
-    rows = training.train_grid(refs, progress=False)
+    rows = training.train_grid(refs, progress=False, jobs=2)  # in two processes, as `kstream train --all --jobs 2`
     return root, {(r["dataset"], r["task"], r["model"]): r for r in rows}, skipped
 
 
