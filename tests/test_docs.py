@@ -294,11 +294,13 @@ def anchors(path: Path) -> set[str]:
 
 
 def unknown_flags(lines: Iterator[tuple[str, int, str]]) -> list[str]:
-    """Flags no kstream command takes (nor a benchmark script, on a line about benchmarks, nor another tool)."""
+    """Flags no kstream command takes (nor a benchmark script, on a line about benchmarks or the soak, nor another
+    tool)."""
     wrong = []
     for doc, number, line in lines:
         for flag in FLAG.findall(line):
-            if flag in kstream_flags() or flag in OTHER_TOOLS_FLAGS or ("bench" in line and flag in bench_flags()):
+            about_scripts = "bench" in line or "soak" in line
+            if flag in kstream_flags() or flag in OTHER_TOOLS_FLAGS or (about_scripts and flag in bench_flags()):
                 continue
             wrong.append(f"{doc}:{number}: {flag} is not a flag of any kstream command")
     return wrong
