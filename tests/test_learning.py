@@ -6,12 +6,16 @@ commits); the real broker's runs are in tests/test_learning_stream.py.
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 import threading
 
 import numpy as np
 import pytest
 
 from kstream.clients.records import Message
+from kstream.detector.pool import LearnerProcess
 from kstream.errors import ConfigError, ModelError
 from kstream.learning import online
 from kstream.learning.online import OnlineLearner, digest_ids, prepare_learn_dir, read_state
@@ -20,6 +24,7 @@ from kstream.messages.wire import encode_flow
 from kstream.modeling import artifacts, training, zoo
 from kstream.modeling.artifacts import ModelRef
 from kstream.modeling.online import learn
+from kstream.settings import Settings
 
 FLOWS, LABELS = "flows", "flows.labels"
 
@@ -190,3 +195,15 @@ def test_a_batch_model_is_refused_as_a_learner(tmp_path, models_dir):
     learn_dir = prepare_learn_dir(tmp_path / "learner", model)
     with pytest.raises(ConfigError, match="cannot learn online"):
         OnlineLearner(learn_dir, _Topics().consumer(), FLOWS, LABELS)
+
+
+def test_a_learner_that_dies_as_it_is_asked_to_stop_ends_with_a_warning_not_an_error(caplog, tmp_path):
+    """Killed after the watcher's last look and before the stop: nothing is left to restart, and the run's end must
+    not fail for it (the learner's last checkpoint is what it learned)."""
+    learner = LearnerProcess(Settings(), tmp_path)
+    learner._proc = multiprocessing.get_context("spawn").Process(target=os._exit, args=(9,))  # dies without a word
+    learner._proc.start()
+    learner._proc.join()
+    with caplog.at_level(logging.WARNING):
+        assert learner.stop() is None
+    assert "died (exit code 9) as it was asked to stop" in caplog.text

@@ -516,7 +516,12 @@ class LearnerProcess:
             self._proc.terminate()
             self._proc.join(10)
             return None
-        self._collect(1.0)
+        try:
+            self._collect(1.0)
+        except KstreamError:  # it died without a word just before the stop, too late for the watcher to restart it
+            log.warning("the learner process died (exit code %s) as it was asked to stop; what it learned is what "
+                        "its last checkpoint holds", self._proc.exitcode)
+            return None
         self.raise_failure()
         return self.state
 
