@@ -434,11 +434,6 @@ class Consumer(_Client):
         assignment, a coordinator never found) and replaced: more detectors than partitions is fine."""
         def read() -> tuple[dict, dict] | None:
             cluster = consumer._client.cluster  # its cached metadata: asking the cluster could wait without end
-            if any(not cluster.partitions_for_topic(t) for t in self.topics):
-                # a group leader whose metadata lacked the topic (just created, no leader yet) assigned nothing;
-                # kafka-python asks again only every metadata_max_age_ms (5 min): a refresh that lists the
-                # partitions has its coordinator join again at once
-                cluster.request_update()
             parts = [TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()]
             try:
                 ends = consumer.end_offsets(parts, timeout_ms=timeout_ms) if parts else {}
