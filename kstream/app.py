@@ -116,9 +116,13 @@ def broker_topics(settings: Settings) -> list[retention.TopicUse]:
     run that made it (:mod:`kstream.servers.retention`); on the local broker also with the bytes and last write
     of its partition folders."""
     with kafka_cluster(settings, start_local=False) as resolved:
-        partitions = resolved.kafka.list_topics(resolved.bootstrap, resolved.kafka_options)
-        local = daemon.daemon_status()
-        usage = retention.disk_usage(local.log_dirs()) if local and local.bootstrap == resolved.bootstrap else None
+        return _topic_table(resolved)
+
+
+def _topic_table(resolved: Settings) -> list[retention.TopicUse]:
+    partitions = resolved.kafka.list_topics(resolved.bootstrap, resolved.kafka_options)
+    local = daemon.daemon_status()
+    usage = retention.disk_usage(local.log_dirs()) if local and local.bootstrap == resolved.bootstrap else None
     return retention.topic_table(partitions, usage)
 
 
@@ -127,10 +131,10 @@ def delete_broker_topics(settings: Settings, names: Sequence[str] = (), older_th
     """Delete the topics ``names`` (run ids or topic names) and ``older_than`` pick
     (:func:`kstream.servers.retention.select`) from the cluster ``settings`` reach; the ones deleted (with
     ``dry_run``, the ones that would be)."""
-    picked = retention.select(broker_topics(settings), names, older_than)
-    if dry_run or not picked:
-        return picked
-    with kafka_cluster(settings, start_local=False) as resolved:
+    with kafka_cluster(settings, start_local=False) as resolved:  # one reachability check for list and delete
+        picked = retention.select(_topic_table(resolved), names, older_than)
+        if dry_run or not picked:
+            return picked
         return resolved.kafka.delete_topics(resolved.bootstrap, picked, resolved.kafka_options)
 
 
