@@ -780,7 +780,7 @@ def _build_sweep(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bootstrap", metavar="HOST:PORT[,...]",
                    help="Kafka bootstrap servers (default: the local broker, started for the sweep if none runs)")
     g.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="runs at once (default 1); runs that train the same model still go one after another. Runs "
+                   help="runs at once (default 1); runs writing the same model folder still go one after another. Runs "
                    "side by side share the cores: sweep throughput and latency with 1")
 
 

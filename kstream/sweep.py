@@ -118,17 +118,21 @@ def _cluster(bootstrap: str) -> Iterator[str]:
         yield settings.bootstrap
 
 
-def lanes(runs: list[dict[str, Any]], train_parameters: set[str]) -> list[list[int]]:
-    """The runs (by index) grouped so that runs which train the same model (the same values of
-    ``train_parameters``, the ones ``1.0-train`` declares) share a lane: a lane's runs go one after
-    another, lanes may go side by side without two runs writing one model.
+#: the parameters that name a model's folder (``<models_dir>/<dataset>/<task>[-<level>]/<model>``)
+MODEL_FOLDER = ("dataset", "task", "level", "model")
 
-    >>> lanes([{"model": "a", "rate": 0}, {"model": "b", "rate": 0}, {"model": "a", "rate": 9}], {"model"})
+
+def lanes(runs: list[dict[str, Any]]) -> list[list[int]]:
+    """The runs (by index) grouped so that runs which write the same model folder (the same values of
+    :data:`MODEL_FOLDER`; a seed or hyperparameters of their own do not give them another) share a lane:
+    a lane's runs go one after another, lanes may go side by side without two runs writing one model.
+
+    >>> lanes([{"model": "a", "rate": 0}, {"model": "b", "rate": 0}, {"model": "a", "seed": 9}])
     [[0, 2], [1]]
     """
     grouped: dict[str, list[int]] = {}
     for i, params in enumerate(runs):
-        key = json.dumps({k: v for k, v in params.items() if k in train_parameters}, sort_keys=True, default=str)
+        key = json.dumps({k: v for k, v in params.items() if k in MODEL_FOLDER}, sort_keys=True, default=str)
         grouped.setdefault(key, []).append(i)
     return list(grouped.values())
 
@@ -171,8 +175,8 @@ def run_sweep(
     look too; each run's ``1.0-train`` writes its model there, replacing one of the same dataset, task
     and model. Give a sweep a folder of its own (``<out_dir>/models``, say) to keep the models apart.
 
-    ``jobs`` runs go at once (each notebook is a kernel process of its own), except runs that train the same
-    model, which go one after another (:func:`lanes`). Runs side by side share the machine's cores, so their
+    ``jobs`` runs go at once (each notebook is a kernel process of its own), except runs that write the same
+    model folder, which go one after another (:func:`lanes`). Runs side by side share the machine's cores, so their
     throughput and latency are lower than alone: sweep those with ``jobs=1``.
     """
     if jobs < 1:
@@ -205,7 +209,7 @@ def run_sweep(
 
         # threads are enough: each notebook runs in a kernel process of its own
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kstream-sweep") as pool:
-            for done in [pool.submit(lane, indices) for indices in lanes(runs, set(declared[books[0].name]))]:
+            for done in [pool.submit(lane, indices) for indices in lanes(runs)]:
                 done.result()
     table = pd.DataFrame(rows)
     for column in SUMMARY_COLUMNS:
