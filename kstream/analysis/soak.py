@@ -173,7 +173,6 @@ def figure(frame: pd.DataFrame, title: str = "Soak", warmup_records: float = 0) 
     5
     """
     fig, axes = plt.subplots(5, 1, figsize=(10, 13), sharex=True, layout="constrained")
-    x = frame["records"] / 1e6
     for process, rows in frame.groupby("process", sort=False):
         for ax, name in zip(axes[:3], GROWTH):
             ax.plot(rows["records"] / 1e6, rows[name], marker=".", markersize=3, label=str(process))
@@ -187,7 +186,7 @@ def figure(frame: pd.DataFrame, title: str = "Soak", warmup_records: float = 0) 
     axes[3].legend(fontsize=7, loc="upper left")
     axes[4].plot(first["records"] / 1e6, first["store_bytes_per_record"])
     axes[4].set(ylabel="store bytes per record", xlabel="records stored (millions)")
-    if warmup_records and len(x):
+    if warmup_records and len(frame):
         for ax in axes:
             ax.axvline(warmup_records / 1e6, color="0.5", linestyle="--", linewidth=1)
     fig.suptitle(title)
